@@ -1,0 +1,2 @@
+//! Shared helpers for the dac benchmarks.
+#![deny(missing_docs)]

@@ -1,0 +1,39 @@
+//! The SPMD handle every transport implements.
+
+use crate::error::Result;
+use crate::reduction::Reduction;
+
+/// One member's handle on a job: its rank, the job size, and collective
+/// reductions. Every member calls the same collectives in the same order
+/// (SPMD), each with its own local input, and every member gets the same
+/// global answer.
+///
+/// Implemented by [`crate::threaded::ThreadComm`] (threads in one process)
+/// and by the libp2p handle of `dac-net`.
+pub trait Communicator {
+    /// This member's rank in `0..size()`.
+    fn rank(&self) -> usize;
+
+    /// Number of members when the job started.
+    fn size(&self) -> usize;
+
+    /// The mean of the members' `x` (all members pass vectors of the same
+    /// length).
+    ///
+    /// # Errors
+    /// Typed [`crate::Error`]s: empty or non-finite input on any member
+    /// (every member gets the error naming that rank), a length mismatch
+    /// between members, no convergence within `max_rounds`, a transport
+    /// failure.
+    fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction>;
+
+    /// The sum of the members' `x`: the mean times the number of
+    /// contributors (members that departed before their input was counted
+    /// are not in it; see [`Reduction::contributors`]).
+    ///
+    /// # Errors
+    /// As [`Communicator::allreduce_mean`].
+    fn allreduce_sum(&mut self, x: &[f64]) -> Result<Reduction> {
+        self.allreduce_mean(x).map(Reduction::into_sum)
+    }
+}

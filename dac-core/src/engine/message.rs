@@ -1,0 +1,329 @@
+//! Messages between engines.
+//!
+//! A message is a fixed-size [`Header`], a list of [`Event`]s (usually
+//! empty) and an `f64` payload. Network hosts encode the header and events
+//! with serde (feature `serde`) and send the payload as raw little-endian
+//! bytes.
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+use super::view::{Event, ViewId};
+use crate::error::Error;
+
+/// What a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub enum Kind {
+    /// The sender's state for one round: payload is its mass (`d` sums and
+    /// one weight).
+    Round,
+    /// Events the sender knows (departures, input changes); no payload.
+    Events,
+    /// Opens a new edge after a topology repair: `round` is the first round
+    /// the sender will exchange on it.
+    Hello,
+    /// The sender finished: payload is the value, `round` the rounds,
+    /// `streak` the residual, events list the departed members.
+    Done,
+    /// The reduction failed for everyone: see [`Header::abort`].
+    Abort,
+    /// The sender leaves the reduction.
+    Leave,
+}
+
+/// Flag bit: the sender's exact-schedule value misses part of its inputs.
+pub const FLAG_DIRTY: u8 = 1;
+/// Flag bit on [`Kind::Hello`]: the sender already knows the receiver's start.
+pub const FLAG_ACK: u8 = 2;
+
+/// Fixed-size part of a message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Header {
+    /// What the message is for.
+    pub kind: Kind,
+    /// The round (or start round, or rounds executed; see [`Kind`]).
+    pub round: u32,
+    /// The sender's view when it sent this round.
+    pub view: ViewId,
+    /// The sender's active degree in this round (Metropolis weights).
+    pub degree: u32,
+    /// Rounds of certified convergence around the sender.
+    pub counter: u32,
+    /// [`FLAG_DIRTY`], [`FLAG_ACK`].
+    pub flags: u8,
+    /// Agreed stop round the sender knows of (0: none).
+    pub proposal: u32,
+    /// Largest residual seen during the current convergence streak (for
+    /// [`Kind::Done`]: the residual of the result).
+    pub streak: f64,
+    /// Largest residual seen in the current epoch.
+    pub epoch: f64,
+    /// Why the reduction failed ([`Kind::Abort`] only).
+    pub abort: Option<AbortReason>,
+}
+
+impl Header {
+    pub(crate) fn new(kind: Kind, round: u32) -> Header {
+        Header {
+            kind,
+            round,
+            view: ViewId::default(),
+            degree: 0,
+            counter: 0,
+            flags: 0,
+            proposal: 0,
+            streak: 0.0,
+            epoch: 0.0,
+            abort: None,
+        }
+    }
+}
+
+/// A message borrowed from an engine or a receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Message<'a> {
+    /// Fixed-size part.
+    pub header: Header,
+    /// Events the sender attaches.
+    pub events: &'a [Event],
+    /// Mass (round), value (done) or nothing.
+    pub payload: &'a [f64],
+}
+
+impl Message<'_> {
+    /// Copies the message into owned buffers (for queues and channels).
+    pub fn to_owned(&self) -> OwnedMessage {
+        OwnedMessage {
+            header: self.header,
+            events: self.events.to_vec(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// A message that owns its buffers.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct OwnedMessage {
+    /// Fixed-size part.
+    pub header: Header,
+    /// Events the sender attaches.
+    pub events: Vec<Event>,
+    /// Mass, value or nothing.
+    pub payload: Vec<f64>,
+}
+
+impl OwnedMessage {
+    /// Borrows the message.
+    pub fn as_message(&self) -> Message<'_> {
+        Message {
+            header: self.header,
+            events: &self.events,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// Where an outgoing message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every current peer of the sender.
+    Peers,
+    /// One member.
+    Peer(usize),
+}
+
+/// Why a reduction failed on every member; carried by [`Kind::Abort`] so
+/// that each member reports the same typed error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub enum AbortReason {
+    /// `max_rounds` reached.
+    NotConverged {
+        /// Rounds executed.
+        rounds: u32,
+        /// Residual reached.
+        residual: f64,
+    },
+    /// A member's input is empty.
+    EmptyInput {
+        /// That member.
+        rank: u32,
+    },
+    /// A member's input is not finite.
+    NonFiniteInput {
+        /// That member.
+        rank: u32,
+        /// First offending index.
+        index: u64,
+        /// The offending value.
+        value: f64,
+    },
+    /// Two neighbours have inputs of different lengths.
+    DimensionMismatch {
+        /// The member that detected it.
+        rank: u32,
+        /// Its neighbour's length.
+        expected: u64,
+        /// Its own length.
+        found: u64,
+    },
+    /// The iteration overflowed (inputs near `f64::MAX`).
+    Overflow {
+        /// The member that overflowed.
+        rank: u32,
+    },
+    /// After a topology repair the Laplacian step is too large.
+    StepTooLarge {
+        /// The member whose degree grew.
+        rank: u32,
+        /// The step size.
+        eps: f64,
+        /// Its new degree.
+        degree: u32,
+    },
+}
+
+impl From<AbortReason> for Error {
+    fn from(reason: AbortReason) -> Error {
+        match reason {
+            AbortReason::NotConverged { rounds, residual } => {
+                Error::NotConverged { rounds, residual }
+            }
+            AbortReason::EmptyInput { rank } => Error::EmptyInput {
+                rank: rank as usize,
+            },
+            AbortReason::NonFiniteInput { rank, index, value } => Error::NonFiniteInput {
+                rank: rank as usize,
+                index: index as usize,
+                value,
+            },
+            AbortReason::DimensionMismatch {
+                rank,
+                expected,
+                found,
+            } => Error::DimensionMismatch {
+                rank: rank as usize,
+                expected: expected as usize,
+                found: found as usize,
+            },
+            AbortReason::Overflow { rank } => Error::Overflow {
+                rank: rank as usize,
+            },
+            AbortReason::StepTooLarge { eps, degree, .. } => Error::LaplacianStepTooLarge {
+                eps,
+                max_degree: degree as usize,
+                limit: 1.0 / f64::from(degree.max(1)),
+            },
+        }
+    }
+}
+
+impl AbortReason {
+    /// The abort reason that tells other members about `error`, for errors
+    /// that must fail the whole reduction (`None` for the others).
+    pub fn from_error(error: &Error) -> Option<AbortReason> {
+        Some(match *error {
+            Error::NotConverged { rounds, residual } => {
+                AbortReason::NotConverged { rounds, residual }
+            }
+            Error::EmptyInput { rank } => AbortReason::EmptyInput { rank: rank as u32 },
+            Error::NonFiniteInput { rank, index, value } => AbortReason::NonFiniteInput {
+                rank: rank as u32,
+                index: index as u64,
+                value,
+            },
+            Error::DimensionMismatch {
+                rank,
+                expected,
+                found,
+            } => AbortReason::DimensionMismatch {
+                rank: rank as u32,
+                expected: expected as u64,
+                found: found as u64,
+            },
+            Error::Overflow { rank } => AbortReason::Overflow { rank: rank as u32 },
+            _ => return None,
+        })
+    }
+}
+
+/// A message a peer should not have sent. The engine ignores it and leaves
+/// its state unchanged; the host decides what to do with the peer.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The payload has the wrong length (for [`Kind::Round`]: the peer's
+    /// input has another dimension).
+    #[error("peer {peer} sent a {kind:?} payload of {found} values where {expected} were expected")]
+    PayloadLength {
+        /// The sender.
+        peer: usize,
+        /// Message kind.
+        kind: Kind,
+        /// Expected length.
+        expected: usize,
+        /// Received length.
+        found: usize,
+    },
+    /// The payload or header carries NaN or an infinity.
+    #[error("peer {peer} sent a non-finite value in a {kind:?} message")]
+    NonFinite {
+        /// The sender.
+        peer: usize,
+        /// Message kind.
+        kind: Kind,
+    },
+    /// An abort without a reason.
+    #[error("peer {peer} sent an abort without a reason")]
+    MissingAbortReason {
+        /// The sender.
+        peer: usize,
+    },
+    /// An event names a node that is not a member.
+    #[error("peer {peer} sent the event {event:?}, which names a non-member")]
+    InvalidEvent {
+        /// The sender.
+        peer: usize,
+        /// The event.
+        event: Event,
+    },
+    /// The sender id is not a member.
+    #[error("message from {peer}, which is not a member (members are 0..{members})")]
+    UnknownSender {
+        /// The claimed sender.
+        peer: usize,
+        /// Number of members.
+        members: usize,
+    },
+}
+
+impl Violation {
+    /// For a payload-length violation on a round message: the dimension
+    /// mismatch to report to every member (`rank`/`dim` are the receiver's).
+    pub fn dimension_mismatch(&self, rank: usize, dim: usize) -> Option<AbortReason> {
+        match *self {
+            Violation::PayloadLength {
+                kind: Kind::Round,
+                found,
+                ..
+            } => Some(AbortReason::DimensionMismatch {
+                rank: rank as u32,
+                expected: found.saturating_sub(1) as u64,
+                found: dim as u64,
+            }),
+            Violation::PayloadLength {
+                kind: Kind::Done,
+                found,
+                ..
+            } => Some(AbortReason::DimensionMismatch {
+                rank: rank as u32,
+                expected: found as u64,
+                found: dim as u64,
+            }),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Taking in a peer's message: validation, buffering and gossip.
+
+use super::Engine;
+use super::message::{FLAG_ACK, FLAG_DIRTY, Kind, Message, Violation};
+use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase, SLOT_DIRTY, Slot};
+use super::view::Event;
+use crate::reduction::{Contributors, Reduction};
+
+impl Engine {
+    /// Takes in a message from member `from`.
+    ///
+    /// A message the protocol does not need (a duplicate, a round this
+    /// member is past, a message from a departed member) is ignored; a stale
+    /// round message is answered with the round the sender missed.
+    ///
+    /// # Errors
+    /// A [`Violation`] for a malformed message (wrong payload length —
+    /// for a round message, another input dimension —, non-finite values,
+    /// an unknown sender or event). The engine's state is unchanged; the
+    /// host decides whether to drop the peer or abort (see
+    /// [`Violation::dimension_mismatch`]).
+    pub fn receive(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
+        self.validate(from, message)?;
+        let from = from as u32;
+        if from == self.id || self.events.has_departed(from) {
+            return Ok(());
+        }
+        let kind = message.header.kind;
+        if self.phase != Phase::Running {
+            // Finished members answer anyone still asking with their result.
+            if matches!(kind, Kind::Round | Kind::Hello | Kind::Events) {
+                let rare = self.rare();
+                if rare.terminal.is_some() && !rare.replies.iter().any(|r| r.0 == from) {
+                    rare.replies.push((from, None));
+                }
+            }
+            return Ok(());
+        }
+        match kind {
+            Kind::Round => self.receive_round(from, message),
+            Kind::Events => {
+                self.learn(message.events);
+                self.refresh_unsent_meta();
+            }
+            Kind::Hello => self.receive_hello(from, message.header.round, message.header.flags),
+            Kind::Done => {
+                if self.peer_index(from).is_some() {
+                    self.adopt_done(message);
+                }
+            }
+            Kind::Abort => {
+                if let (Some(reason), Some(_)) = (message.header.abort, self.peer_index(from)) {
+                    let owned = message.to_owned();
+                    self.terminate(Phase::Failed, Err(reason.into()), owned);
+                }
+            }
+            Kind::Leave => {
+                self.learn(&[Event::Departed { node: from }]);
+                self.refresh_unsent_meta();
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
+        let members = self.members();
+        if from >= members {
+            return Err(Violation::UnknownSender {
+                peer: from,
+                members,
+            });
+        }
+        let h = &message.header;
+        let expected = match h.kind {
+            Kind::Round => self.width(),
+            Kind::Done => self.dim,
+            Kind::Events | Kind::Hello | Kind::Abort | Kind::Leave => 0,
+        };
+        if message.payload.len() != expected {
+            return Err(Violation::PayloadLength {
+                peer: from,
+                kind: h.kind,
+                expected,
+                found: message.payload.len(),
+            });
+        }
+        let finite_payload = message.payload.iter().all(|x| x.is_finite());
+        let sane_header =
+            !h.streak.is_nan() && !h.epoch.is_nan() && h.streak >= 0.0 && h.epoch >= 0.0;
+        if !finite_payload || !sane_header {
+            return Err(Violation::NonFinite {
+                peer: from,
+                kind: h.kind,
+            });
+        }
+        if h.kind == Kind::Abort && h.abort.is_none() {
+            return Err(Violation::MissingAbortReason { peer: from });
+        }
+        let bad_event = message.events.iter().find(|e| match **e {
+            Event::Departed { node } | Event::InputChanged { node, .. } => node >= self.members,
+        });
+        if let Some(&event) = bad_event {
+            return Err(Violation::InvalidEvent { peer: from, event });
+        }
+        Ok(())
+    }
+
+    fn receive_round(&mut self, from: u32, message: &Message<'_>) {
+        if !message.events.is_empty() {
+            self.learn(message.events);
+            self.refresh_unsent_meta();
+            if self.phase != Phase::Running || self.events.has_departed(from) {
+                return;
+            }
+        }
+        let h = message.header;
+        let Some(p) = self.peer_index(from) else {
+            // Not (or no longer) a neighbour: if it has another view, tell it
+            // what we know, so that it can drop or open the edge.
+            if h.view != self.events.id() {
+                let rare = self.rare();
+                if !rare.events_to.contains(&from) {
+                    rare.events_to.push(from);
+                }
+            }
+            return;
+        };
+        if h.view != self.events.id() {
+            self.attach_events = true;
+        }
+        let r = h.round;
+        if r < self.round {
+            // The sender is behind: it may be missing our message for `r`.
+            let exact_partner = self
+                .plan_pairing_peer(r)
+                .is_none_or(|partner| partner == from);
+            let rare = self.rare();
+            if exact_partner
+                && !rare
+                    .replies
+                    .iter()
+                    .any(|&(to, round)| to == from && round == Some(r))
+            {
+                rare.replies.push((from, Some(r)));
+            }
+            return;
+        }
+        if let Some(partner) = self.plan_pairing_peer(r) {
+            if partner != from {
+                return; // an exact-phase round in which we are not partners
+            }
+        } else if self.since(from).is_none_or(|s| s > r) {
+            return; // before the agreed start of a new edge
+        }
+        let exact_round = self.plan.is_some_and(|plan| r < plan.rounds());
+        // Fold the termination gossip first: it may refuse a round too far
+        // ahead, and then the message is not stored either (it will come
+        // again).
+        if !exact_round {
+            let acc = &mut self.acc[(r % 2) as usize];
+            if acc.round != r {
+                if acc.round != EMPTY && acc.round >= self.round {
+                    return;
+                }
+                *acc = Acc::fresh(r);
+            }
+        }
+        let current = self.round;
+        let peer = &mut self.peers[p];
+        if peer.slots.iter().any(|s| s.round == r) {
+            return; // duplicate
+        }
+        let Some(s) = peer
+            .slots
+            .iter()
+            .position(|s| s.round == EMPTY || s.round < current)
+        else {
+            return;
+        };
+        let dirty = if h.flags & FLAG_DIRTY != 0 {
+            SLOT_DIRTY
+        } else {
+            0
+        };
+        peer.slots[s] = Slot {
+            round: r,
+            degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
+            view: h.view,
+        };
+        let at = self.slot_offset(p, s);
+        let w = self.width();
+        self.buf[at..at + w].copy_from_slice(message.payload);
+        if !exact_round {
+            let acc = &mut self.acc[(r % 2) as usize];
+            acc.min_counter = acc.min_counter.min(h.counter);
+            acc.max_streak = acc.max_streak.max(h.streak);
+            acc.max_epoch = acc.max_epoch.max(h.epoch);
+        }
+        if h.view == self.events.id()
+            && h.proposal > self.round
+            && (self.proposal == 0 || h.proposal < self.proposal)
+        {
+            self.proposal = h.proposal;
+        }
+    }
+
+    /// The exact-phase partner for `round`, if that round is in the exact
+    /// phase and has one.
+    fn plan_pairing_peer(&self, round: u32) -> Option<u32> {
+        let plan = self.plan?;
+        if round >= plan.rounds() {
+            return None;
+        }
+        Some(plan.pairing(self.id, round).map_or(u32::MAX, |p| p.peer))
+    }
+
+    fn receive_hello(&mut self, from: u32, start: u32, flags: u8) {
+        let acked = flags & FLAG_ACK != 0;
+        if self.peer_index(from).is_none() {
+            let rare = self.rare();
+            rare.early_hellos.retain(|h| h.0 != from);
+            if rare.early_hellos.len() < MAX_EARLY_HELLOS {
+                rare.early_hellos.push((from, start, acked));
+            }
+            return;
+        }
+        let Some(rare) = self.rare.as_mut() else {
+            return; // an established edge: the hello is a late duplicate
+        };
+        if let Some(join) = rare.joins.iter_mut().find(|j| j.peer == from) {
+            join.their_start = Some(start);
+            join.acked |= acked;
+            if !acked {
+                join.hello_due = true; // it does not know our start yet
+            }
+        }
+    }
+
+    /// A neighbour finished: take its result as ours.
+    fn adopt_done(&mut self, message: &Message<'_>) {
+        let departed = message.events.iter().filter_map(|e| match *e {
+            Event::Departed { node } => Some(node as usize),
+            Event::InputChanged { .. } => None,
+        });
+        let reduction = Reduction {
+            value: message.payload.to_vec(),
+            rounds: message.header.round,
+            residual: message.header.streak,
+            contributors: Contributors::excluding(self.members(), departed),
+        };
+        self.terminate(Phase::Done, Ok(reduction), message.to_owned());
+    }
+
+    /// If this round's message has not gone out yet, let it carry the
+    /// current view and degree.
+    pub(super) fn refresh_unsent_meta(&mut self) {
+        if !self.sent && self.phase == Phase::Running {
+            self.record_meta(self.round);
+        }
+    }
+}

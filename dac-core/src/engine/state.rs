@@ -1,0 +1,151 @@
+//! Per-peer and per-round bookkeeping of an engine.
+
+use super::message::OwnedMessage;
+use super::view::ViewId;
+use crate::error::Error;
+use crate::reduction::Reduction;
+
+/// Round tag of an empty slot.
+pub(super) const EMPTY: u32 = u32::MAX;
+
+/// A buffered round message from a peer (its mass lives in the engine's
+/// vector buffer, next to the flow).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    /// The round the message is for, or [`EMPTY`].
+    pub(super) round: u32,
+    /// The sender's active degree; the top bit carries its dirty flag.
+    pub(super) degree_flags: u32,
+    /// The sender's view for that round.
+    pub(super) view: ViewId,
+}
+
+pub(super) const SLOT_DIRTY: u32 = 1 << 31;
+
+impl Slot {
+    pub(super) const FREE: Slot = Slot {
+        round: EMPTY,
+        degree_flags: 0,
+        view: ViewId(0),
+    };
+
+    pub(super) fn degree(&self) -> u32 {
+        self.degree_flags & !SLOT_DIRTY
+    }
+
+    pub(super) fn dirty(&self) -> bool {
+        self.degree_flags & SLOT_DIRTY != 0
+    }
+}
+
+/// A neighbour: who it is and the (at most two) round messages it sent
+/// ahead of their use. A neighbour is never more than one round ahead, so
+/// two slots suffice.
+#[derive(Clone, Debug)]
+pub(super) struct Peer {
+    pub(super) id: u32,
+    pub(super) slots: [Slot; 2],
+}
+
+/// A neighbour added by a topology repair, until both sides agree from
+/// which round on they exchange.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Join {
+    pub(super) peer: u32,
+    /// The first round this engine exchanges with the peer (it will not
+    /// complete that round before it knows the peer's start).
+    pub(super) my_start: u32,
+    /// The peer's start, once its hello arrived.
+    pub(super) their_start: Option<u32>,
+    /// The peer confirmed it knows `my_start`.
+    pub(super) acked: bool,
+    /// A hello should go out at the next poll.
+    pub(super) hello_due: bool,
+}
+
+impl Join {
+    /// The agreed first round of the edge, once both starts are known.
+    pub(super) fn since(&self) -> Option<u32> {
+        self.their_start.map(|t| t.max(self.my_start))
+    }
+}
+
+/// What this engine sent for a round (needed to process the round and to
+/// resend the message to a peer that lost it).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RoundMeta {
+    pub(super) round: u32,
+    pub(super) view: ViewId,
+    pub(super) degree: u32,
+    pub(super) counter: u32,
+    pub(super) flags: u8,
+    pub(super) streak: f64,
+    pub(super) epoch: f64,
+}
+
+impl RoundMeta {
+    pub(super) const NONE: RoundMeta = RoundMeta {
+        round: EMPTY,
+        view: ViewId(0),
+        degree: 0,
+        counter: 0,
+        flags: 0,
+        streak: 0.0,
+        epoch: 0.0,
+    };
+}
+
+/// Termination gossip folded from the peers' messages for one round:
+/// the minimum convergence counter and the largest residuals.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Acc {
+    pub(super) round: u32,
+    pub(super) min_counter: u32,
+    pub(super) max_streak: f64,
+    pub(super) max_epoch: f64,
+}
+
+impl Acc {
+    pub(super) fn fresh(round: u32) -> Acc {
+        Acc {
+            round,
+            min_counter: u32::MAX,
+            max_streak: 0.0,
+            max_epoch: 0.0,
+        }
+    }
+}
+
+/// Where a lifecycle ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Still exchanging.
+    Running,
+    /// Finished with a value.
+    Done,
+    /// Failed with an error (also when it adopted another member's abort).
+    Failed,
+    /// Left on request.
+    Left,
+}
+
+/// State that most engines never need; allocated on first use so that a
+/// million-node simulation stays small.
+#[derive(Debug, Default)]
+pub(super) struct Rare {
+    pub(super) joins: Vec<Join>,
+    /// Hellos from members that are not (yet) peers: (sender, start, ack).
+    pub(super) early_hellos: Vec<(u32, u32, bool)>,
+    /// Peers dropped by a repair that must still hear of the view change.
+    pub(super) removed: Vec<u32>,
+    /// Messages owed to a peer: `Some(round)` resends that round,
+    /// `None` sends our terminal message; `Events` replies go to `events_to`.
+    pub(super) replies: Vec<(u32, Option<u32>)>,
+    pub(super) events_to: Vec<u32>,
+    /// The final message we answer everyone with (done, abort, leave).
+    pub(super) terminal: Option<OwnedMessage>,
+    pub(super) outcome: Option<Result<Reduction, Error>>,
+}
+
+/// Bound on hellos kept from non-peers (a peer cannot make us store more).
+pub(super) const MAX_EARLY_HELLOS: usize = 64;

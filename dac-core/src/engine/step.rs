@@ -1,0 +1,303 @@
+//! Completing rounds: the exact phase, the iterative phase and termination.
+
+use super::message::{AbortReason, FLAG_DIRTY};
+use super::state::{Acc, EMPTY, Phase, RoundMeta};
+use super::{Engine, Progress};
+use crate::reduction::Contributors;
+use crate::schedule::{ExactPlan, Schedule};
+
+impl Engine {
+    /// Completes the current round if every message it needs is here.
+    ///
+    /// Call it after receiving messages, and again while it returns
+    /// [`Progress::Advanced`] (messages for the next round may already be
+    /// buffered).
+    pub fn advance(&mut self) -> Progress {
+        if self.phase != Phase::Running {
+            return Progress::Finished;
+        }
+        if let Some(plan) = self.plan {
+            if self.round >= plan.rounds() {
+                self.conclude_exact();
+                return self.progress_after_step();
+            }
+        } else if self.peers.is_empty()
+            && !self.reconfigure
+            && self.rare.as_ref().is_none_or(|r| r.joins.is_empty())
+        {
+            // Nobody else's mass can reach this member: its value is its own.
+            let others = (0..self.members()).filter(|&r| r != self.id());
+            self.finish(0.0, Contributors::excluding(self.members(), others));
+            return Progress::Finished;
+        }
+        if self.round >= self.max_rounds {
+            let residual = if self.last_epoch.is_finite() {
+                self.last_epoch
+            } else if self.epoch > 0.0 {
+                self.epoch
+            } else {
+                f64::INFINITY
+            };
+            self.abort(AbortReason::NotConverged {
+                rounds: self.round,
+                residual,
+            });
+            return Progress::Finished;
+        }
+        if !self.sent && self.round_target().is_some() {
+            // Peers need this round's message before we move past it.
+            return Progress::Blocked;
+        }
+        let stepped = match self.plan {
+            Some(plan) => self.step_exact(plan),
+            None => self.step_iterative(),
+        };
+        if !stepped {
+            return Progress::Blocked;
+        }
+        self.progress_after_step()
+    }
+
+    fn progress_after_step(&mut self) -> Progress {
+        self.wait_ticks = 0;
+        if self.phase == Phase::Running {
+            Progress::Advanced
+        } else {
+            Progress::Finished
+        }
+    }
+
+    /// One round of dimension exchange: average with this round's partner.
+    fn step_exact(&mut self, plan: ExactPlan) -> bool {
+        let r = self.round;
+        if let Some(pairing) = plan.pairing(self.id, r) {
+            match self.peer_index(pairing.peer) {
+                // The partner departed: this value will miss its share.
+                None => self.dirty = true,
+                Some(p) => {
+                    let Some(s) = self.slot_for(p, r) else {
+                        return false;
+                    };
+                    if self.peers[p].slots[s].dirty() {
+                        self.dirty = true;
+                    }
+                    let (me, them, flow) = (
+                        self.hist_offset(r),
+                        self.slot_offset(p, s),
+                        self.edge_offset(p),
+                    );
+                    for k in 0..self.width() {
+                        let delta =
+                            pairing.give * self.buf[me + k] - pairing.take * self.buf[them + k];
+                        self.buf[flow + k] += delta;
+                    }
+                }
+            }
+        }
+        self.finish_round();
+        if self.phase == Phase::Running && self.round >= plan.rounds() {
+            self.conclude_exact();
+        }
+        true
+    }
+
+    /// End of the exact phase: a member whose every exchange happened holds
+    /// the exact mean of all inputs and stops; the others fall back to
+    /// Metropolis weights on the live graph, from the current flows, and
+    /// adopt the exact result from any neighbour that has it.
+    fn conclude_exact(&mut self) {
+        self.plan = None;
+        if !self.dirty {
+            self.finish(0.0, Contributors::all(self.members()));
+            return;
+        }
+        self.counter = 0;
+        self.streak = 0.0;
+        self.epoch = 0.0;
+        self.record_meta(self.round);
+        self.round_due = true;
+    }
+
+    /// One round of the iterative schedules (Laplacian, Metropolis, and the
+    /// exact schedule's fallback) plus the termination gossip.
+    fn step_iterative(&mut self) -> bool {
+        let t = self.round;
+        for p in 0..self.peers.len() {
+            let id = self.peers[p].id;
+            match self.since(id) {
+                Some(since) if since <= t => {
+                    if self.slot_for(p, t).is_none() {
+                        return false;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    // A new edge whose first round is not agreed yet: do not
+                    // pass our announced start before it is.
+                    if self.join(id).is_some_and(|j| t >= j.my_start) {
+                        return false;
+                    }
+                }
+            }
+        }
+
+        let meta = self.meta_for(t);
+        let d = self.dim;
+        let w = self.width();
+        let me = self.hist_offset(t);
+        let w_me = self.buf[me + d];
+        let scale = (0..d)
+            .map(|c| (self.buf[me + c] / w_me).abs())
+            .fold(1.0f64, f64::max);
+        let mut delta = 0.0f64;
+        let mut agreed = meta.view == self.events.id();
+        let mut active = 0usize;
+        for p in 0..self.peers.len() {
+            let id = self.peers[p].id;
+            if self.since(id).is_none_or(|s| s > t) {
+                agreed = false; // a new edge is still opening
+                continue;
+            }
+            let Some(s) = self.slot_for(p, t) else {
+                return false;
+            };
+            active += 1;
+            let slot = self.peers[p].slots[s];
+            let them = self.slot_offset(p, s);
+            let w_them = self.buf[them + d];
+            if w_me > 0.0 && w_them > 0.0 {
+                for c in 0..d {
+                    let gap = (self.buf[me + c] / w_me - self.buf[them + c] / w_them).abs();
+                    delta = delta.max(gap);
+                }
+            } else {
+                delta = f64::INFINITY;
+            }
+            if slot.view != meta.view {
+                agreed = false;
+                continue;
+            }
+            let alpha = self.weight(meta.degree, slot.degree());
+            let flow = self.edge_offset(p);
+            for k in 0..w {
+                let delta = alpha * (self.buf[me + k] - self.buf[them + k]);
+                self.buf[flow + k] += delta;
+            }
+        }
+
+        let window = self.diameter.max(1);
+        let residual = if active == 0 {
+            0.0
+        } else {
+            f64::from(window) * delta / scale
+        };
+        self.last_residual = residual;
+        let converged = agreed && w_me > 0.0 && residual <= self.tol;
+        let slot = (t % 2) as usize;
+        let acc = if self.acc[slot].round == t {
+            self.acc[slot]
+        } else {
+            Acc::fresh(t)
+        };
+        self.acc[slot] = Acc::fresh(EMPTY);
+        if converged {
+            self.counter = self.counter.min(acc.min_counter).saturating_add(1);
+            self.streak = self.streak.max(acc.max_streak).max(residual);
+        } else {
+            self.counter = 0;
+            self.streak = residual;
+        }
+        let epoch = self.epoch.max(acc.max_epoch).max(residual);
+        if (t + 1).is_multiple_of(window + 1) {
+            self.last_epoch = epoch;
+            self.epoch = 0.0;
+        } else {
+            self.epoch = epoch;
+        }
+        if self.counter > window && self.proposal == 0 {
+            // Everyone within the window was converged `window` rounds ago;
+            // the proposal reaches every member before the stop round.
+            self.proposal = t + 1 + window + 1;
+        }
+
+        self.finish_round();
+        if self.phase == Phase::Running && self.proposal != 0 {
+            if self.proposal == self.round {
+                let contributors = self.contributors();
+                self.finish(self.streak, contributors);
+            } else if self.proposal < self.round {
+                self.proposal = 0;
+            }
+        }
+        true
+    }
+
+    /// Metropolis weight `1/(1 + max(d_i, d_j))`, or the Laplacian step.
+    fn weight(&self, my_degree: u32, their_degree: u32) -> f64 {
+        match self.schedule {
+            Schedule::Laplacian { eps } => eps,
+            Schedule::Metropolis | Schedule::Exact => {
+                1.0 / (1.0 + f64::from(my_degree.max(their_degree)))
+            }
+        }
+    }
+
+    pub(super) fn slot_for(&self, p: usize, round: u32) -> Option<usize> {
+        self.peers[p].slots.iter().position(|s| s.round == round)
+    }
+
+    fn meta_for(&mut self, round: u32) -> RoundMeta {
+        let meta = self.meta[(round % 2) as usize];
+        if meta.round == round {
+            meta
+        } else {
+            self.record_meta(round);
+            self.meta[(round % 2) as usize]
+        }
+    }
+
+    /// Computes the next round's mass `M = v − Σ_j F_ij` and moves on.
+    fn finish_round(&mut self) {
+        let next = self.round + 1;
+        let w = self.width();
+        let out = self.hist_offset(next);
+        self.buf.copy_within(0..w, out);
+        for p in 0..self.peers.len() {
+            let flow = self.edge_offset(p);
+            for k in 0..w {
+                let f = self.buf[flow + k];
+                self.buf[out + k] -= f;
+            }
+        }
+        self.round = next;
+        if self.buf[out..out + w].iter().any(|x| !x.is_finite()) {
+            self.abort(AbortReason::Overflow { rank: self.id });
+            return;
+        }
+        self.record_meta(next);
+        self.round_due = true;
+        self.sent = false;
+        if let Some(rare) = self.rare.as_mut() {
+            rare.joins
+                .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
+        }
+    }
+
+    /// Records what this member sends for `round` (called on entering the
+    /// round, and again if the view changes before the message went out).
+    pub(super) fn record_meta(&mut self, round: u32) {
+        let flags = if self.dirty { FLAG_DIRTY } else { 0 };
+        if self.dirty && round < 64 {
+            self.dirty_bits |= 1 << round;
+        }
+        self.meta[(round % 2) as usize] = RoundMeta {
+            round,
+            view: self.events.id(),
+            degree: self.active_degree(round),
+            counter: self.counter,
+            flags,
+            streak: self.streak,
+            epoch: self.epoch,
+        };
+    }
+}

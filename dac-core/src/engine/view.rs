@@ -1,0 +1,129 @@
+//! Events that change what a reduction computes, and the view they define.
+//!
+//! A member's *view* is the set of events it knows about: departures and
+//! input changes. Two members agree on what they are reducing exactly when
+//! their views are equal, so an edge only moves mass in a round when both
+//! endpoints sent that round's message under the same view. Views are
+//! compared by a 64-bit order-independent fingerprint of the event set.
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+/// Something that changes what a reduction computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub enum Event {
+    /// A member crashed or left; its flows are dropped and its input no
+    /// longer counts.
+    Departed {
+        /// The member that departed.
+        node: u32,
+    },
+    /// A member replaced its input.
+    InputChanged {
+        /// The member whose input changed.
+        node: u32,
+        /// Per-member sequence number of the change (1, 2, …).
+        seq: u32,
+    },
+}
+
+impl Event {
+    /// A pseudo-random 64-bit fingerprint (splitmix64 of the encoding).
+    fn fingerprint(self) -> u64 {
+        let code = match self {
+            Event::Departed { node } => u64::from(node) << 1,
+            Event::InputChanged { node, seq } => {
+                (u64::from(node) << 33) ^ (u64::from(seq) << 1) ^ 1 ^ (1 << 63)
+            }
+        };
+        let mut z = code.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Fingerprint of a member's view (the set of events it knows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct ViewId(pub u64);
+
+/// A set of events, kept sorted, with its fingerprint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EventSet {
+    events: Vec<Event>,
+    id: ViewId,
+}
+
+impl EventSet {
+    /// Adds `event`; returns true if it was new.
+    pub(crate) fn insert(&mut self, event: Event) -> bool {
+        match self.events.binary_search(&event) {
+            Ok(_) => false,
+            Err(at) => {
+                self.events.insert(at, event);
+                self.id = ViewId(self.id.0.wrapping_add(event.fingerprint()));
+                true
+            }
+        }
+    }
+
+    pub(crate) fn id(&self) -> ViewId {
+        self.id
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Departed members, ascending.
+    pub(crate) fn departed(&self) -> impl Iterator<Item = u32> + '_ {
+        self.events.iter().filter_map(|e| match *e {
+            Event::Departed { node } => Some(node),
+            Event::InputChanged { .. } => None,
+        })
+    }
+
+    pub(crate) fn has_departed(&self, node: u32) -> bool {
+        self.events.binary_search(&Event::Departed { node }).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_id_is_independent_of_insertion_order() {
+        let evs = [
+            Event::Departed { node: 3 },
+            Event::InputChanged { node: 1, seq: 1 },
+            Event::Departed { node: 9 },
+        ];
+        let mut a = EventSet::default();
+        let mut b = EventSet::default();
+        for e in evs {
+            assert!(a.insert(e));
+        }
+        for e in evs.iter().rev() {
+            assert!(b.insert(*e));
+        }
+        assert_eq!(a.id(), b.id());
+        assert_ne!(a.id(), ViewId::default());
+        assert!(!a.insert(evs[0]), "duplicates are not new");
+        assert_eq!(a.departed().collect::<Vec<_>>(), vec![3, 9]);
+    }
+
+    #[test]
+    fn different_sets_have_different_ids() {
+        let mut a = EventSet::default();
+        let mut b = EventSet::default();
+        a.insert(Event::Departed { node: 1 });
+        b.insert(Event::Departed { node: 2 });
+        assert_ne!(a.id(), b.id());
+        let mut c = EventSet::default();
+        c.insert(Event::InputChanged { node: 1, seq: 0 });
+        assert_ne!(a.id(), c.id());
+    }
+}

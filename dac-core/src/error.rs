@@ -1,0 +1,226 @@
+//! The one error type of `dac-core`.
+
+use std::fmt;
+
+/// Result alias used throughout `dac-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `dac-core`.
+///
+/// Variants are structured so that callers can match on them; the
+/// `Display` text is a one-line explanation that names the offending value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is out of its valid range.
+    #[error("invalid configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The offending field (`tol`, `max_rounds`, `eps`, …).
+        field: &'static str,
+        /// Why it is invalid, including the value.
+        reason: String,
+    },
+    /// The Laplacian step size is too large for the graph: the iteration
+    /// would oscillate or diverge.
+    #[error(
+        "laplacian step eps = {eps} is too large: it must be below 1/max_degree = {limit} \
+         (max degree {max_degree})"
+    )]
+    LaplacianStepTooLarge {
+        /// The requested step size.
+        eps: f64,
+        /// The largest degree in the graph.
+        max_degree: usize,
+        /// The exclusive upper bound `1/max_degree`.
+        limit: f64,
+    },
+    /// A topology name could not be parsed.
+    #[error("unknown topology {name:?}: expected one of {expected}")]
+    UnknownTopology {
+        /// The name as given.
+        name: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+    /// A schedule name could not be parsed.
+    #[error("unknown schedule {name:?}: expected one of {expected}")]
+    UnknownSchedule {
+        /// The name as given.
+        name: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+    /// A graph cannot be built with these parameters.
+    #[error("invalid graph: {reason}")]
+    InvalidGraph {
+        /// What is wrong, including the values.
+        reason: String,
+    },
+    /// An edge list contains a self-loop.
+    #[error("edge list has a self-loop at node {node}")]
+    SelfLoop {
+        /// The node connected to itself.
+        node: usize,
+    },
+    /// An edge list names a node that does not exist.
+    #[error("edge ({a}, {b}) names a node outside 0..{nodes}")]
+    NodeOutOfRange {
+        /// First endpoint.
+        a: usize,
+        /// Second endpoint.
+        b: usize,
+        /// Number of nodes.
+        nodes: usize,
+    },
+    /// An edge list contains the same edge twice (in either orientation).
+    #[error("edge list has the edge ({a}, {b}) more than once")]
+    DuplicateEdge {
+        /// Smaller endpoint.
+        a: usize,
+        /// Larger endpoint.
+        b: usize,
+    },
+    /// The graph is not connected, so consensus cannot reach every node.
+    #[error(
+        "graph is not connected: {components} components (node 0 reaches {reached} of {nodes} nodes)"
+    )]
+    Disconnected {
+        /// Number of connected components.
+        components: usize,
+        /// Nodes reachable from node 0.
+        reached: usize,
+        /// Number of nodes.
+        nodes: usize,
+    },
+    /// The exact (dimension-exchange) schedule needs an edge the topology lacks.
+    #[error(
+        "the exact schedule pairs nodes {a} and {b} in round {round}, but the topology has no \
+         such edge (use the exponential or hypercube topology, or another schedule)"
+    )]
+    ExactNeedsEdge {
+        /// One node of the missing pair.
+        a: usize,
+        /// The other node.
+        b: usize,
+        /// The schedule round that needs the pair.
+        round: u32,
+    },
+    /// A spectrum was requested for a graph too large for dense eigensolvers.
+    #[error(
+        "spectrum of a {nodes}-node graph is not computed (dense eigensolver limit is {limit} nodes)"
+    )]
+    SpectrumTooLarge {
+        /// Number of nodes.
+        nodes: usize,
+        /// The largest supported size.
+        limit: usize,
+    },
+    /// An input vector is empty.
+    #[error("rank {rank}: input vector is empty (dimension must be at least 1)")]
+    EmptyInput {
+        /// The rank whose input is empty.
+        rank: usize,
+    },
+    /// An input contains NaN or an infinity.
+    #[error("rank {rank}: input element {index} is {value}, not a finite number")]
+    NonFiniteInput {
+        /// The rank whose input is not finite.
+        rank: usize,
+        /// Index of the first offending element.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// Two members contribute vectors of different lengths.
+    #[error("rank {rank}: input has {found} elements but a neighbour has {expected}")]
+    DimensionMismatch {
+        /// The rank that detected the mismatch.
+        rank: usize,
+        /// The dimension of the detecting rank's peer.
+        expected: usize,
+        /// The dimension of the detecting rank's own input.
+        found: usize,
+    },
+    /// A node id is not a member of the job.
+    #[error("node {node} is not a member (members are 0..{members})")]
+    UnknownNode {
+        /// The offending id.
+        node: usize,
+        /// Number of members.
+        members: usize,
+    },
+    /// The iteration produced a non-finite value (inputs too close to
+    /// `f64::MAX` for their sums to be represented).
+    #[error("rank {rank}: the reduction overflowed (inputs too large to sum in f64)")]
+    Overflow {
+        /// The rank that overflowed.
+        rank: usize,
+    },
+    /// The reduction did not reach `tol` within `max_rounds`.
+    #[error("not converged after {rounds} rounds: residual {residual:e} is above the tolerance")]
+    NotConverged {
+        /// Rounds executed.
+        rounds: u32,
+        /// The residual reached (an upper bound on the relative distance
+        /// from the exact mean; infinite when not yet measured).
+        residual: f64,
+    },
+    /// The other members declared this node departed and went on without it.
+    #[error("rank {rank} was declared departed by the other members and excluded")]
+    Excluded {
+        /// The excluded rank.
+        rank: usize,
+    },
+    /// This node left the reduction before it finished.
+    #[error("rank {rank} left the reduction")]
+    Left {
+        /// The rank that left.
+        rank: usize,
+    },
+    /// No message arrived within the host's timeout.
+    #[error("rank {rank}: no progress for {seconds} s (waiting for round {round})")]
+    Timeout {
+        /// The waiting rank.
+        rank: usize,
+        /// The round it was waiting to complete.
+        round: u32,
+        /// The timeout in seconds.
+        seconds: f64,
+    },
+    /// A host-level failure (a worker thread panicked, a channel closed).
+    #[error("transport failure: {reason}")]
+    Transport {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn config(field: &'static str, reason: impl fmt::Display) -> Self {
+        Error::InvalidConfig {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn graph(reason: impl fmt::Display) -> Self {
+        Error::InvalidGraph {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Checks that `input` is non-empty and finite; names `rank` in the error.
+pub(crate) fn check_input(rank: usize, input: &[f64]) -> Result<()> {
+    if input.is_empty() {
+        return Err(Error::EmptyInput { rank });
+    }
+    match input.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(Error::NonFiniteInput {
+            rank,
+            index,
+            value: input[index],
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,632 @@
+//! The simulation loop.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use super::trace::RoundSums;
+use super::{Faults, MessageStats, NodeOutcome, Options, Report};
+use crate::engine::{Engine, Header, Kind, Message, NodeSetup, OwnedMessage, Phase, Target};
+use crate::error::{Error, Result, check_input};
+use crate::graph::Graph;
+use crate::reduction::Contributors;
+
+const OUT_NONE: u8 = 0;
+const OUT_PEERS: u8 = 1;
+const OUT_ONE: u8 = 2;
+
+/// A message in flight to one receiver.
+#[derive(Debug)]
+struct Routed {
+    to: u32,
+    from: u32,
+    message: OwnedMessage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Running,
+    Crashed { round: u32, tick: u64 },
+    Left { round: u32, tick: u64 },
+}
+
+/// A simulation that can be advanced one tick at a time (see
+/// [`super::simulate`] to run one to the end).
+#[derive(Debug)]
+pub struct Simulator {
+    base: Graph,
+    dim: usize,
+    options: Options,
+    rng: Xoshiro256PlusPlus,
+    engines: Vec<Engine>,
+    life: Vec<Life>,
+    /// Scheduled crashes, leaves and input changes, by member.
+    crash_at: BTreeMap<u32, u32>,
+    leave_at: BTreeMap<u32, u32>,
+    changes: BTreeMap<u32, Vec<(u32, Vec<f64>)>>,
+    /// Departures to report to neighbours: (tick, member).
+    detections: Vec<(u64, u32)>,
+    // This tick's plain round broadcasts, one per member (the common case,
+    // kept in flat arrays so that receivers read them without allocation).
+    out_kind: Vec<u8>,
+    out_to: Vec<u32>,
+    out_header: Vec<Header>,
+    out_payload: Vec<f64>,
+    /// Every other message of this tick, and delayed messages by due tick.
+    routed: Vec<Routed>,
+    delayed: BTreeMap<u64, Vec<Routed>>,
+    repairs: HashMap<Vec<usize>, (Graph, usize)>,
+    /// Some neighbour sets changed, so they may be briefly asymmetric.
+    repaired: bool,
+    any_departed: bool,
+    tick: u64,
+    max_ticks: u64,
+    trace: Vec<RoundSums>,
+    stats: MessageStats,
+    finished: bool,
+    scratch: Vec<u32>,
+}
+
+impl Simulator {
+    /// Sets up a run: one engine per node of `graph`, node `i` starting
+    /// with `inputs[i·dim..(i+1)·dim]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a configuration or fault parameter out of
+    /// range, [`Error::Disconnected`], [`Error::LaplacianStepTooLarge`] or
+    /// [`Error::ExactNeedsEdge`] for a configuration that does not fit the
+    /// graph, [`Error::DimensionMismatch`] / [`Error::NonFiniteInput`] /
+    /// [`Error::EmptyInput`] for bad inputs, [`Error::UnknownNode`] for a
+    /// fault naming a missing node.
+    pub fn new(base: Graph, inputs: &[f64], dim: usize, options: Options) -> Result<Simulator> {
+        options.config.validate_for(&base)?;
+        let n = base.len();
+        validate_faults(&options.faults, n, dim)?;
+        if dim == 0 {
+            return Err(Error::EmptyInput { rank: 0 });
+        }
+        if inputs.len() != n * dim {
+            return Err(Error::DimensionMismatch {
+                rank: inputs.len() / dim,
+                expected: n * dim,
+                found: inputs.len(),
+            });
+        }
+        for (i, row) in inputs.chunks_exact(dim).enumerate() {
+            check_input(i, row)?;
+        }
+        let diameter = base.diameter_bound().unwrap_or(n);
+        let mut engines = Vec::with_capacity(n);
+        let mut peers = Vec::new();
+        for (i, row) in inputs.chunks_exact(dim).enumerate() {
+            peers.clear();
+            peers.extend(base.neighbors(i));
+            let setup = NodeSetup {
+                id: i,
+                members: n,
+                peers: &peers,
+                diameter_bound: diameter,
+            };
+            engines.push(Engine::new(&options.config, setup, row)?);
+        }
+        let w = dim + 1;
+        let faults = &options.faults;
+        let crash_at = faults
+            .crashes
+            .iter()
+            .map(|&(node, round)| (node as u32, round))
+            .collect();
+        let leave_at = faults
+            .leaves
+            .iter()
+            .map(|&(node, round)| (node as u32, round))
+            .collect();
+        let mut changes: BTreeMap<u32, Vec<(u32, Vec<f64>)>> = BTreeMap::new();
+        for change in &faults.input_changes {
+            changes
+                .entry(change.node as u32)
+                .or_default()
+                .push((change.round, change.input.clone()));
+        }
+        for list in changes.values_mut() {
+            list.sort_by_key(|c| std::cmp::Reverse(c.0)); // pop() yields the earliest
+        }
+        let max_ticks =
+            (u64::from(options.config.max_rounds) + 1000) * 16 * (1 + u64::from(faults.max_delay))
+                + 64 * u64::from(faults.detect_after);
+        let mut simulator = Simulator {
+            rng: Xoshiro256PlusPlus::seed_from_u64(options.seed),
+            dim,
+            life: vec![Life::Running; n],
+            crash_at,
+            leave_at,
+            changes,
+            detections: Vec::new(),
+            out_kind: vec![OUT_NONE; n],
+            out_to: vec![0; n],
+            out_header: vec![Header::new(Kind::Round, 0); n],
+            out_payload: vec![0.0; n * w],
+            routed: Vec::new(),
+            delayed: BTreeMap::new(),
+            repairs: HashMap::new(),
+            repaired: false,
+            any_departed: false,
+            tick: 0,
+            max_ticks,
+            trace: Vec::new(),
+            stats: MessageStats::default(),
+            finished: false,
+            scratch: Vec::new(),
+            engines,
+            base,
+            options,
+        };
+        for i in 0..n {
+            simulator.record(i);
+        }
+        Ok(simulator)
+    }
+
+    /// Ticks simulated so far.
+    pub fn ticks(&self) -> u64 {
+        self.tick
+    }
+
+    /// The engines, in node order (for inspection).
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
+    }
+
+    /// Simulates one tick; returns false once every member has finished
+    /// (or crashed or left), or the tick limit is reached.
+    pub fn step(&mut self) -> bool {
+        if self.finished {
+            return false;
+        }
+        self.tick += 1;
+        self.apply_scheduled_faults();
+        self.send_phase();
+        self.receive_phase();
+        let all_done = (0..self.engines.len())
+            .all(|i| self.life[i] != Life::Running || self.engines[i].phase() != Phase::Running);
+        if all_done || self.tick >= self.max_ticks {
+            self.finished = true;
+        }
+        !self.finished
+    }
+
+    fn apply_scheduled_faults(&mut self) {
+        let crashes: Vec<(u32, u32)> = self.crash_at.iter().map(|(&n, &r)| (n, r)).collect();
+        for (node, round) in crashes {
+            let i = node as usize;
+            let engine = &self.engines[i];
+            if self.life[i] == Life::Running
+                && engine.phase() == Phase::Running
+                && engine.round() >= round
+            {
+                self.life[i] = Life::Crashed {
+                    round: engine.round(),
+                    tick: self.tick,
+                };
+                self.crash_at.remove(&node);
+                self.any_departed = true;
+                self.detections.push((
+                    self.tick + u64::from(self.options.faults.detect_after),
+                    node,
+                ));
+            }
+        }
+        let leaves: Vec<(u32, u32)> = self.leave_at.iter().map(|(&n, &r)| (n, r)).collect();
+        for (node, round) in leaves {
+            let i = node as usize;
+            if self.life[i] == Life::Running
+                && self.engines[i].phase() == Phase::Running
+                && self.engines[i].round() >= round
+            {
+                self.engines[i].leave();
+                self.life[i] = Life::Left {
+                    round: self.engines[i].round(),
+                    tick: self.tick,
+                };
+                self.leave_at.remove(&node);
+                self.any_departed = true;
+                // A lost announcement is covered by the failure detector.
+                self.detections.push((
+                    self.tick + u64::from(self.options.faults.detect_after),
+                    node,
+                ));
+            }
+        }
+        let nodes: Vec<u32> = self.changes.keys().copied().collect();
+        for node in nodes {
+            let i = node as usize;
+            if self.life[i] != Life::Running {
+                continue;
+            }
+            while let Some(list) = self.changes.get_mut(&node) {
+                match list.last() {
+                    Some((round, _)) if self.engines[i].round() >= *round => {}
+                    _ => break,
+                }
+                let Some((_, input)) = list.pop() else { break };
+                // Inputs were validated in `new`.
+                if self.engines[i].set_input(&input).is_err() {
+                    self.stats.violations += 1;
+                }
+            }
+        }
+        let tick = self.tick;
+        let due: Vec<u32> = self
+            .detections
+            .iter()
+            .filter(|d| d.0 <= tick)
+            .map(|d| d.1)
+            .collect();
+        self.detections.retain(|d| d.0 > tick);
+        for gone in due {
+            let neighbours: Vec<usize> = self.engines[gone as usize].peers().collect();
+            for j in neighbours {
+                if self.life[j] == Life::Running {
+                    self.engines[j].peer_departed(gone as usize);
+                    self.reconfigure(j);
+                }
+            }
+        }
+    }
+
+    fn send_phase(&mut self) {
+        let w = self.dim + 1;
+        let mut pending: Vec<(Target, OwnedMessage)> = Vec::new();
+        for i in 0..self.engines.len() {
+            self.out_kind[i] = OUT_NONE;
+            if matches!(self.life[i], Life::Crashed { .. }) {
+                continue;
+            }
+            let engine = &mut self.engines[i];
+            engine.tick();
+            let (kind, to, header) = (
+                &mut self.out_kind[i],
+                &mut self.out_to[i],
+                &mut self.out_header[i],
+            );
+            let payload = &mut self.out_payload[i * w..(i + 1) * w];
+            engine.poll_outgoing(|target, message| {
+                let plain = message.header.kind == Kind::Round && message.events.is_empty();
+                if plain && *kind == OUT_NONE {
+                    *kind = match target {
+                        Target::Peers => OUT_PEERS,
+                        Target::Peer(j) => {
+                            *to = j as u32;
+                            OUT_ONE
+                        }
+                    };
+                    *header = message.header;
+                    payload.copy_from_slice(message.payload);
+                } else {
+                    pending.push((target, message.to_owned()));
+                }
+            });
+            for (target, message) in pending.drain(..) {
+                match target {
+                    Target::Peers => {
+                        for p in self.engines[i].peers() {
+                            self.routed.push(Routed {
+                                to: p as u32,
+                                from: i as u32,
+                                message: message.clone(),
+                            });
+                        }
+                    }
+                    Target::Peer(j) if j < self.engines.len() => self.routed.push(Routed {
+                        to: j as u32,
+                        from: i as u32,
+                        message,
+                    }),
+                    Target::Peer(_) => self.stats.violations += 1,
+                }
+            }
+        }
+    }
+
+    fn receive_phase(&mut self) {
+        // Routed messages go through the fault model now; what survives
+        // without delay is delivered this tick, sorted by receiver.
+        let mut now = Vec::new();
+        for routed in std::mem::take(&mut self.routed) {
+            self.stats.sent += 1;
+            for (delay, copy) in self.fates() {
+                let message = if copy {
+                    routed.message.clone()
+                } else {
+                    continue;
+                };
+                let item = Routed {
+                    to: routed.to,
+                    from: routed.from,
+                    message,
+                };
+                if delay == 0 {
+                    now.push(item);
+                } else {
+                    self.delayed
+                        .entry(self.tick + delay)
+                        .or_default()
+                        .push(item);
+                }
+            }
+        }
+        if let Some(mut due) = self.delayed.remove(&self.tick) {
+            now.append(&mut due);
+        }
+        now.sort_by_key(|r| r.to);
+        let mut cursor = 0;
+        let w = self.dim + 1;
+        let faulty = {
+            let f = &self.options.faults;
+            f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
+        };
+        for j in 0..self.engines.len() {
+            let live = !matches!(self.life[j], Life::Crashed { .. });
+            self.scratch.clear();
+            if live {
+                self.scratch
+                    .extend(self.engines[j].peers().map(|p| p as u32));
+            }
+            for k in 0..self.scratch.len() {
+                let i = self.scratch[k] as usize;
+                let kind = self.out_kind[i];
+                let addressed = match kind {
+                    OUT_PEERS => !self.repaired || self.engines[i].peers().any(|p| p == j),
+                    OUT_ONE => self.out_to[i] as usize == j,
+                    _ => false,
+                };
+                if !addressed {
+                    continue;
+                }
+                self.stats.sent += 1;
+                let header = self.out_header[i];
+                if !faulty {
+                    self.deliver(j, i, header, i * w);
+                    continue;
+                }
+                for (delay, copy) in self.fates() {
+                    if !copy {
+                        continue;
+                    }
+                    if delay == 0 {
+                        self.deliver(j, i, header, i * w);
+                    } else {
+                        let message = OwnedMessage {
+                            header,
+                            events: Vec::new(),
+                            payload: self.out_payload[i * w..(i + 1) * w].to_vec(),
+                        };
+                        self.delayed
+                            .entry(self.tick + delay)
+                            .or_default()
+                            .push(Routed {
+                                to: j as u32,
+                                from: i as u32,
+                                message,
+                            });
+                    }
+                }
+            }
+            while cursor < now.len() && now[cursor].to as usize == j {
+                if live {
+                    let routed = &now[cursor];
+                    let from = routed.from as usize;
+                    if self.engines[j]
+                        .receive(from, &routed.message.as_message())
+                        .is_err()
+                    {
+                        self.stats.violations += 1;
+                    }
+                }
+                cursor += 1;
+            }
+            if !live {
+                continue;
+            }
+            self.reconfigure(j);
+            let before = self.engines[j].round();
+            self.engines[j].advance();
+            if self.engines[j].round() != before {
+                self.record(j);
+            }
+            self.reconfigure(j);
+        }
+    }
+
+    /// What happens to one message: up to two (delay, delivered) fates — the
+    /// original and a possible duplicate.
+    fn fates(&mut self) -> [(u64, bool); 2] {
+        let f = &self.options.faults;
+        let (drop, duplicate, max_delay) = (f.drop, f.duplicate, f.max_delay);
+        let fate = |rng: &mut Xoshiro256PlusPlus, stats: &mut MessageStats| {
+            if drop > 0.0 && rng.random_bool(drop) {
+                stats.dropped += 1;
+                return (0, false);
+            }
+            let delay = if max_delay > 0 {
+                u64::from(rng.random_range(0..=max_delay))
+            } else {
+                0
+            };
+            if delay > 0 {
+                stats.delayed += 1;
+            }
+            (delay, true)
+        };
+        let first = fate(&mut self.rng, &mut self.stats);
+        let second = if duplicate > 0.0 && self.rng.random_bool(duplicate) {
+            self.stats.duplicated += 1;
+            fate(&mut self.rng, &mut self.stats)
+        } else {
+            (0, false)
+        };
+        [first, second]
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, header: Header, at: usize) {
+        let len = match header.kind {
+            Kind::Done => self.dim,
+            _ => self.dim + 1,
+        };
+        let message = Message {
+            header,
+            events: &[],
+            payload: &self.out_payload[at..at + len],
+        };
+        if self.engines[to].receive(from, &message).is_err() {
+            self.stats.violations += 1;
+        }
+    }
+
+    /// Hands a member the repaired neighbour set for its current view.
+    fn reconfigure(&mut self, j: usize) {
+        if !self.engines[j].pending_reconfiguration() {
+            return;
+        }
+        let departed = self.engines[j].departed();
+        let base = &self.base;
+        let n = base.len();
+        let (graph, diameter) = self.repairs.entry(departed.clone()).or_insert_with(|| {
+            let graph = base.repaired(&departed);
+            let diameter = graph.live_diameter_bound(&departed).unwrap_or(n);
+            (graph, diameter)
+        });
+        let peers: Vec<usize> = graph.neighbors(j).collect();
+        // A Laplacian step too large for the repaired degree aborts the
+        // run for everyone; the outcome reports it.
+        let _ = self.engines[j].set_peers(&peers, *diameter);
+        self.repaired = true;
+    }
+
+    /// Adds member `i`'s state at its current round to the trace.
+    fn record(&mut self, i: usize) {
+        if self.options.no_trace {
+            return;
+        }
+        let engine = &self.engines[i];
+        let round = engine.round() as usize;
+        while self.trace.len() <= round {
+            self.trace.push(RoundSums::new(self.dim));
+        }
+        let life = &self.life;
+        let gone = |p: &usize| !matches!(life[*p], Life::Running);
+        let held: Vec<&[f64]> = if self.any_departed {
+            engine
+                .peers()
+                .filter(gone)
+                .filter_map(|p| engine.flow(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.trace[round].add(
+            engine.mass(),
+            engine.input(),
+            held.into_iter(),
+            engine.residual(),
+        );
+    }
+
+    /// Collects the outcome of every member.
+    pub fn report(&self) -> Report {
+        let nodes: Vec<NodeOutcome> = self
+            .engines
+            .iter()
+            .zip(&self.life)
+            .map(|(engine, life)| match *life {
+                Life::Crashed { round, .. } => NodeOutcome::Crashed { round },
+                Life::Left { round, .. } => NodeOutcome::Left { round },
+                Life::Running => match engine.outcome() {
+                    Some(Ok(reduction)) => NodeOutcome::Finished(reduction.clone()),
+                    Some(Err(error)) => NodeOutcome::Failed(error.clone()),
+                    None => NodeOutcome::Unfinished {
+                        round: engine.round(),
+                    },
+                },
+            })
+            .collect();
+        let mut finished = nodes.iter().filter_map(NodeOutcome::reduction);
+        let contributors: Option<Contributors> = finished.next().and_then(|first| {
+            finished
+                .all(|r| r.contributors == first.contributors)
+                .then(|| first.contributors.clone())
+        });
+        let converged = contributors.is_some()
+            && nodes.iter().all(|n| {
+                matches!(
+                    n,
+                    NodeOutcome::Finished(_)
+                        | NodeOutcome::Crashed { .. }
+                        | NodeOutcome::Left { .. }
+                )
+            });
+        let rounds = nodes
+            .iter()
+            .filter_map(NodeOutcome::reduction)
+            .map(|r| r.rounds)
+            .max()
+            .unwrap_or(0);
+        Report {
+            inputs: self
+                .engines
+                .iter()
+                .flat_map(|e| e.input().iter().copied())
+                .collect(),
+            dim: self.dim,
+            nodes,
+            rounds,
+            ticks: self.tick,
+            converged,
+            contributors,
+            trace: self
+                .trace
+                .iter()
+                .enumerate()
+                .map(|(round, sums)| sums.row(round as u32))
+                .collect(),
+            messages: self.stats,
+        }
+    }
+}
+
+fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
+    for (field, p) in [("drop", faults.drop), ("duplicate", faults.duplicate)] {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::config(field, format!("must lie in [0, 1), got {p}")));
+        }
+    }
+    if faults.detect_after == 0 {
+        return Err(Error::config(
+            "detect_after",
+            "must be at least 1 tick, got 0",
+        ));
+    }
+    let nodes = faults
+        .crashes
+        .iter()
+        .chain(&faults.leaves)
+        .map(|c| c.0)
+        .chain(faults.input_changes.iter().map(|c| c.node));
+    for node in nodes {
+        if node >= n {
+            return Err(Error::UnknownNode { node, members: n });
+        }
+    }
+    for change in &faults.input_changes {
+        if change.input.len() != dim {
+            return Err(Error::DimensionMismatch {
+                rank: change.node,
+                expected: dim,
+                found: change.input.len(),
+            });
+        }
+        check_input(change.node, &change.input)?;
+    }
+    Ok(())
+}
