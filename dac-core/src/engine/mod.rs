@@ -383,6 +383,35 @@ impl Engine {
         self.last_residual
     }
 
+    /// Neighbours whose message (or, for a new edge, hello) the current
+    /// round is waiting for. Hosts use it to aim their failure detector.
+    pub fn waiting_for(&self) -> Vec<usize> {
+        if self.phase != Phase::Running {
+            return Vec::new();
+        }
+        let t = self.round;
+        if let Some(plan) = self.plan {
+            return plan
+                .pairing(self.id, t)
+                .map(|p| p.peer)
+                .filter(|&p| !self.events.has_departed(p))
+                .and_then(|p| self.peer_index(p))
+                .filter(|&i| self.slot_for(i, t).is_none())
+                .map(|i| vec![self.peers[i].id as usize])
+                .unwrap_or_default();
+        }
+        (0..self.peers.len())
+            .filter(|&i| {
+                let id = self.peers[i].id;
+                match self.since(id) {
+                    Some(since) => since <= t && self.slot_for(i, t).is_none(),
+                    None => self.join(id).is_some_and(|j| t >= j.my_start),
+                }
+            })
+            .map(|i| self.peers[i].id as usize)
+            .collect()
+    }
+
     /// Current neighbours, ascending.
     pub fn peers(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
         self.peers.iter().map(|p| p.id as usize)
@@ -489,13 +518,14 @@ impl Engine {
     /// current view, with a diameter bound for the repaired graph.
     ///
     /// New neighbours are opened with a hello handshake that agrees on the
-    /// first round both exchange; neighbours no longer listed are dropped
-    /// (their flow with them) and told about the view change.
+    /// first round both exchange. The set may only grow (departed members
+    /// aside): use a monotone repair such as [`crate::Graph::repaired`].
     ///
     /// # Errors
-    /// [`Error::UnknownNode`] for an id outside `0..members`; a Laplacian
-    /// step too large for the new degree (the reduction is then aborted for
-    /// everyone).
+    /// [`Error::UnknownNode`] for an id outside `0..members`;
+    /// [`Error::InvalidConfig`] if a live neighbour is missing (nothing
+    /// changes); a Laplacian step too large for the new degree (the
+    /// reduction is then aborted for everyone).
     pub fn set_peers(&mut self, peers: &[usize], diameter_bound: usize) -> Result<()> {
         let mut ids = Vec::with_capacity(peers.len());
         for &p in peers {
@@ -511,21 +541,27 @@ impl Engine {
         }
         ids.sort_unstable();
         ids.dedup();
+        // Dropping a live neighbour would need both ends to agree on the
+        // round the edge closes; repairs only ever add edges instead.
+        if let Some(kept) = self
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .find(|id| !self.events.has_departed(*id) && ids.binary_search(id).is_err())
+        {
+            return Err(Error::config(
+                "peers",
+                format!(
+                    "the new neighbour set of node {} drops live neighbour {kept}; \
+                     neighbour sets only grow, except by departures",
+                    self.id
+                ),
+            ));
+        }
         self.reconfigure = false;
         self.diameter = diameter_bound.min(u32::MAX as usize / 4) as u32;
         if self.phase != Phase::Running {
             return Ok(());
-        }
-        let gone: Vec<u32> = self
-            .peers
-            .iter()
-            .map(|p| p.id)
-            .filter(|id| ids.binary_search(id).is_err())
-            .collect();
-        for id in gone {
-            self.remove_peer(id);
-            self.rare().removed.push(id);
-            self.events_due = true;
         }
         let my_start = match self.plan {
             Some(plan) => (self.round + 1).max(plan.rounds()),
@@ -651,7 +687,7 @@ impl Engine {
     }
 
     /// Adds events to the view; departed neighbours are dropped with their
-    /// flows. Returns true if the view changed.
+    /// flows (after the exact phase). Returns true if the view changed.
     fn learn(&mut self, events: &[Event]) -> bool {
         let mut changed = false;
         for &event in events {
@@ -664,8 +700,14 @@ impl Engine {
                     self.exclude();
                     return true;
                 }
+                // In the exact phase the flows stay until the phase ends:
+                // members whose exchanges all happened hold the exact mean
+                // of every input, including those of members that left
+                // after their input was combined.
                 if self.peer_index(node).is_some() {
-                    self.remove_peer(node);
+                    if self.plan.is_none() {
+                        self.remove_peer(node);
+                    }
                     self.reconfigure = true;
                 }
             }
@@ -704,13 +746,22 @@ impl Engine {
         let mut header = Header::new(Kind::Done, self.round);
         header.streak = residual;
         header.view = self.events.id();
+        // Adopters rebuild the contributors from these events.
+        let departed = contributors
+            .departed()
+            .iter()
+            .map(|&node| Event::Departed { node: node as u32 });
+        let changed =
+            contributors
+                .changed_inputs()
+                .iter()
+                .map(|&(node, seq)| Event::InputChanged {
+                    node: node as u32,
+                    seq,
+                });
         let message = OwnedMessage {
             header,
-            events: contributors
-                .departed()
-                .iter()
-                .map(|&node| Event::Departed { node: node as u32 })
-                .collect(),
+            events: departed.chain(changed).collect(),
             payload: value.clone(),
         };
         let reduction = Reduction {
@@ -723,6 +774,6 @@ impl Engine {
     }
 
     fn contributors(&self) -> Contributors {
-        Contributors::excluding(self.members(), self.events.departed().map(|d| d as usize))
+        self.events.contributors(self.members())
     }
 }

@@ -25,9 +25,6 @@ impl Engine {
                     join.hello_due = true;
                 }
             }
-            if !rare.removed.is_empty() {
-                self.events_due = true;
-            }
         }
     }
 
@@ -46,13 +43,6 @@ impl Engine {
                 payload: &[],
             };
             send(Target::Peers, &message);
-            if let Some(rare) = self.rare.as_mut() {
-                // Neighbours dropped by a repair keep the old edge until they
-                // hear of the new view; keep telling them until then.
-                for &to in &rare.removed {
-                    send(Target::Peer(to as usize), &message);
-                }
-            }
         }
         if let Some(rare) = self.rare.as_mut() {
             if !rare.events_to.is_empty() {
@@ -142,6 +132,9 @@ impl Engine {
         match self.plan {
             Some(plan) => {
                 let pairing = plan.pairing(self.id, self.round)?;
+                if self.events.has_departed(pairing.peer) {
+                    return None;
+                }
                 self.peer_index(pairing.peer)?;
                 Some(Target::Peer(pairing.peer as usize))
             }

@@ -3,8 +3,8 @@
 use super::Engine;
 use super::message::{FLAG_ACK, FLAG_DIRTY, Kind, Message, Violation};
 use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase, SLOT_DIRTY, Slot};
-use super::view::Event;
-use crate::reduction::{Contributors, Reduction};
+use super::view::{Event, contributors_of};
+use crate::reduction::Reduction;
 
 impl Engine {
     /// Takes in a message from member `from`.
@@ -238,15 +238,11 @@ impl Engine {
 
     /// A neighbour finished: take its result as ours.
     fn adopt_done(&mut self, message: &Message<'_>) {
-        let departed = message.events.iter().filter_map(|e| match *e {
-            Event::Departed { node } => Some(node as usize),
-            Event::InputChanged { .. } => None,
-        });
         let reduction = Reduction {
             value: message.payload.to_vec(),
             rounds: message.header.round,
             residual: message.header.streak,
-            contributors: Contributors::excluding(self.members(), departed),
+            contributors: contributors_of(self.members(), message.events),
         };
         self.terminate(Phase::Done, Ok(reduction), message.to_owned());
     }

@@ -136,8 +136,6 @@ pub(super) struct Rare {
     pub(super) joins: Vec<Join>,
     /// Hellos from members that are not (yet) peers: (sender, start, ack).
     pub(super) early_hellos: Vec<(u32, u32, bool)>,
-    /// Peers dropped by a repair that must still hear of the view change.
-    pub(super) removed: Vec<u32>,
     /// Messages owed to a peer: `Some(round)` resends that round,
     /// `None` sends our terminal message; `Events` replies go to `events_to`.
     pub(super) replies: Vec<(u32, Option<u32>)>,

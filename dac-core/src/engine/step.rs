@@ -27,7 +27,11 @@ impl Engine {
         {
             // Nobody else's mass can reach this member: its value is its own.
             let others = (0..self.members()).filter(|&r| r != self.id());
-            self.finish(0.0, Contributors::excluding(self.members(), others));
+            let mine = [(self.id(), self.input_seq)];
+            self.finish(
+                0.0,
+                Contributors::with_versions(self.members(), others, mine),
+            );
             return Progress::Finished;
         }
         if self.round >= self.max_rounds {
@@ -71,7 +75,8 @@ impl Engine {
     fn step_exact(&mut self, plan: ExactPlan) -> bool {
         let r = self.round;
         if let Some(pairing) = plan.pairing(self.id, r) {
-            match self.peer_index(pairing.peer) {
+            let present = !self.events.has_departed(pairing.peer);
+            match self.peer_index(pairing.peer).filter(|_| present) {
                 // The partner departed: this value will miss its share.
                 None => self.dirty = true,
                 Some(p) => {
@@ -110,6 +115,16 @@ impl Engine {
         if !self.dirty {
             self.finish(0.0, Contributors::all(self.members()));
             return;
+        }
+        // Now drop the flows of members that departed during the phase.
+        let departed: Vec<u32> = self
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .filter(|&id| self.events.has_departed(id))
+            .collect();
+        for id in departed {
+            self.remove_peer(id);
         }
         self.counter = 0;
         self.streak = 0.0;

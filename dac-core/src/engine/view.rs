@@ -9,6 +9,8 @@
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
+use crate::reduction::Contributors;
+
 /// Something that changes what a reduction computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
@@ -85,9 +87,27 @@ impl EventSet {
         })
     }
 
+    /// The contributors a value computed under this view contains.
+    pub(crate) fn contributors(&self, members: usize) -> Contributors {
+        contributors_of(members, &self.events)
+    }
+
     pub(crate) fn has_departed(&self, node: u32) -> bool {
         self.events.binary_search(&Event::Departed { node }).is_ok()
     }
+}
+
+/// Members minus the departed, with the latest input version per member.
+pub(crate) fn contributors_of(members: usize, events: &[Event]) -> Contributors {
+    let departed = events.iter().filter_map(|e| match *e {
+        Event::Departed { node } => Some(node as usize),
+        Event::InputChanged { .. } => None,
+    });
+    let versions = events.iter().filter_map(|e| match *e {
+        Event::InputChanged { node, seq } => Some((node as usize, seq)),
+        Event::Departed { .. } => None,
+    });
+    Contributors::with_versions(members, departed, versions)
 }
 
 #[cfg(test)]

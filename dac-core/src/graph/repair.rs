@@ -6,14 +6,18 @@ impl Graph {
     /// The graph the survivors use after `departed` have left: their edges
     /// are removed and, for every cluster of departed nodes (connected in
     /// the original graph), the live nodes bordering the cluster are joined
-    /// in a ring in ascending id order.
+    /// pairwise.
     ///
     /// Any path of the original graph that ran through a cluster can be
-    /// rerouted along that ring, so the survivors stay connected whenever
+    /// rerouted across its border, so the survivors stay connected whenever
     /// the original graph was connected. The result depends only on the
-    /// *set* of departed nodes, never on the order in which they left, so
-    /// every member computes the same graph. Departed nodes keep their ids
-    /// and have no edges; ids outside `0..n` are ignored.
+    /// *set* of departed nodes, so every member computes the same graph,
+    /// and it is monotone: more departures never remove an edge between two
+    /// survivors (a merged cluster's border contains the old borders), so
+    /// members that learn of departures in different orders only ever add
+    /// edges. The price is degree: a departed node of degree `k` adds up to
+    /// `k − 1` edges to each of its neighbours. Departed nodes keep their
+    /// ids and have no edges; ids outside `0..n` are ignored.
     pub fn repaired(&self, departed: &[usize]) -> Graph {
         let n = self.len();
         let mut gone = vec![false; n];
@@ -50,10 +54,8 @@ impl Graph {
             }
             border.sort_unstable();
             border.dedup();
-            match border.len() {
-                0 | 1 => {}
-                2 => pairs.push((border[0], border[1])),
-                k => pairs.extend((0..k).map(|i| (border[i], border[(i + 1) % k]))),
+            for (i, &a) in border.iter().enumerate() {
+                pairs.extend(border[i + 1..].iter().map(|&b| (a, b)));
             }
         }
         Graph::from_pairs(n, pairs.into_iter(), false)

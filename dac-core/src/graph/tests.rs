@@ -236,11 +236,31 @@ fn repair_reconnects_the_survivors() {
     assert_eq!(apart.live_diameter_bound(&[2, 7]), Some(4));
     // The result depends on the set only.
     assert_eq!(ring.repaired(&[7, 2]), apart);
-    // A star loses its hub: the leaves form a ring.
+    // A star loses its hub: the leaves are joined pairwise.
     let star = Graph::from_edges(5, &[(0, 1), (0, 2), (0, 3), (0, 4)]).unwrap();
     let leaves = star.repaired(&[0]);
-    assert_eq!(leaves.live_diameter_bound(&[0]), Some(2));
-    assert_eq!(leaves.edge_count(), 4);
+    assert_eq!(leaves.live_diameter_bound(&[0]), Some(1));
+    assert_eq!(leaves.edge_count(), 6);
+}
+
+#[test]
+fn repair_never_removes_an_edge_between_survivors() {
+    let g = Graph::exponential(40).unwrap();
+    let order = [7usize, 8, 15, 3, 23, 39, 0, 31];
+    for k in 1..order.len() {
+        let before = g.repaired(&order[..k]);
+        let after = g.repaired(&order[..=k]);
+        for (a, b) in before.edges() {
+            if !order[..=k].contains(&a) && !order[..=k].contains(&b) {
+                assert!(
+                    after.has_edge(a, b),
+                    "edge ({a}, {b}) lost after {:?}",
+                    &order[..=k]
+                );
+            }
+        }
+        assert!(after.live_diameter_bound(&order[..=k]).is_some());
+    }
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub struct Simulator {
     crash_at: BTreeMap<u32, u32>,
     leave_at: BTreeMap<u32, u32>,
     changes: BTreeMap<u32, Vec<(u32, Vec<f64>)>>,
+    /// Starting inputs, and the changes applied so far per member (version
+    /// `k` is `applied[member][k - 1]`), to compute reference means.
+    initial: Vec<f64>,
+    applied: BTreeMap<u32, Vec<Vec<f64>>>,
     /// Departures to report to neighbours: (tick, member).
     detections: Vec<(u64, u32)>,
     // This tick's plain round broadcasts, one per member (the common case,
@@ -143,6 +147,8 @@ impl Simulator {
             leave_at,
             changes,
             detections: Vec::new(),
+            initial: inputs.to_vec(),
+            applied: BTreeMap::new(),
             out_kind: vec![OUT_NONE; n],
             out_to: vec![0; n],
             out_header: vec![Header::new(Kind::Round, 0); n],
@@ -251,7 +257,9 @@ impl Simulator {
                 }
                 let Some((_, input)) = list.pop() else { break };
                 // Inputs were validated in `new`.
-                if self.engines[i].set_input(&input).is_err() {
+                if self.engines[i].set_input(&input).is_ok() {
+                    self.applied.entry(node).or_default().push(input);
+                } else {
                     self.stats.violations += 1;
                 }
             }
@@ -572,12 +580,23 @@ impl Simulator {
             .map(|r| r.rounds)
             .max()
             .unwrap_or(0);
+        let dim = self.dim;
+        let inputs = (0..self.engines.len())
+            .flat_map(|i| {
+                let version = contributors
+                    .as_ref()
+                    .and_then(|c| c.input_version(i))
+                    .unwrap_or(0) as usize;
+                match self.applied.get(&(i as u32)) {
+                    Some(changes) if version > 0 && version <= changes.len() => {
+                        changes[version - 1].clone()
+                    }
+                    _ => self.initial[i * dim..(i + 1) * dim].to_vec(),
+                }
+            })
+            .collect();
         Report {
-            inputs: self
-                .engines
-                .iter()
-                .flat_map(|e| e.input().iter().copied())
-                .collect(),
+            inputs,
             dim: self.dim,
             nodes,
             rounds,
