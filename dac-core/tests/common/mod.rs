@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use dac_core::sim::{self, NodeOutcome, Report};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+/// `n × dim` inputs with magnitudes spread over several decades, so that
+/// relative tolerances are exercised, reproducible from `seed`.
+pub(crate) fn inputs(n: usize, dim: usize, seed: u64) -> Vec<f64> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let scale = 10f64.powi(rng.random_range(-2..=4));
+    (0..n * dim)
+        .map(|_| scale * rng.random_range(-1.0..1.0))
+        .collect()
+}
+
+/// The mean of the rows of `inputs` whose index `keep` accepts, computed
+/// centrally in compensated (Kahan) summation.
+pub(crate) fn mean_of(inputs: &[f64], dim: usize, keep: impl Fn(usize) -> bool) -> Vec<f64> {
+    let mut sum = vec![0.0; dim];
+    let mut carry = vec![0.0; dim];
+    let mut count = 0usize;
+    for (i, row) in inputs
+        .chunks_exact(dim)
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+    {
+        count += 1;
+        for c in 0..dim {
+            let y = row[c] - carry[c];
+            let t = sum[c] + y;
+            carry[c] = (t - sum[c]) - y;
+            sum[c] = t;
+        }
+    }
+    sum.iter().map(|s| s / count as f64).collect()
+}
+
+pub(crate) fn max_norm(x: &[f64]) -> f64 {
+    x.iter().fold(0.0, |a, v| a.max(v.abs()))
+}
+
+/// Largest distance (max norm) of any finished member's value from `mean`.
+pub(crate) fn worst_error(report: &Report, mean: &[f64]) -> f64 {
+    report
+        .nodes
+        .iter()
+        .filter_map(NodeOutcome::reduction)
+        .map(|r| {
+            r.value
+                .iter()
+                .zip(mean)
+                .map(|(v, m)| (v - m).abs())
+                .fold(0.0, f64::max)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Asserts that every member that did not crash or leave finished, and
+/// that each is within `tol·max(1, ‖x̄‖∞)` of `mean`.
+pub(crate) fn assert_all_within(report: &Report, mean: &[f64], tol: f64, context: &str) {
+    for (i, node) in report.nodes.iter().enumerate() {
+        assert!(
+            matches!(
+                node,
+                NodeOutcome::Finished(_) | NodeOutcome::Crashed { .. } | NodeOutcome::Left { .. }
+            ),
+            "{context}: node {i} ended as {node:?}"
+        );
+    }
+    let bound = tol * max_norm(mean).max(1.0);
+    let err = worst_error(report, mean);
+    assert!(err <= bound, "{context}: error {err:e} above {bound:e}");
+    assert_eq!(
+        report.messages.violations, 0,
+        "{context}: protocol violations"
+    );
+}
+
+pub(crate) fn options(config: dac_core::Config, faults: sim::Faults, seed: u64) -> sim::Options {
+    sim::Options {
+        config,
+        faults,
+        seed,
+        no_trace: false,
+    }
+}
