@@ -216,8 +216,15 @@ impl Engine {
         };
         self.acc[slot] = Acc::fresh(EMPTY);
         if converged {
-            self.counter = self.counter.min(acc.min_counter).saturating_add(1);
-            self.streak = self.streak.max(acc.max_streak).max(residual);
+            let window = self.counter.min(acc.min_counter);
+            // The streak covers the same window as the counter: when the
+            // window restarts, so does the streak.
+            self.streak = if window == 0 {
+                residual
+            } else {
+                self.streak.max(acc.max_streak).max(residual)
+            };
+            self.counter = window.saturating_add(1);
         } else {
             self.counter = 0;
             self.streak = residual;

@@ -1,1 +1,321 @@
-//! Engine unit tests.
+//! Message-level tests of one engine, driven by hand.
+
+use super::*;
+use crate::graph::Graph;
+
+/// Engines on `graph`, each with input `[i, 2i]`.
+fn engines(graph: &Graph, config: &Config) -> Vec<Engine> {
+    let d = graph.diameter().unwrap();
+    (0..graph.len())
+        .map(|i| {
+            let peers: Vec<usize> = graph.neighbors(i).collect();
+            let setup = NodeSetup {
+                id: i,
+                members: graph.len(),
+                peers: &peers,
+                diameter_bound: d,
+            };
+            Engine::new(config, setup, &[i as f64, 2.0 * i as f64]).unwrap()
+        })
+        .collect()
+}
+
+/// Everything `e` hands out now, expanded to (to, message).
+fn outgoing(e: &mut Engine) -> Vec<(usize, OwnedMessage)> {
+    let peers: Vec<usize> = e.peers().collect();
+    let mut out = Vec::new();
+    e.poll_outgoing(|target, m| match target {
+        Target::Peers => out.extend(peers.iter().map(|&p| (p, m.to_owned()))),
+        Target::Peer(p) => out.push((p, m.to_owned())),
+    });
+    out
+}
+
+/// Runs to the end with a delivery policy applied to every tick's
+/// messages; returns each member's result.
+fn run(
+    mut nodes: Vec<Engine>,
+    mut policy: impl FnMut(&mut Vec<(usize, usize, OwnedMessage)>),
+) -> Vec<Reduction> {
+    for _ in 0..10_000 {
+        let mut wire = Vec::new();
+        for (i, e) in nodes.iter_mut().enumerate() {
+            e.tick();
+            wire.extend(outgoing(e).into_iter().map(|(to, m)| (i, to, m)));
+        }
+        policy(&mut wire);
+        for (from, to, m) in &wire {
+            nodes[*to].receive(*from, &m.as_message()).unwrap();
+        }
+        for e in &mut nodes {
+            e.advance();
+        }
+        if nodes.iter().all(|e| e.phase() != Phase::Running) {
+            return nodes
+                .iter_mut()
+                .map(|e| e.take_outcome().unwrap().unwrap())
+                .collect();
+        }
+    }
+    panic!("did not finish");
+}
+
+fn metropolis() -> Config {
+    Config {
+        schedule: Schedule::Metropolis,
+        tol: 1e-10,
+        ..Config::default()
+    }
+}
+
+/// Duplicated and reordered messages are idempotent: every member ends with
+/// bit-for-bit the value of the plain run.
+#[test]
+fn duplicates_and_reordering_change_nothing() {
+    let graph = Graph::random_regular(12, 3, 4).unwrap();
+    let plain = run(engines(&graph, &metropolis()), |_| {});
+    let shuffled = run(engines(&graph, &metropolis()), |wire| {
+        let copies: Vec<_> = wire.iter().map(|(f, t, m)| (*f, *t, m.clone())).collect();
+        wire.extend(copies);
+        wire.reverse();
+    });
+    assert_eq!(plain, shuffled);
+    let mean = [5.5, 11.0];
+    for r in &plain {
+        let v = &r.value;
+        assert!((v[0] - mean[0]).abs() < 1e-9 && (v[1] - mean[1]).abs() < 1e-9);
+    }
+}
+
+/// Lost messages are recovered by retransmission: the logical run is the
+/// same (every member completes the same rounds), and every value is within
+/// the tolerance (a member may adopt a neighbour's certified result instead
+/// of completing the last round itself).
+#[test]
+fn lost_messages_are_recovered() {
+    let graph = Graph::ring(6).unwrap();
+    let plain = run(engines(&graph, &metropolis()), |_| {});
+    let mut tick = 0;
+    let lossy = run(engines(&graph, &metropolis()), |wire| {
+        tick += 1;
+        // Drop everything node 2 says on even ticks, and everything sent
+        // to node 4 on every third tick.
+        wire.retain(|(from, to, _)| !(tick % 2 == 0 && *from == 2 || tick % 3 == 0 && *to == 4));
+    });
+    for (p, l) in plain.iter().zip(&lossy) {
+        assert_eq!(p.rounds, l.rounds);
+        assert_eq!(p.contributors, l.contributors);
+        for (a, b) in p.value.iter().zip(&l.value) {
+            assert!((a - b).abs() <= 2e-10 * a.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn a_stale_round_message_is_answered_with_the_missed_round() {
+    let graph = Graph::ring(3).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let wire: Vec<_> = (0..3)
+        .flat_map(|i| {
+            outgoing(&mut nodes[i])
+                .into_iter()
+                .map(move |(to, m)| (i, to, m))
+        })
+        .collect();
+    // Everyone gets round 0 except node 2, which misses node 0's message.
+    for (from, to, m) in &wire {
+        if !(*from == 0 && *to == 2) {
+            nodes[*to].receive(*from, &m.as_message()).unwrap();
+        }
+    }
+    assert_eq!(nodes[0].advance(), Progress::Advanced);
+    assert_eq!(nodes[2].advance(), Progress::Blocked);
+    assert_eq!(nodes[2].waiting_for(), vec![0]);
+    // Node 2 retransmits its round-0 message; node 0, now in round 1,
+    // answers with its round-0 message.
+    let from_two = wire.iter().find(|(f, t, _)| *f == 2 && *t == 0).unwrap();
+    nodes[0].receive(2, &from_two.2.as_message()).unwrap();
+    let replies = outgoing(&mut nodes[0]);
+    let resend = replies
+        .iter()
+        .find(|(to, m)| *to == 2 && m.header.round == 0)
+        .expect("round 0 resent to node 2");
+    nodes[2].receive(0, &resend.1.as_message()).unwrap();
+    assert_eq!(nodes[2].advance(), Progress::Advanced);
+    assert_eq!(nodes[2].round(), 1);
+}
+
+#[test]
+fn malformed_messages_are_rejected_and_change_nothing() {
+    let graph = Graph::ring(3).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let good = outgoing(&mut nodes[1])
+        .into_iter()
+        .find(|(to, _)| *to == 0)
+        .unwrap()
+        .1;
+    let before = (nodes[0].mass().to_vec(), nodes[0].round(), nodes[0].view());
+    let mut short = good.clone();
+    short.payload.pop();
+    let mut nan = good.clone();
+    nan.payload[0] = f64::NAN;
+    let mut bad_event = good.clone();
+    bad_event.events.push(Event::Departed { node: 99 });
+    let mut no_reason = good.clone();
+    no_reason.header.kind = Kind::Abort;
+    let cases: [(usize, OwnedMessage); 5] = [
+        (1, short),
+        (1, nan),
+        (1, bad_event),
+        (1, no_reason),
+        (7, good.clone()),
+    ];
+    for (from, m) in cases {
+        assert!(nodes[0].receive(from, &m.as_message()).is_err());
+        assert_eq!(
+            (nodes[0].mass().to_vec(), nodes[0].round(), nodes[0].view()),
+            before
+        );
+    }
+    // A dimension mismatch tells the host what to report.
+    let mut longer = good.clone();
+    longer.payload.push(1.0);
+    let violation = nodes[0].receive(1, &longer.as_message()).unwrap_err();
+    assert_eq!(
+        violation.dimension_mismatch(0, 2),
+        Some(AbortReason::DimensionMismatch {
+            rank: 0,
+            expected: 3,
+            found: 2
+        })
+    );
+    assert!(nodes[0].receive(1, &good.as_message()).is_ok());
+}
+
+/// A round is only completed after its own message went out, so a host
+/// that loops on `advance` cannot skip a round its peers need.
+#[test]
+fn advance_waits_for_the_round_message_to_go_out() {
+    let graph = Graph::ring(3).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let from_others: Vec<_> = [1, 2]
+        .into_iter()
+        .flat_map(|i| {
+            outgoing(&mut nodes[i])
+                .into_iter()
+                .map(move |(to, m)| (i, to, m))
+        })
+        .filter(|(_, to, _)| *to == 0)
+        .collect();
+    for (from, _, m) in &from_others {
+        nodes[0].receive(*from, &m.as_message()).unwrap();
+    }
+    assert_eq!(nodes[0].advance(), Progress::Blocked);
+    assert_eq!(outgoing(&mut nodes[0]).len(), 2);
+    assert_eq!(nodes[0].advance(), Progress::Advanced);
+}
+
+#[test]
+fn a_finished_neighbours_result_is_adopted() {
+    let graph = Graph::ring(3).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let mut header = Header::new(Kind::Done, 42);
+    header.streak = 1e-11;
+    let done = OwnedMessage {
+        header,
+        events: vec![
+            Event::Departed { node: 2 },
+            Event::InputChanged { node: 1, seq: 3 },
+        ],
+        payload: vec![7.0, 8.0],
+    };
+    nodes[0].receive(1, &done.as_message()).unwrap();
+    assert_eq!(nodes[0].advance(), Progress::Finished);
+    let r = nodes[0].take_outcome().unwrap().unwrap();
+    assert_eq!(r.value, vec![7.0, 8.0]);
+    assert_eq!(r.rounds, 42);
+    assert_eq!(r.contributors.to_vec(), vec![0, 1]);
+    assert_eq!(r.contributors.input_version(1), Some(3));
+    // It now answers with that result.
+    let out = outgoing(&mut nodes[0]);
+    assert!(out.iter().all(|(_, m)| m.header.kind == Kind::Done));
+}
+
+#[test]
+fn an_abort_spreads_with_its_reason() {
+    let graph = Graph::ring(4).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let reason = AbortReason::NonFiniteInput {
+        rank: 3,
+        index: 0,
+        value: f64::INFINITY,
+    };
+    let peers = [0, 2];
+    let mut aborted = Engine::aborted(
+        NodeSetup {
+            id: 3,
+            members: 4,
+            peers: &peers,
+            diameter_bound: 2,
+        },
+        reason,
+    );
+    for (to, m) in outgoing(&mut aborted) {
+        nodes[to].receive(3, &m.as_message()).unwrap();
+    }
+    for i in [0, 2] {
+        assert_eq!(nodes[i].phase(), Phase::Failed);
+        assert_eq!(
+            nodes[i].outcome(),
+            Some(&Err(Error::NonFiniteInput {
+                rank: 3,
+                index: 0,
+                value: f64::INFINITY
+            }))
+        );
+    }
+}
+
+/// Two members that open an edge at different rounds agree to exchange
+/// from the later start.
+#[test]
+fn new_edges_open_at_the_later_start() {
+    // A path 0 – 1 – 2; then 0 and 2 are joined (as after a repair).
+    let graph = Graph::from_edges(3, &[(0, 1), (1, 2)]).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let step = |nodes: &mut Vec<Engine>| {
+        let wire: Vec<_> = (0..nodes.len())
+            .flat_map(|i| {
+                nodes[i].tick();
+                outgoing(&mut nodes[i])
+                    .into_iter()
+                    .map(move |(to, m)| (i, to, m))
+            })
+            .collect::<Vec<_>>();
+        for (from, to, m) in wire {
+            nodes[to].receive(from, &m.as_message()).unwrap();
+        }
+        for e in nodes.iter_mut() {
+            e.advance();
+        }
+    };
+    step(&mut nodes);
+    nodes[0].set_peers(&[1, 2], 1).unwrap(); // node 0 is in round 1: starts at 2
+    step(&mut nodes);
+    step(&mut nodes);
+    // Node 0 cannot pass its own start (round 2) before it hears node 2.
+    assert_eq!(nodes[0].round(), 2);
+    assert_eq!(nodes[0].waiting_for(), vec![2]);
+    nodes[2].set_peers(&[0, 1], 1).unwrap();
+    let start2 = nodes[2].round() + 1;
+    assert!(start2 > 2);
+    step(&mut nodes);
+    assert_eq!(nodes[0].since(2), Some(start2));
+    assert_eq!(nodes[2].since(0), Some(start2));
+    for r in run(nodes, |_| {}) {
+        assert!(
+            (r.value[0] - 1.0).abs() < 1e-9 && (r.value[1] - 2.0).abs() < 1e-9,
+            "{r:?}"
+        );
+    }
+}

@@ -21,17 +21,17 @@ pub(crate) fn mean_of(inputs: &[f64], dim: usize, keep: impl Fn(usize) -> bool) 
     let mut sum = vec![0.0; dim];
     let mut carry = vec![0.0; dim];
     let mut count = 0usize;
-    for (i, row) in inputs
+    for (_, row) in inputs
         .chunks_exact(dim)
         .enumerate()
         .filter(|(i, _)| keep(*i))
     {
         count += 1;
-        for c in 0..dim {
-            let y = row[c] - carry[c];
-            let t = sum[c] + y;
-            carry[c] = (t - sum[c]) - y;
-            sum[c] = t;
+        for ((s, k), x) in sum.iter_mut().zip(&mut carry).zip(row) {
+            let y = x - *k;
+            let t = *s + y;
+            *k = (t - *s) - y;
+            *s = t;
         }
     }
     sum.iter().map(|s| s / count as f64).collect()
@@ -69,9 +69,31 @@ pub(crate) fn assert_all_within(report: &Report, mean: &[f64], tol: f64, context
             "{context}: node {i} ended as {node:?}"
         );
     }
-    let bound = tol * max_norm(mean).max(1.0);
+    let scale = max_norm(mean).max(1.0);
+    let bound = tol * scale;
     let err = worst_error(report, mean);
     assert!(err <= bound, "{context}: error {err:e} above {bound:e}");
+    // The reported residual is an honest bound: at most `tol`, and at
+    // least the actual relative error up to floating-point rounding
+    // (exact results report 0).
+    for r in report.nodes.iter().filter_map(NodeOutcome::reduction) {
+        assert!(
+            r.residual <= tol,
+            "{context}: residual {:e} above tol",
+            r.residual
+        );
+        let own = r
+            .value
+            .iter()
+            .zip(mean)
+            .map(|(v, m)| (v - m).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            own <= (r.residual + 1e-12) * scale,
+            "{context}: error {own:e} above the reported residual {:e}",
+            r.residual
+        );
+    }
     assert_eq!(
         report.messages.violations, 0,
         "{context}: protocol violations"
