@@ -26,7 +26,7 @@ pub enum Kind {
     /// The sender finished: payload is the value, `round` the rounds,
     /// `streak` the residual, events list the departed members.
     Done,
-    /// The reduction failed for everyone: see [`Header::abort`].
+    /// The reduction failed for everyone: see [`Message::abort`].
     Abort,
     /// The sender leaves the reduction.
     Leave,
@@ -60,8 +60,6 @@ pub struct Header {
     pub streak: f64,
     /// Largest residual seen in the current epoch.
     pub epoch: f64,
-    /// Why the reduction failed ([`Kind::Abort`] only).
-    pub abort: Option<AbortReason>,
 }
 
 impl Header {
@@ -76,7 +74,6 @@ impl Header {
             proposal: 0,
             streak: 0.0,
             epoch: 0.0,
-            abort: None,
         }
     }
 }
@@ -90,15 +87,29 @@ pub struct Message<'a> {
     pub events: &'a [Event],
     /// Mass (round), value (done) or nothing.
     pub payload: &'a [f64],
+    /// Why the reduction failed ([`Kind::Abort`] only). Kept out of the
+    /// header so that the header of the common round message stays small.
+    pub abort: Option<AbortReason>,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// A message without an abort reason.
+    pub fn new(header: Header, events: &'a [Event], payload: &'a [f64]) -> Message<'a> {
+        Message {
+            header,
+            events,
+            payload,
+            abort: None,
+        }
+    }
+
     /// Copies the message into owned buffers (for queues and channels).
     pub fn to_owned(&self) -> OwnedMessage {
         OwnedMessage {
             header: self.header,
             events: self.events.to_vec(),
             payload: self.payload.to_vec(),
+            abort: self.abort,
         }
     }
 }
@@ -113,6 +124,8 @@ pub struct OwnedMessage {
     pub events: Vec<Event>,
     /// Mass, value or nothing.
     pub payload: Vec<f64>,
+    /// Why the reduction failed ([`Kind::Abort`] only).
+    pub abort: Option<AbortReason>,
 }
 
 impl OwnedMessage {
@@ -122,6 +135,7 @@ impl OwnedMessage {
             header: self.header,
             events: &self.events,
             payload: &self.payload,
+            abort: self.abort,
         }
     }
 }

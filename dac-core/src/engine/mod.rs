@@ -104,7 +104,8 @@ pub struct Engine {
     diameter: u32,
     /// The dimension-exchange plan while the exact phase lasts.
     plan: Option<ExactPlan>,
-    /// Rounds of mass history kept for resends (2, or the exact rounds + 1).
+    /// Rounds of mass history kept for resends (2, or the exact rounds + 1,
+    /// rounded up to a power of two so that slots are found by masking).
     hist_len: u32,
     /// The current round: the mass in history slot `round` is the state
     /// this member broadcasts for it.
@@ -232,7 +233,7 @@ impl Engine {
         let plan = (config.schedule == Schedule::Exact).then(|| ExactPlan::new(members));
         let dim = input.len();
         let w = dim + 1;
-        let hist_len = plan.map_or(2, |p| (p.rounds() + 1).max(2));
+        let hist_len = plan.map_or(2, |p| (p.rounds() + 1).max(2).next_power_of_two());
         let mut buf = vec![0.0; (1 + hist_len as usize + 3 * ids.len()) * w];
         buf[..dim].copy_from_slice(input);
         buf[dim] = 1.0;
@@ -494,6 +495,7 @@ impl Engine {
                 header: Header::new(Kind::Leave, self.round),
                 events: Vec::new(),
                 payload: Vec::new(),
+                abort: None,
             };
             self.terminate(Phase::Left, Err(Error::Left { rank: self.id() }), message);
         }
@@ -503,12 +505,11 @@ impl Engine {
     /// when a peer's input has another length, for example).
     pub fn abort(&mut self, reason: AbortReason) {
         if self.phase == Phase::Running {
-            let mut header = Header::new(Kind::Abort, self.round);
-            header.abort = Some(reason);
             let message = OwnedMessage {
-                header,
+                header: Header::new(Kind::Abort, self.round),
                 events: Vec::new(),
                 payload: Vec::new(),
+                abort: Some(reason),
             };
             self.terminate(Phase::Failed, Err(reason.into()), message);
         }
@@ -598,7 +599,7 @@ impl Engine {
     }
 
     fn hist_offset(&self, round: u32) -> usize {
-        (1 + (round % self.hist_len) as usize) * self.width()
+        (1 + (round & (self.hist_len - 1)) as usize) * self.width()
     }
 
     fn hist(&self, round: u32) -> &[f64] {
@@ -635,8 +636,16 @@ impl Engine {
         }
     }
 
+    /// True while some new edge is still being opened.
+    fn has_joins(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.joins.is_empty())
+    }
+
     /// Neighbours whose messages round `round` needs.
     fn active_degree(&self, round: u32) -> u32 {
+        if !self.has_joins() {
+            return self.peers.len() as u32;
+        }
         self.peers
             .iter()
             .filter(|p| self.since(p.id).is_some_and(|s| s <= round))
@@ -763,6 +772,7 @@ impl Engine {
             header,
             events: departed.chain(changed).collect(),
             payload: value.clone(),
+            abort: None,
         };
         let reduction = Reduction {
             value,

@@ -41,6 +41,7 @@ impl Engine {
                 header: self.events_header(),
                 events: self.events.as_slice(),
                 payload: &[],
+                abort: None,
             };
             send(Target::Peers, &message);
         }
@@ -53,6 +54,7 @@ impl Engine {
                     },
                     events: self.events.as_slice(),
                     payload: &[],
+                    abort: None,
                 };
                 for to in rare.events_to.drain(..) {
                     send(Target::Peer(to as usize), &message);
@@ -68,6 +70,7 @@ impl Engine {
                     header,
                     events: &[],
                     payload: &[],
+                    abort: None,
                 };
                 send(Target::Peer(join.peer as usize), &message);
             }
@@ -175,6 +178,7 @@ impl Engine {
                 &[]
             },
             payload: self.hist(round),
+            abort: None,
         })
     }
 }

@@ -20,6 +20,9 @@ impl Engine {
     /// host decides whether to drop the peer or abort (see
     /// [`Violation::dimension_mismatch`]).
     pub fn receive(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
+        if let Some(done) = self.receive_round_fast(from, message) {
+            return done;
+        }
         self.validate(from, message)?;
         let from = from as u32;
         if from == self.id || self.events.has_departed(from) {
@@ -49,7 +52,7 @@ impl Engine {
                 }
             }
             Kind::Abort => {
-                if let (Some(reason), Some(_)) = (message.header.abort, self.peer_index(from)) {
+                if let (Some(reason), Some(_)) = (message.abort, self.peer_index(from)) {
                     let owned = message.to_owned();
                     self.terminate(Phase::Failed, Err(reason.into()), owned);
                 }
@@ -60,6 +63,86 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The common case on its own short path: a well-formed round message
+    /// from a current neighbour, in the iterative phase, with no event
+    /// attached and no edge being opened. Returns `None` for anything else
+    /// (including every malformed message), which the general path handles.
+    #[inline]
+    fn receive_round_fast(
+        &mut self,
+        from: usize,
+        message: &Message<'_>,
+    ) -> Option<Result<(), Violation>> {
+        let h = &message.header;
+        let w = self.dim + 1;
+        let current = self.round;
+        let r = h.round;
+        if h.kind != Kind::Round
+            || !message.events.is_empty()
+            || self.plan.is_some()
+            || self.phase != Phase::Running
+            || self.rare.is_some()
+            || message.payload.len() != w
+            || from >= self.members as usize
+            || r < current
+        {
+            return None;
+        }
+        let payload = &message.payload[..w];
+        // `x >= 0.0` is false for NaN: non-finite values take the general
+        // path, which reports them.
+        let mut sane = h.streak >= 0.0 && h.epoch >= 0.0;
+        for x in payload {
+            sane &= x.is_finite();
+        }
+        if !sane {
+            return None;
+        }
+        let p = self.peer_index(from as u32)?;
+        let a = (r & 1) as usize;
+        let acc_round = self.acc[a].round;
+        if acc_round != r && acc_round != EMPTY && acc_round >= current {
+            return Some(Ok(())); // too far ahead: it will be sent again
+        }
+        let slots = &self.peers[p].slots;
+        if slots[0].round == r || slots[1].round == r {
+            return Some(Ok(())); // duplicate
+        }
+        let s = if slots[0].round == EMPTY || slots[0].round < current {
+            0
+        } else if slots[1].round == EMPTY || slots[1].round < current {
+            1
+        } else {
+            return Some(Ok(()));
+        };
+        let dirty = if h.flags & FLAG_DIRTY != 0 {
+            SLOT_DIRTY
+        } else {
+            0
+        };
+        self.peers[p].slots[s] = Slot {
+            round: r,
+            degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
+            view: h.view,
+        };
+        let at = self.slot_offset(p, s);
+        self.buf[at..at + w].copy_from_slice(payload);
+        let acc = &mut self.acc[a];
+        if acc.round != r {
+            *acc = Acc::fresh(r);
+        }
+        acc.min_counter = acc.min_counter.min(h.counter);
+        acc.max_streak = acc.max_streak.max(h.streak);
+        acc.max_epoch = acc.max_epoch.max(h.epoch);
+        let view = self.events.id();
+        if h.view != view {
+            self.attach_events = true;
+        } else if h.proposal > current && (self.proposal == 0 || h.proposal < self.proposal) {
+            self.proposal = h.proposal;
+        }
+        Some(Ok(()))
     }
 
     fn validate(&self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
@@ -93,7 +176,7 @@ impl Engine {
                 kind: h.kind,
             });
         }
-        if h.kind == Kind::Abort && h.abort.is_none() {
+        if h.kind == Kind::Abort && message.abort.is_none() {
             return Err(Violation::MissingAbortReason { peer: from });
         }
         let bad_event = message.events.iter().find(|e| match **e {
@@ -113,7 +196,7 @@ impl Engine {
                 return;
             }
         }
-        let h = message.header;
+        let h = &message.header;
         let Some(p) = self.peer_index(from) else {
             // Not (or no longer) a neighbour: if it has another view, tell it
             // what we know, so that it can drop or open the edge.
@@ -149,7 +232,7 @@ impl Engine {
             if partner != from {
                 return; // an exact-phase round in which we are not partners
             }
-        } else if self.since(from).is_none_or(|s| s > r) {
+        } else if self.has_joins() && self.since(from).is_none_or(|s| s > r) {
             return; // before the agreed start of a new edge
         }
         let exact_round = self.plan.is_some_and(|plan| r < plan.rounds());

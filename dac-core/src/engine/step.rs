@@ -137,53 +137,46 @@ impl Engine {
     /// exact schedule's fallback) plus the termination gossip.
     fn step_iterative(&mut self) -> bool {
         let t = self.round;
-        for p in 0..self.peers.len() {
-            let id = self.peers[p].id;
-            match self.since(id) {
-                Some(since) if since <= t => {
-                    if self.slot_for(p, t).is_none() {
-                        return false;
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    // A new edge whose first round is not agreed yet: do not
-                    // pass our announced start before it is.
-                    if self.join(id).is_some_and(|j| t >= j.my_start) {
-                        return false;
-                    }
-                }
-            }
+        let joins = self.has_joins();
+        if !self.ready(t, joins) {
+            return false;
         }
-
         let meta = self.meta_for(t);
         let d = self.dim;
         let w = self.width();
-        let me = self.hist_offset(t);
-        let w_me = self.buf[me + d];
-        let scale = (0..d)
-            .map(|c| (self.buf[me + c] / w_me).abs())
-            .fold(1.0f64, f64::max);
+        let me_at = self.hist_offset(t);
+        let edge_base = self.edge_offset(0);
+        let view_now = self.events.id();
+        let weights = self.schedule;
+        let rare = self.rare.as_deref();
+        let (head, edges) = self.buf.split_at_mut(edge_base);
+        let me = &head[me_at..me_at + w];
+        let w_me = me[d];
+        let inv_me = 1.0 / w_me;
+        let mut scale = 1.0f64;
+        for c in 0..d {
+            scale = scale.max((me[c] * inv_me).abs());
+        }
         let mut delta = 0.0f64;
-        let mut agreed = meta.view == self.events.id();
+        let mut agreed = meta.view == view_now;
         let mut active = 0usize;
-        for p in 0..self.peers.len() {
-            let id = self.peers[p].id;
-            if self.since(id).is_none_or(|s| s > t) {
+        for (peer, block) in self.peers.iter().zip(edges.chunks_exact_mut(3 * w)) {
+            if joins && since_in(rare, peer.id).is_none_or(|s| s > t) {
                 agreed = false; // a new edge is still opening
                 continue;
             }
-            let Some(s) = self.slot_for(p, t) else {
-                return false;
-            };
+            let s = usize::from(peer.slots[0].round != t);
+            let slot = peer.slots[s];
+            let (flow, slots) = block.split_at_mut(w);
+            let (flow, them) = (&mut flow[..w], &slots[s * w..(s + 1) * w]);
             active += 1;
-            let slot = self.peers[p].slots[s];
-            let them = self.slot_offset(p, s);
-            let w_them = self.buf[them + d];
+            let w_them = them[d];
             if w_me > 0.0 && w_them > 0.0 {
+                let inv_them = 1.0 / w_them;
+                // Index loops: with d = 1 the setup of iterator adapters
+                // costs more than the loop body.
                 for c in 0..d {
-                    let gap = (self.buf[me + c] / w_me - self.buf[them + c] / w_them).abs();
-                    delta = delta.max(gap);
+                    delta = delta.max((me[c] * inv_me - them[c] * inv_them).abs());
                 }
             } else {
                 delta = f64::INFINITY;
@@ -192,11 +185,11 @@ impl Engine {
                 agreed = false;
                 continue;
             }
-            let alpha = self.weight(meta.degree, slot.degree());
-            let flow = self.edge_offset(p);
+            // Both ends compute ±alpha·(M_i − M_j) from the same two
+            // messages, so the flows stay exactly antisymmetric.
+            let alpha = weight(weights, meta.degree, slot.degree());
             for k in 0..w {
-                let delta = alpha * (self.buf[me + k] - self.buf[them + k]);
-                self.buf[flow + k] += delta;
+                flow[k] += alpha * (me[k] - them[k]);
             }
         }
 
@@ -254,14 +247,22 @@ impl Engine {
         true
     }
 
-    /// Metropolis weight `1/(1 + max(d_i, d_j))`, or the Laplacian step.
-    fn weight(&self, my_degree: u32, their_degree: u32) -> f64 {
-        match self.schedule {
-            Schedule::Laplacian { eps } => eps,
-            Schedule::Metropolis | Schedule::Exact => {
-                1.0 / (1.0 + f64::from(my_degree.max(their_degree)))
-            }
+    /// True when every neighbour whose message round `t` needs has sent
+    /// it, and no new edge blocks the round.
+    fn ready(&self, t: u32, joins: bool) -> bool {
+        if !joins {
+            return self
+                .peers
+                .iter()
+                .all(|p| p.slots[0].round == t || p.slots[1].round == t);
         }
+        self.peers.iter().all(|p| match self.since(p.id) {
+            Some(since) if since <= t => p.slots.iter().any(|s| s.round == t),
+            Some(_) => true,
+            // A new edge whose first round is not agreed yet: do not pass
+            // our announced start before it is.
+            None => self.join(p.id).is_none_or(|j| t < j.my_start),
+        })
     }
 
     pub(super) fn slot_for(&self, p: usize, round: u32) -> Option<usize> {
@@ -282,26 +283,34 @@ impl Engine {
     fn finish_round(&mut self) {
         let next = self.round + 1;
         let w = self.width();
-        let out = self.hist_offset(next);
-        self.buf.copy_within(0..w, out);
-        for p in 0..self.peers.len() {
-            let flow = self.edge_offset(p);
-            for k in 0..w {
-                let f = self.buf[flow + k];
-                self.buf[out + k] -= f;
+        let out_at = self.hist_offset(next) - w; // offset within the history
+        let edge_base = self.edge_offset(0);
+        let (head, edges) = self.buf.split_at_mut(edge_base);
+        let (input, history) = head.split_at_mut(w);
+        let (out, input) = (&mut history[out_at..out_at + w], &input[..w]);
+        let mut finite = true;
+        for k in 0..w {
+            // Summed in peer order: every member does the same arithmetic.
+            let mut m = input[k];
+            for block in edges.chunks_exact(3 * w) {
+                m -= block[k];
             }
+            finite &= m.is_finite();
+            out[k] = m;
         }
         self.round = next;
-        if self.buf[out..out + w].iter().any(|x| !x.is_finite()) {
+        if !finite {
             self.abort(AbortReason::Overflow { rank: self.id });
             return;
         }
         self.record_meta(next);
         self.round_due = true;
         self.sent = false;
-        if let Some(rare) = self.rare.as_mut() {
-            rare.joins
-                .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
+        if self.has_joins() {
+            if let Some(rare) = self.rare.as_mut() {
+                rare.joins
+                    .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
+            }
         }
     }
 
@@ -321,5 +330,24 @@ impl Engine {
             streak: self.streak,
             epoch: self.epoch,
         };
+    }
+}
+
+/// Metropolis weight `1/(1 + max(d_i, d_j))`, or the Laplacian step.
+fn weight(schedule: Schedule, my_degree: u32, their_degree: u32) -> f64 {
+    match schedule {
+        Schedule::Laplacian { eps } => eps,
+        Schedule::Metropolis | Schedule::Exact => {
+            1.0 / (1.0 + f64::from(my_degree.max(their_degree)))
+        }
+    }
+}
+
+/// [`Engine::since`] on the split-off rare state (for loops that borrow
+/// the buffers mutably).
+fn since_in(rare: Option<&super::state::Rare>, peer: u32) -> Option<u32> {
+    match rare.and_then(|r| r.joins.iter().find(|j| j.peer == peer)) {
+        Some(join) => join.since(),
+        None => Some(0),
     }
 }

@@ -228,6 +228,7 @@ fn a_finished_neighbours_result_is_adopted() {
             Event::InputChanged { node: 1, seq: 3 },
         ],
         payload: vec![7.0, 8.0],
+        abort: None,
     };
     nodes[0].receive(1, &done.as_message()).unwrap();
     assert_eq!(nodes[0].advance(), Progress::Finished);

@@ -12,9 +12,34 @@ use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
 
-const OUT_NONE: u8 = 0;
-const OUT_PEERS: u8 = 1;
-const OUT_ONE: u8 = 2;
+/// `out_target` of a member that sent no plain round message this tick.
+const NOBODY: u32 = u32::MAX;
+/// `out_target` of a round message to all of the sender's neighbours.
+const NEIGHBOURS: u32 = u32::MAX - 1;
+
+/// Receivers handled per gather pass (their engines stay in cache between
+/// gathering and delivering).
+const BLOCK: usize = 256;
+
+/// One member's plain round message of this tick: the header and, for
+/// `d = 1`, the payload, in one cache line, so that a receiver reads one
+/// line per neighbour.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Broadcast {
+    header: Header,
+    /// The payload when it has at most two values; otherwise it is in
+    /// `out_payload`.
+    inline: [f64; 2],
+}
+
+/// A broadcast copied next to its receiver by the gather pass.
+#[derive(Clone, Copy, Debug)]
+struct Gathered {
+    to: u32,
+    from: u32,
+    broadcast: Broadcast,
+}
 
 /// A message in flight to one receiver.
 #[derive(Debug)]
@@ -51,11 +76,12 @@ pub struct Simulator {
     applied: BTreeMap<u32, Vec<Vec<f64>>>,
     /// Departures to report to neighbours: (tick, member).
     detections: Vec<(u64, u32)>,
-    // This tick's plain round broadcasts, one per member (the common case,
-    // kept in flat arrays so that receivers read them without allocation).
-    out_kind: Vec<u8>,
-    out_to: Vec<u32>,
-    out_header: Vec<Header>,
+    // This tick's plain round messages, one per member (the common case,
+    // kept in flat arrays so that receivers read them without allocation):
+    // the target ([`NOBODY`], [`NEIGHBOURS`] or a member), the message, and
+    // payloads longer than two values.
+    out_target: Vec<u32>,
+    out: Vec<Broadcast>,
     out_payload: Vec<f64>,
     /// Every other message of this tick, and delayed messages by due tick.
     routed: Vec<Routed>,
@@ -69,7 +95,7 @@ pub struct Simulator {
     trace: Vec<RoundSums>,
     stats: MessageStats,
     finished: bool,
-    scratch: Vec<u32>,
+    gathered: Vec<Gathered>,
 }
 
 impl Simulator {
@@ -149,10 +175,15 @@ impl Simulator {
             detections: Vec::new(),
             initial: inputs.to_vec(),
             applied: BTreeMap::new(),
-            out_kind: vec![OUT_NONE; n],
-            out_to: vec![0; n],
-            out_header: vec![Header::new(Kind::Round, 0); n],
-            out_payload: vec![0.0; n * w],
+            out_target: vec![NOBODY; n],
+            out: vec![
+                Broadcast {
+                    header: Header::new(Kind::Round, 0),
+                    inline: [0.0; 2],
+                };
+                n
+            ],
+            out_payload: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
             routed: Vec::new(),
             delayed: BTreeMap::new(),
             repairs: HashMap::new(),
@@ -163,7 +194,7 @@ impl Simulator {
             trace: Vec::new(),
             stats: MessageStats::default(),
             finished: false,
-            scratch: Vec::new(),
+            gathered: Vec::new(),
             engines,
             base,
             options,
@@ -287,32 +318,33 @@ impl Simulator {
         let w = self.dim + 1;
         let mut pending: Vec<(Target, OwnedMessage)> = Vec::new();
         for i in 0..self.engines.len() {
-            self.out_kind[i] = OUT_NONE;
+            self.out_target[i] = NOBODY;
             if matches!(self.life[i], Life::Crashed { .. }) {
                 continue;
             }
             let engine = &mut self.engines[i];
             engine.tick();
-            let (kind, to, header) = (
-                &mut self.out_kind[i],
-                &mut self.out_to[i],
-                &mut self.out_header[i],
-            );
-            let payload = &mut self.out_payload[i * w..(i + 1) * w];
-            engine.poll_outgoing(|target, message| {
+            let (target, out) = (&mut self.out_target[i], &mut self.out[i]);
+            let long = if w > 2 {
+                &mut self.out_payload[i * w..(i + 1) * w]
+            } else {
+                &mut []
+            };
+            engine.poll_outgoing(|to, message| {
                 let plain = message.header.kind == Kind::Round && message.events.is_empty();
-                if plain && *kind == OUT_NONE {
-                    *kind = match target {
-                        Target::Peers => OUT_PEERS,
-                        Target::Peer(j) => {
-                            *to = j as u32;
-                            OUT_ONE
-                        }
+                if plain && *target == NOBODY {
+                    *target = match to {
+                        Target::Peers => NEIGHBOURS,
+                        Target::Peer(j) => j as u32,
                     };
-                    *header = message.header;
-                    payload.copy_from_slice(message.payload);
+                    out.header = message.header;
+                    if w > 2 {
+                        long.copy_from_slice(message.payload);
+                    } else {
+                        out.inline[..w].copy_from_slice(message.payload);
+                    }
                 } else {
-                    pending.push((target, message.to_owned()));
+                    pending.push((to, message.to_owned()));
                 }
             });
             for (target, message) in pending.drain(..) {
@@ -343,16 +375,14 @@ impl Simulator {
         let mut now = Vec::new();
         for routed in std::mem::take(&mut self.routed) {
             self.stats.sent += 1;
-            for (delay, copy) in self.fates() {
-                let message = if copy {
-                    routed.message.clone()
-                } else {
+            for (delay, delivered) in self.fates() {
+                if !delivered {
                     continue;
-                };
+                }
                 let item = Routed {
                     to: routed.to,
                     from: routed.from,
-                    message,
+                    message: routed.message.clone(),
                 };
                 if delay == 0 {
                     now.push(item);
@@ -369,82 +399,91 @@ impl Simulator {
         }
         now.sort_by_key(|r| r.to);
         let mut cursor = 0;
-        let w = self.dim + 1;
-        let faulty = {
-            let f = &self.options.faults;
-            f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
-        };
-        for j in 0..self.engines.len() {
-            let live = !matches!(self.life[j], Life::Crashed { .. });
-            self.scratch.clear();
-            if live {
-                self.scratch
-                    .extend(self.engines[j].peers().map(|p| p as u32));
-            }
-            for k in 0..self.scratch.len() {
-                let i = self.scratch[k] as usize;
-                let kind = self.out_kind[i];
-                let addressed = match kind {
-                    OUT_PEERS => !self.repaired || self.engines[i].peers().any(|p| p == j),
-                    OUT_ONE => self.out_to[i] as usize == j,
-                    _ => false,
-                };
-                if !addressed {
+        let n = self.engines.len();
+        let mut gathered = std::mem::take(&mut self.gathered);
+        for start in (0..n).step_by(BLOCK) {
+            let end = (start + BLOCK).min(n);
+            // Gather: copy the round messages addressed to this block's
+            // members next to them. The loads are independent, so their
+            // cache misses overlap.
+            gathered.clear();
+            for j in start..end {
+                if matches!(self.life[j], Life::Crashed { .. }) {
                     continue;
                 }
-                self.stats.sent += 1;
-                let header = self.out_header[i];
-                if !faulty {
-                    self.deliver(j, i, header, i * w);
+                for i in self.engines[j].peers() {
+                    let target = self.out_target[i];
+                    let addressed = match target {
+                        NOBODY => false,
+                        NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
+                        one => one as usize == j,
+                    };
+                    if addressed {
+                        gathered.push(Gathered {
+                            to: j as u32,
+                            from: i as u32,
+                            broadcast: self.out[i],
+                        });
+                    }
+                }
+            }
+            // Deliver, then let each member complete its round.
+            let mut g = 0;
+            for j in start..end {
+                while g < gathered.len() && gathered[g].to as usize == j {
+                    let item = gathered[g];
+                    g += 1;
+                    self.stats.sent += 1;
+                    for (delay, delivered) in self.fates() {
+                        if !delivered {
+                            continue;
+                        }
+                        if delay == 0 {
+                            self.deliver(j, item.from as usize, &item.broadcast);
+                        } else {
+                            let message = self.owned(item.from as usize, &item.broadcast);
+                            self.delayed
+                                .entry(self.tick + delay)
+                                .or_default()
+                                .push(Routed {
+                                    to: j as u32,
+                                    from: item.from,
+                                    message,
+                                });
+                        }
+                    }
+                }
+                let live = !matches!(self.life[j], Life::Crashed { .. });
+                while cursor < now.len() && now[cursor].to as usize == j {
+                    if live {
+                        let routed = &now[cursor];
+                        let from = routed.from as usize;
+                        if self.engines[j]
+                            .receive(from, &routed.message.as_message())
+                            .is_err()
+                        {
+                            self.stats.violations += 1;
+                        }
+                    }
+                    cursor += 1;
+                }
+                if !live {
                     continue;
                 }
-                for (delay, copy) in self.fates() {
-                    if !copy {
-                        continue;
-                    }
-                    if delay == 0 {
-                        self.deliver(j, i, header, i * w);
-                    } else {
-                        let message = OwnedMessage {
-                            header,
-                            events: Vec::new(),
-                            payload: self.out_payload[i * w..(i + 1) * w].to_vec(),
-                        };
-                        self.delayed
-                            .entry(self.tick + delay)
-                            .or_default()
-                            .push(Routed {
-                                to: j as u32,
-                                from: i as u32,
-                                message,
-                            });
-                    }
+                if self.engines[j].pending_reconfiguration() {
+                    self.reconfigure(j);
+                }
+                let before = self.engines[j].round();
+                self.engines[j].advance();
+                if self.engines[j].round() != before {
+                    self.record(j);
+                }
+                if self.engines[j].pending_reconfiguration() {
+                    self.reconfigure(j);
                 }
             }
-            while cursor < now.len() && now[cursor].to as usize == j {
-                if live {
-                    let routed = &now[cursor];
-                    let from = routed.from as usize;
-                    if self.engines[j]
-                        .receive(from, &routed.message.as_message())
-                        .is_err()
-                    {
-                        self.stats.violations += 1;
-                    }
-                }
-                cursor += 1;
-            }
-            if !live {
-                continue;
-            }
-            self.reconfigure(j);
-            let before = self.engines[j].round();
-            self.engines[j].advance();
-            if self.engines[j].round() != before {
-                self.record(j);
-            }
-            self.reconfigure(j);
         }
+        self.gathered = gathered;
     }
 
     /// What happens to one message: up to two (delay, delivered) fates — the
@@ -477,18 +516,42 @@ impl Simulator {
         [first, second]
     }
 
-    fn deliver(&mut self, to: usize, from: usize, header: Header, at: usize) {
-        let len = match header.kind {
+    /// The payload of `from`'s plain round message this tick.
+    fn payload<'a>(&'a self, from: usize, broadcast: &'a Broadcast) -> &'a [f64] {
+        let w = self.dim + 1;
+        let len = match broadcast.header.kind {
             Kind::Done => self.dim,
-            _ => self.dim + 1,
+            _ => w,
         };
-        let message = Message {
-            header,
-            events: &[],
-            payload: &self.out_payload[at..at + len],
+        if w > 2 {
+            &self.out_payload[from * w..from * w + len]
+        } else {
+            &broadcast.inline[..len]
+        }
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, broadcast: &Broadcast) {
+        let w = self.dim + 1;
+        let message = if w > 2 {
+            Message::new(
+                broadcast.header,
+                &[],
+                &self.out_payload[from * w..(from + 1) * w],
+            )
+        } else {
+            Message::new(broadcast.header, &[], &broadcast.inline[..w])
         };
         if self.engines[to].receive(from, &message).is_err() {
             self.stats.violations += 1;
+        }
+    }
+
+    fn owned(&self, from: usize, broadcast: &Broadcast) -> OwnedMessage {
+        OwnedMessage {
+            header: broadcast.header,
+            events: Vec::new(),
+            payload: self.payload(from, broadcast).to_vec(),
+            abort: None,
         }
     }
 
