@@ -159,8 +159,6 @@ impl Engine {
             header.degree = meta.degree;
             header.counter = meta.counter;
             header.flags = meta.flags;
-            header.streak = meta.streak;
-            header.epoch = meta.epoch;
         } else {
             // An exact-phase round older than the last two: only the mass
             // and the dirty flag matter to the partner.
@@ -170,6 +168,8 @@ impl Engine {
             header.view = self.events.id();
         }
         header.proposal = self.proposal;
+        header.streak = self.streak;
+        header.epoch = self.epoch;
         Some(Message {
             header,
             events: if attach_events {

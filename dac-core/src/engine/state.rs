@@ -79,8 +79,6 @@ pub(super) struct RoundMeta {
     pub(super) degree: u32,
     pub(super) counter: u32,
     pub(super) flags: u8,
-    pub(super) streak: f64,
-    pub(super) epoch: f64,
 }
 
 impl RoundMeta {
@@ -90,8 +88,6 @@ impl RoundMeta {
         degree: 0,
         counter: 0,
         flags: 0,
-        streak: 0.0,
-        epoch: 0.0,
     };
 }
 

@@ -153,10 +153,9 @@ impl Engine {
         let me = &head[me_at..me_at + w];
         let w_me = me[d];
         let inv_me = 1.0 / w_me;
-        let mut scale = 1.0f64;
-        for c in 0..d {
-            scale = scale.max((me[c] * inv_me).abs());
-        }
+        let scale = me[..d]
+            .iter()
+            .fold(1.0f64, |a, s| a.max((s * inv_me).abs()));
         let mut delta = 0.0f64;
         let mut agreed = meta.view == view_now;
         let mut active = 0usize;
@@ -306,11 +305,11 @@ impl Engine {
         self.record_meta(next);
         self.round_due = true;
         self.sent = false;
-        if self.has_joins() {
-            if let Some(rare) = self.rare.as_mut() {
-                rare.joins
-                    .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
-            }
+        if self.has_joins()
+            && let Some(rare) = self.rare.as_mut()
+        {
+            rare.joins
+                .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
         }
     }
 
@@ -327,8 +326,6 @@ impl Engine {
             degree: self.active_degree(round),
             counter: self.counter,
             flags,
-            streak: self.streak,
-            epoch: self.epoch,
         };
     }
 }

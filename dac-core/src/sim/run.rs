@@ -33,6 +33,41 @@ struct Broadcast {
     inline: [f64; 2],
 }
 
+/// The plain round message of every member for one tick, in flat arrays
+/// (the common case; everything else goes through [`Routed`]).
+#[derive(Debug)]
+struct Outbox {
+    /// [`NOBODY`], [`NEIGHBOURS`] or the one member addressed.
+    target: Vec<u32>,
+    records: Vec<Broadcast>,
+    /// Payloads longer than two values, `n × (dim + 1)`.
+    long: Vec<f64>,
+}
+
+impl Outbox {
+    fn new(n: usize, w: usize) -> Outbox {
+        Outbox {
+            target: vec![NOBODY; n],
+            records: vec![
+                Broadcast {
+                    header: Header::new(Kind::Round, 0),
+                    inline: [0.0; 2],
+                };
+                n
+            ],
+            long: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
+        }
+    }
+
+    fn payload(&self, from: usize, w: usize) -> &[f64] {
+        if w > 2 {
+            &self.long[from * w..(from + 1) * w]
+        } else {
+            &self.records[from].inline[..w]
+        }
+    }
+}
+
 /// A broadcast copied next to its receiver by the gather pass.
 #[derive(Clone, Copy, Debug)]
 struct Gathered {
@@ -76,14 +111,14 @@ pub struct Simulator {
     applied: BTreeMap<u32, Vec<Vec<f64>>>,
     /// Departures to report to neighbours: (tick, member).
     detections: Vec<(u64, u32)>,
-    // This tick's plain round messages, one per member (the common case,
-    // kept in flat arrays so that receivers read them without allocation):
-    // the target ([`NOBODY`], [`NEIGHBOURS`] or a member), the message, and
-    // payloads longer than two values.
-    out_target: Vec<u32>,
-    out: Vec<Broadcast>,
-    out_payload: Vec<f64>,
-    /// Every other message of this tick, and delayed messages by due tick.
+    /// Members with a scheduled crash, leave or input change.
+    scheduled: Vec<bool>,
+    /// The plain round messages receivers read this tick, and the ones
+    /// members emit for the next tick (swapped at the end of each tick).
+    outbox: Outbox,
+    next: Outbox,
+    /// Every other message emitted for the next tick, and delayed messages
+    /// by due tick.
     routed: Vec<Routed>,
     delayed: BTreeMap<u64, Vec<Routed>>,
     repairs: HashMap<Vec<usize>, (Graph, usize)>,
@@ -175,15 +210,9 @@ impl Simulator {
             detections: Vec::new(),
             initial: inputs.to_vec(),
             applied: BTreeMap::new(),
-            out_target: vec![NOBODY; n],
-            out: vec![
-                Broadcast {
-                    header: Header::new(Kind::Round, 0),
-                    inline: [0.0; 2],
-                };
-                n
-            ],
-            out_payload: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
+            scheduled: vec![false; n],
+            outbox: Outbox::new(n, w),
+            next: Outbox::new(n, w),
             routed: Vec::new(),
             delayed: BTreeMap::new(),
             repairs: HashMap::new(),
@@ -199,9 +228,14 @@ impl Simulator {
             base,
             options,
         };
+        for node in faults_nodes(&simulator.options.faults) {
+            simulator.scheduled[node] = true;
+        }
         for i in 0..n {
             simulator.record(i);
+            simulator.emit(i);
         }
+        std::mem::swap(&mut simulator.outbox, &mut simulator.next);
         Ok(simulator)
     }
 
@@ -217,240 +251,40 @@ impl Simulator {
 
     /// Simulates one tick; returns false once every member has finished
     /// (or crashed or left), or the tick limit is reached.
+    ///
+    /// Each member takes in what reached it, completes at most one round,
+    /// meets its scheduled faults, and emits its messages for the next
+    /// tick — one pass over the members, in blocks whose round messages are
+    /// gathered first so that the reads of neighbours' messages overlap.
     pub fn step(&mut self) -> bool {
         if self.finished {
             return false;
         }
         self.tick += 1;
-        self.apply_scheduled_faults();
-        self.send_phase();
-        self.receive_phase();
-        let all_done = (0..self.engines.len())
-            .all(|i| self.life[i] != Life::Running || self.engines[i].phase() != Phase::Running);
-        if all_done || self.tick >= self.max_ticks {
-            self.finished = true;
-        }
-        !self.finished
-    }
-
-    fn apply_scheduled_faults(&mut self) {
-        let crashes: Vec<(u32, u32)> = self.crash_at.iter().map(|(&n, &r)| (n, r)).collect();
-        for (node, round) in crashes {
-            let i = node as usize;
-            let engine = &self.engines[i];
-            if self.life[i] == Life::Running
-                && engine.phase() == Phase::Running
-                && engine.round() >= round
-            {
-                self.life[i] = Life::Crashed {
-                    round: engine.round(),
-                    tick: self.tick,
-                };
-                self.crash_at.remove(&node);
-                self.any_departed = true;
-                self.detections.push((
-                    self.tick + u64::from(self.options.faults.detect_after),
-                    node,
-                ));
-            }
-        }
-        let leaves: Vec<(u32, u32)> = self.leave_at.iter().map(|(&n, &r)| (n, r)).collect();
-        for (node, round) in leaves {
-            let i = node as usize;
-            if self.life[i] == Life::Running
-                && self.engines[i].phase() == Phase::Running
-                && self.engines[i].round() >= round
-            {
-                self.engines[i].leave();
-                self.life[i] = Life::Left {
-                    round: self.engines[i].round(),
-                    tick: self.tick,
-                };
-                self.leave_at.remove(&node);
-                self.any_departed = true;
-                // A lost announcement is covered by the failure detector.
-                self.detections.push((
-                    self.tick + u64::from(self.options.faults.detect_after),
-                    node,
-                ));
-            }
-        }
-        let nodes: Vec<u32> = self.changes.keys().copied().collect();
-        for node in nodes {
-            let i = node as usize;
-            if self.life[i] != Life::Running {
-                continue;
-            }
-            while let Some(list) = self.changes.get_mut(&node) {
-                match list.last() {
-                    Some((round, _)) if self.engines[i].round() >= *round => {}
-                    _ => break,
-                }
-                let Some((_, input)) = list.pop() else { break };
-                // Inputs were validated in `new`.
-                if self.engines[i].set_input(&input).is_ok() {
-                    self.applied.entry(node).or_default().push(input);
-                } else {
-                    self.stats.violations += 1;
-                }
-            }
-        }
-        let tick = self.tick;
-        let due: Vec<u32> = self
-            .detections
-            .iter()
-            .filter(|d| d.0 <= tick)
-            .map(|d| d.1)
-            .collect();
-        self.detections.retain(|d| d.0 > tick);
-        for gone in due {
-            let neighbours: Vec<usize> = self.engines[gone as usize].peers().collect();
-            for j in neighbours {
-                if self.life[j] == Life::Running {
-                    self.engines[j].peer_departed(gone as usize);
-                    self.reconfigure(j);
-                }
-            }
-        }
-    }
-
-    fn send_phase(&mut self) {
-        let w = self.dim + 1;
-        let mut pending: Vec<(Target, OwnedMessage)> = Vec::new();
-        for i in 0..self.engines.len() {
-            self.out_target[i] = NOBODY;
-            if matches!(self.life[i], Life::Crashed { .. }) {
-                continue;
-            }
-            let engine = &mut self.engines[i];
-            engine.tick();
-            let (target, out) = (&mut self.out_target[i], &mut self.out[i]);
-            let long = if w > 2 {
-                &mut self.out_payload[i * w..(i + 1) * w]
-            } else {
-                &mut []
-            };
-            engine.poll_outgoing(|to, message| {
-                let plain = message.header.kind == Kind::Round && message.events.is_empty();
-                if plain && *target == NOBODY {
-                    *target = match to {
-                        Target::Peers => NEIGHBOURS,
-                        Target::Peer(j) => j as u32,
-                    };
-                    out.header = message.header;
-                    if w > 2 {
-                        long.copy_from_slice(message.payload);
-                    } else {
-                        out.inline[..w].copy_from_slice(message.payload);
-                    }
-                } else {
-                    pending.push((to, message.to_owned()));
-                }
-            });
-            for (target, message) in pending.drain(..) {
-                match target {
-                    Target::Peers => {
-                        for p in self.engines[i].peers() {
-                            self.routed.push(Routed {
-                                to: p as u32,
-                                from: i as u32,
-                                message: message.clone(),
-                            });
-                        }
-                    }
-                    Target::Peer(j) if j < self.engines.len() => self.routed.push(Routed {
-                        to: j as u32,
-                        from: i as u32,
-                        message,
-                    }),
-                    Target::Peer(_) => self.stats.violations += 1,
-                }
-            }
-        }
-    }
-
-    fn receive_phase(&mut self) {
-        // Routed messages go through the fault model now; what survives
-        // without delay is delivered this tick, sorted by receiver.
-        let mut now = Vec::new();
-        for routed in std::mem::take(&mut self.routed) {
-            self.stats.sent += 1;
-            for (delay, delivered) in self.fates() {
-                if !delivered {
-                    continue;
-                }
-                let item = Routed {
-                    to: routed.to,
-                    from: routed.from,
-                    message: routed.message.clone(),
-                };
-                if delay == 0 {
-                    now.push(item);
-                } else {
-                    self.delayed
-                        .entry(self.tick + delay)
-                        .or_default()
-                        .push(item);
-                }
-            }
-        }
-        if let Some(mut due) = self.delayed.remove(&self.tick) {
-            now.append(&mut due);
-        }
-        now.sort_by_key(|r| r.to);
+        self.report_departures();
+        let now = self.due_routed();
         let mut cursor = 0;
         let n = self.engines.len();
+        let faulty = {
+            let f = &self.options.faults;
+            f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
+        };
+        self.next.target.fill(NOBODY);
+        let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
         for start in (0..n).step_by(BLOCK) {
             let end = (start + BLOCK).min(n);
-            // Gather: copy the round messages addressed to this block's
-            // members next to them. The loads are independent, so their
-            // cache misses overlap.
-            gathered.clear();
-            for j in start..end {
-                if matches!(self.life[j], Life::Crashed { .. }) {
-                    continue;
-                }
-                for i in self.engines[j].peers() {
-                    let target = self.out_target[i];
-                    let addressed = match target {
-                        NOBODY => false,
-                        NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
-                        one => one as usize == j,
-                    };
-                    if addressed {
-                        gathered.push(Gathered {
-                            to: j as u32,
-                            from: i as u32,
-                            broadcast: self.out[i],
-                        });
-                    }
-                }
-            }
-            // Deliver, then let each member complete its round.
+            self.gather(start..end, &mut gathered);
             let mut g = 0;
             for j in start..end {
                 while g < gathered.len() && gathered[g].to as usize == j {
                     let item = gathered[g];
                     g += 1;
                     self.stats.sent += 1;
-                    for (delay, delivered) in self.fates() {
-                        if !delivered {
-                            continue;
-                        }
-                        if delay == 0 {
-                            self.deliver(j, item.from as usize, &item.broadcast);
-                        } else {
-                            let message = self.owned(item.from as usize, &item.broadcast);
-                            self.delayed
-                                .entry(self.tick + delay)
-                                .or_default()
-                                .push(Routed {
-                                    to: j as u32,
-                                    from: item.from,
-                                    message,
-                                });
-                        }
+                    if faulty {
+                        self.deliver_with_faults(j, item.from as usize, &item.broadcast);
+                    } else {
+                        self.deliver(j, item.from as usize, &item.broadcast);
                     }
                 }
                 let live = !matches!(self.life[j], Life::Crashed { .. });
@@ -481,9 +315,241 @@ impl Simulator {
                 if self.engines[j].pending_reconfiguration() {
                     self.reconfigure(j);
                 }
+                self.emit(j);
+                if self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running {
+                    running += 1;
+                }
             }
         }
         self.gathered = gathered;
+        std::mem::swap(&mut self.outbox, &mut self.next);
+        if running == 0 || self.tick >= self.max_ticks {
+            self.finished = true;
+        }
+        !self.finished
+    }
+
+    /// Copies the round messages addressed to the members of `block` next
+    /// to them.
+    ///
+    /// A first pass only reads each sender's target and the first word of
+    /// its record, in a loop so short that dozens of its cache misses are in
+    /// flight at once; the copy that follows then hits the cache.
+    fn gather(&self, block: std::ops::Range<usize>, gathered: &mut Vec<Gathered>) {
+        gathered.clear();
+        let mut touched = 0u32;
+        for j in block.clone() {
+            for i in self.engines[j].peers() {
+                touched ^= self.outbox.target[i] ^ self.outbox.records[i].header.round;
+            }
+        }
+        std::hint::black_box(touched);
+        for j in block {
+            if matches!(self.life[j], Life::Crashed { .. }) {
+                continue;
+            }
+            for i in self.engines[j].peers() {
+                let addressed = match self.outbox.target[i] {
+                    NOBODY => false,
+                    NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
+                    one => one as usize == j,
+                };
+                if addressed {
+                    gathered.push(Gathered {
+                        to: j as u32,
+                        from: i as u32,
+                        broadcast: self.outbox.records[i],
+                    });
+                }
+            }
+        }
+    }
+
+    /// Member `j` meets its scheduled faults, then hands out its messages
+    /// for the next tick.
+    fn emit(&mut self, j: usize) {
+        if self.scheduled[j] {
+            self.apply_scheduled(j);
+        }
+        if matches!(self.life[j], Life::Crashed { .. }) {
+            return;
+        }
+        let w = self.dim + 1;
+        let engine = &mut self.engines[j];
+        engine.tick();
+        let next = &mut self.next;
+        let (target, record) = (&mut next.target[j], &mut next.records[j]);
+        let long = if w > 2 {
+            &mut next.long[j * w..(j + 1) * w]
+        } else {
+            &mut []
+        };
+        let mut pending: Vec<(Target, OwnedMessage)> = Vec::new();
+        engine.poll_outgoing(|to, message| {
+            let plain = message.header.kind == Kind::Round && message.events.is_empty();
+            if plain && *target == NOBODY {
+                *target = match to {
+                    Target::Peers => NEIGHBOURS,
+                    Target::Peer(p) => p as u32,
+                };
+                record.header = message.header;
+                if w > 2 {
+                    long.copy_from_slice(message.payload);
+                } else {
+                    record.inline[..w].copy_from_slice(message.payload);
+                }
+            } else {
+                pending.push((to, message.to_owned()));
+            }
+        });
+        for (target, message) in pending {
+            match target {
+                Target::Peers => {
+                    for p in self.engines[j].peers() {
+                        self.routed.push(Routed {
+                            to: p as u32,
+                            from: j as u32,
+                            message: message.clone(),
+                        });
+                    }
+                }
+                Target::Peer(p) if p < self.engines.len() => self.routed.push(Routed {
+                    to: p as u32,
+                    from: j as u32,
+                    message,
+                }),
+                Target::Peer(_) => self.stats.violations += 1,
+            }
+        }
+    }
+
+    /// Crashes, leaves and input changes of member `j` that its round has
+    /// reached.
+    fn apply_scheduled(&mut self, j: usize) {
+        let node = j as u32;
+        let detect_after = u64::from(self.options.faults.detect_after);
+        let running = self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running;
+        let round = self.engines[j].round();
+        if running && self.crash_at.get(&node).is_some_and(|&r| round >= r) {
+            self.crash_at.remove(&node);
+            self.life[j] = Life::Crashed {
+                round,
+                tick: self.tick,
+            };
+            self.any_departed = true;
+            self.detections.push((self.tick + detect_after, node));
+            return;
+        }
+        if running && self.leave_at.get(&node).is_some_and(|&r| round >= r) {
+            self.leave_at.remove(&node);
+            self.engines[j].leave();
+            self.life[j] = Life::Left {
+                round,
+                tick: self.tick,
+            };
+            self.any_departed = true;
+            // A lost announcement is covered by the failure detector.
+            self.detections.push((self.tick + detect_after, node));
+        }
+        if !running {
+            return;
+        }
+        let Some(list) = self.changes.get_mut(&node) else {
+            return;
+        };
+        let mut due = Vec::new();
+        while list.last().is_some_and(|(r, _)| round >= *r) {
+            due.extend(list.pop());
+        }
+        for (_, input) in due {
+            // Inputs were validated in `new`.
+            if self.engines[j].set_input(&input).is_ok() {
+                self.applied.entry(node).or_default().push(input);
+            } else {
+                self.stats.violations += 1;
+            }
+        }
+    }
+
+    /// Failure detectors that fire this tick tell the departed member's
+    /// neighbours.
+    fn report_departures(&mut self) {
+        let tick = self.tick;
+        let due: Vec<u32> = self
+            .detections
+            .iter()
+            .filter(|d| d.0 <= tick)
+            .map(|d| d.1)
+            .collect();
+        self.detections.retain(|d| d.0 > tick);
+        for gone in due {
+            let neighbours: Vec<usize> = self.engines[gone as usize].peers().collect();
+            for j in neighbours {
+                if self.life[j] == Life::Running {
+                    self.engines[j].peer_departed(gone as usize);
+                    self.reconfigure(j);
+                }
+            }
+        }
+    }
+
+    /// Messages emitted last tick (other than plain round messages) and
+    /// delayed messages due now, through the fault model, sorted by
+    /// receiver.
+    fn due_routed(&mut self) -> Vec<Routed> {
+        let mut now = Vec::new();
+        for routed in std::mem::take(&mut self.routed) {
+            self.stats.sent += 1;
+            for (delay, delivered) in self.fates() {
+                if !delivered {
+                    continue;
+                }
+                let item = Routed {
+                    to: routed.to,
+                    from: routed.from,
+                    message: routed.message.clone(),
+                };
+                if delay == 0 {
+                    now.push(item);
+                } else {
+                    self.delayed
+                        .entry(self.tick + delay)
+                        .or_default()
+                        .push(item);
+                }
+            }
+        }
+        if let Some(mut due) = self.delayed.remove(&self.tick) {
+            now.append(&mut due);
+        }
+        now.sort_by_key(|r| r.to);
+        now
+    }
+
+    fn deliver_with_faults(&mut self, to: usize, from: usize, broadcast: &Broadcast) {
+        for (delay, delivered) in self.fates() {
+            if !delivered {
+                continue;
+            }
+            if delay == 0 {
+                self.deliver(to, from, broadcast);
+            } else {
+                let message = OwnedMessage {
+                    header: broadcast.header,
+                    events: Vec::new(),
+                    payload: self.outbox.payload(from, self.dim + 1).to_vec(),
+                    abort: None,
+                };
+                self.delayed
+                    .entry(self.tick + delay)
+                    .or_default()
+                    .push(Routed {
+                        to: to as u32,
+                        from: from as u32,
+                        message,
+                    });
+            }
+        }
     }
 
     /// What happens to one message: up to two (delay, delivered) fates — the
@@ -516,42 +582,16 @@ impl Simulator {
         [first, second]
     }
 
-    /// The payload of `from`'s plain round message this tick.
-    fn payload<'a>(&'a self, from: usize, broadcast: &'a Broadcast) -> &'a [f64] {
-        let w = self.dim + 1;
-        let len = match broadcast.header.kind {
-            Kind::Done => self.dim,
-            _ => w,
-        };
-        if w > 2 {
-            &self.out_payload[from * w..from * w + len]
-        } else {
-            &broadcast.inline[..len]
-        }
-    }
-
     fn deliver(&mut self, to: usize, from: usize, broadcast: &Broadcast) {
         let w = self.dim + 1;
-        let message = if w > 2 {
-            Message::new(
-                broadcast.header,
-                &[],
-                &self.out_payload[from * w..(from + 1) * w],
-            )
+        let payload = if w > 2 {
+            &self.outbox.long[from * w..(from + 1) * w]
         } else {
-            Message::new(broadcast.header, &[], &broadcast.inline[..w])
+            &broadcast.inline[..w]
         };
+        let message = Message::new(broadcast.header, &[], payload);
         if self.engines[to].receive(from, &message).is_err() {
             self.stats.violations += 1;
-        }
-    }
-
-    fn owned(&self, from: usize, broadcast: &Broadcast) -> OwnedMessage {
-        OwnedMessage {
-            header: broadcast.header,
-            events: Vec::new(),
-            payload: self.payload(from, broadcast).to_vec(),
-            abort: None,
         }
     }
 
@@ -677,6 +717,16 @@ impl Simulator {
     }
 }
 
+/// Members named by a scheduled fault.
+fn faults_nodes(faults: &Faults) -> impl Iterator<Item = usize> + '_ {
+    faults
+        .crashes
+        .iter()
+        .chain(&faults.leaves)
+        .map(|c| c.0)
+        .chain(faults.input_changes.iter().map(|c| c.node))
+}
+
 fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
     for (field, p) in [("drop", faults.drop), ("duplicate", faults.duplicate)] {
         if !(0.0..1.0).contains(&p) {
@@ -689,13 +739,7 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
             "must be at least 1 tick, got 0",
         ));
     }
-    let nodes = faults
-        .crashes
-        .iter()
-        .chain(&faults.leaves)
-        .map(|c| c.0)
-        .chain(faults.input_changes.iter().map(|c| c.node));
-    for node in nodes {
+    for node in faults_nodes(faults) {
         if node >= n {
             return Err(Error::UnknownNode { node, members: n });
         }
