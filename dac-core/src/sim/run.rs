@@ -68,12 +68,11 @@ impl Outbox {
     }
 }
 
-/// A broadcast copied next to its receiver by the gather pass.
+/// A plain round message addressed to `to`, found by the gather pass.
 #[derive(Clone, Copy, Debug)]
 struct Gathered {
     to: u32,
     from: u32,
-    broadcast: Broadcast,
 }
 
 /// A message in flight to one receiver.
@@ -278,13 +277,13 @@ impl Simulator {
             let mut g = 0;
             for j in start..end {
                 while g < gathered.len() && gathered[g].to as usize == j {
-                    let item = gathered[g];
+                    let from = gathered[g].from as usize;
                     g += 1;
                     self.stats.sent += 1;
                     if faulty {
-                        self.deliver_with_faults(j, item.from as usize, &item.broadcast);
+                        self.deliver_with_faults(j, from);
                     } else {
-                        self.deliver(j, item.from as usize, &item.broadcast);
+                        self.deliver(j, from);
                     }
                 }
                 let live = !matches!(self.life[j], Life::Crashed { .. });
@@ -329,12 +328,11 @@ impl Simulator {
         !self.finished
     }
 
-    /// Copies the round messages addressed to the members of `block` next
-    /// to them.
+    /// Lists the round messages addressed to the members of `block`.
     ///
     /// A first pass only reads each sender's target and the first word of
-    /// its record, in a loop so short that dozens of its cache misses are in
-    /// flight at once; the copy that follows then hits the cache.
+    /// its record, in a loop so short that many of its cache misses are in
+    /// flight at once; delivering the block then hits the cache.
     fn gather(&self, block: std::ops::Range<usize>, gathered: &mut Vec<Gathered>) {
         gathered.clear();
         let mut touched = 0u32;
@@ -358,7 +356,6 @@ impl Simulator {
                     gathered.push(Gathered {
                         to: j as u32,
                         from: i as u32,
-                        broadcast: self.outbox.records[i],
                     });
                 }
             }
@@ -526,16 +523,16 @@ impl Simulator {
         now
     }
 
-    fn deliver_with_faults(&mut self, to: usize, from: usize, broadcast: &Broadcast) {
+    fn deliver_with_faults(&mut self, to: usize, from: usize) {
         for (delay, delivered) in self.fates() {
             if !delivered {
                 continue;
             }
             if delay == 0 {
-                self.deliver(to, from, broadcast);
+                self.deliver(to, from);
             } else {
                 let message = OwnedMessage {
-                    header: broadcast.header,
+                    header: self.outbox.records[from].header,
                     events: Vec::new(),
                     payload: self.outbox.payload(from, self.dim + 1).to_vec(),
                     abort: None,
@@ -582,14 +579,11 @@ impl Simulator {
         [first, second]
     }
 
-    fn deliver(&mut self, to: usize, from: usize, broadcast: &Broadcast) {
+    /// Hands `from`'s plain round message of this tick to `to`.
+    fn deliver(&mut self, to: usize, from: usize) {
         let w = self.dim + 1;
-        let payload = if w > 2 {
-            &self.outbox.long[from * w..(from + 1) * w]
-        } else {
-            &broadcast.inline[..w]
-        };
-        let message = Message::new(broadcast.header, &[], payload);
+        let record = &self.outbox.records[from];
+        let message = Message::new(record.header, &[], self.outbox.payload(from, w));
         if self.engines[to].receive(from, &message).is_err() {
             self.stats.violations += 1;
         }
