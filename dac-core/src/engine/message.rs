@@ -34,8 +34,11 @@ pub enum Kind {
 
 /// Flag bit: the sender's exact-schedule value misses part of its inputs.
 pub const FLAG_DIRTY: u8 = 1;
-/// Flag bit on [`Kind::Hello`]: the sender already knows the receiver's start.
+/// Flag bit on [`Kind::Hello`]: the sender knows the receiver's start.
 pub const FLAG_ACK: u8 = 2;
+/// Flag bit on [`Kind::Hello`]: the sender knows that the receiver knows
+/// the sender's start (the handshake is complete on its side).
+pub const FLAG_ACKED: u8 = 4;
 
 /// Fixed-size part of a message.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,7 +54,7 @@ pub struct Header {
     pub degree: u32,
     /// Rounds of certified convergence around the sender.
     pub counter: u32,
-    /// [`FLAG_DIRTY`], [`FLAG_ACK`].
+    /// [`FLAG_DIRTY`], [`FLAG_ACK`], [`FLAG_ACKED`].
     pub flags: u8,
     /// Agreed stop round the sender knows of (0: none).
     pub proposal: u32,

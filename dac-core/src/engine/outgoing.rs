@@ -2,7 +2,7 @@
 //! final answer.
 
 use super::Engine;
-use super::message::{FLAG_ACK, Header, Kind, Message, Target};
+use super::message::{FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Target};
 use super::state::Phase;
 
 impl Engine {
@@ -64,7 +64,10 @@ impl Engine {
                 join.hello_due = false;
                 let mut header = Header::new(Kind::Hello, join.my_start);
                 if join.their_start.is_some() {
-                    header.flags = FLAG_ACK;
+                    header.flags |= FLAG_ACK;
+                }
+                if join.acked {
+                    header.flags |= FLAG_ACKED;
                 }
                 let message = Message {
                     header,

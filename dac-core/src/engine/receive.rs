@@ -1,7 +1,7 @@
 //! Taking in a peer's message: validation, buffering and gossip.
 
 use super::Engine;
-use super::message::{FLAG_ACK, FLAG_DIRTY, Kind, Message, Violation};
+use super::message::{FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Kind, Message, Violation};
 use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase, SLOT_DIRTY, Slot};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
@@ -308,13 +308,17 @@ impl Engine {
             return;
         }
         let Some(rare) = self.rare.as_mut() else {
-            return; // an established edge: the hello is a late duplicate
+            return; // an edge from the start needs no handshake
         };
         if let Some(join) = rare.joins.iter_mut().find(|j| j.peer == from) {
-            join.their_start = Some(start);
+            // An edge opens once: a later, different start is not ours to
+            // follow (repairs never reopen an edge).
+            join.their_start.get_or_insert(start);
             join.acked |= acked;
-            if !acked {
-                join.hello_due = true; // it does not know our start yet
+            // Answer until the peer knows our start and knows that we know
+            // its own; then both stop.
+            if !acked || flags & FLAG_ACKED == 0 {
+                join.hello_due = true;
             }
         }
     }

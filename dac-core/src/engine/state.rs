@@ -47,8 +47,9 @@ pub(super) struct Peer {
     pub(super) slots: [Slot; 2],
 }
 
-/// A neighbour added by a topology repair, until both sides agree from
-/// which round on they exchange.
+/// A neighbour added by a topology repair: the handshake that agrees on
+/// the first round both exchange, kept for the edge's lifetime (repairs are
+/// rare, and a late hello must still be answered).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Join {
     pub(super) peer: u32,

@@ -305,12 +305,6 @@ impl Engine {
         self.record_meta(next);
         self.round_due = true;
         self.sent = false;
-        if self.has_joins()
-            && let Some(rare) = self.rare.as_mut()
-        {
-            rare.joins
-                .retain(|j| !(j.acked && j.since().is_some_and(|s| s <= next)));
-        }
     }
 
     /// Records what this member sends for `round` (called on entering the

@@ -313,6 +313,20 @@ fn new_edges_open_at_the_later_start() {
     step(&mut nodes);
     assert_eq!(nodes[0].since(2), Some(start2));
     assert_eq!(nodes[2].since(0), Some(start2));
+    // Once both know both starts and that the other knows, hellos stop,
+    // even with retransmission ticks.
+    for _ in 0..4 {
+        step(&mut nodes);
+    }
+    for e in &mut nodes {
+        e.tick();
+        e.tick();
+        assert!(
+            outgoing(e)
+                .iter()
+                .all(|(_, m)| m.header.kind != Kind::Hello)
+        );
+    }
     for r in run(nodes, |_| {}) {
         assert!(
             (r.value[0] - 1.0).abs() < 1e-9 && (r.value[1] - 2.0).abs() < 1e-9,

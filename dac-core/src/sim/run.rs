@@ -603,9 +603,13 @@ impl Simulator {
             (graph, diameter)
         });
         let peers: Vec<usize> = graph.neighbors(j).collect();
-        // A Laplacian step too large for the repaired degree aborts the
-        // run for everyone; the outcome reports it.
-        let _ = self.engines[j].set_peers(&peers, *diameter);
+        match self.engines[j].set_peers(&peers, *diameter) {
+            // A Laplacian step too large for the repaired degree aborts the
+            // run for everyone; the outcomes report it.
+            Ok(()) | Err(Error::LaplacianStepTooLarge { .. }) => {}
+            // The repair is monotone, so nothing else can go wrong.
+            Err(_) => self.stats.violations += 1,
+        }
         self.repaired = true;
     }
 
