@@ -7,7 +7,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{Engine, Header, Kind, Message, NodeSetup, OwnedMessage, Phase, Target};
+use crate::engine::{
+    Engine, Header, Kind, Message, NodeSetup, OwnedMessage, Phase, Target, ViewId,
+};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
@@ -21,24 +23,71 @@ const NEIGHBOURS: u32 = u32::MAX - 1;
 /// gathering and delivering).
 const BLOCK: usize = 256;
 
-/// One member's plain round message of this tick: the header and, for
-/// `d = 1`, the payload, in one cache line, so that a receiver reads one
-/// line per neighbour.
+/// One member's plain round message of this tick, with its target, in one
+/// cache line (the header fields spelled out so that the target fits): a
+/// receiver reads one line per neighbour.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Broadcast {
-    header: Header,
+    /// [`NOBODY`], [`NEIGHBOURS`] or the one member addressed.
+    target: u32,
+    round: u32,
+    degree: u32,
+    counter: u32,
+    proposal: u32,
+    flags: u8,
+    view: ViewId,
+    streak: f64,
+    epoch: f64,
     /// The payload when it has at most two values; otherwise it is in
-    /// `out_payload`.
+    /// [`Outbox::long`].
     inline: [f64; 2],
+}
+
+impl Broadcast {
+    const EMPTY: Broadcast = Broadcast {
+        target: NOBODY,
+        round: 0,
+        degree: 0,
+        counter: 0,
+        proposal: 0,
+        flags: 0,
+        view: ViewId(0),
+        streak: 0.0,
+        epoch: 0.0,
+        inline: [0.0; 2],
+    };
+
+    fn header(&self) -> Header {
+        Header {
+            kind: Kind::Round,
+            round: self.round,
+            view: self.view,
+            degree: self.degree,
+            counter: self.counter,
+            flags: self.flags,
+            proposal: self.proposal,
+            streak: self.streak,
+            epoch: self.epoch,
+        }
+    }
+
+    fn set_header(&mut self, h: &Header) {
+        self.round = h.round;
+        self.view = h.view;
+        self.degree = h.degree;
+        self.counter = h.counter;
+        self.flags = h.flags;
+        self.proposal = h.proposal;
+        self.streak = h.streak;
+        self.epoch = h.epoch;
+    }
 }
 
 /// The plain round message of every member for one tick, in flat arrays
 /// (the common case; everything else goes through [`Routed`]).
 #[derive(Debug)]
 struct Outbox {
-    /// [`NOBODY`], [`NEIGHBOURS`] or the one member addressed.
-    target: Vec<u32>,
     records: Vec<Broadcast>,
     /// Payloads longer than two values, `n × (dim + 1)`.
     long: Vec<f64>,
@@ -47,14 +96,7 @@ struct Outbox {
 impl Outbox {
     fn new(n: usize, w: usize) -> Outbox {
         Outbox {
-            target: vec![NOBODY; n],
-            records: vec![
-                Broadcast {
-                    header: Header::new(Kind::Round, 0),
-                    inline: [0.0; 2],
-                };
-                n
-            ],
+            records: vec![Broadcast::EMPTY; n],
             long: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
         }
     }
@@ -268,7 +310,9 @@ impl Simulator {
             let f = &self.options.faults;
             f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
         };
-        self.next.target.fill(NOBODY);
+        for record in &mut self.next.records {
+            record.target = NOBODY;
+        }
         let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
         for start in (0..n).step_by(BLOCK) {
@@ -338,7 +382,7 @@ impl Simulator {
         let mut touched = 0u32;
         for j in block.clone() {
             for i in self.engines[j].peers() {
-                touched ^= self.outbox.target[i] ^ self.outbox.records[i].header.round;
+                touched ^= self.outbox.records[i].target;
             }
         }
         std::hint::black_box(touched);
@@ -347,7 +391,7 @@ impl Simulator {
                 continue;
             }
             for i in self.engines[j].peers() {
-                let addressed = match self.outbox.target[i] {
+                let addressed = match self.outbox.records[i].target {
                     NOBODY => false,
                     NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
                     one => one as usize == j,
@@ -375,7 +419,7 @@ impl Simulator {
         let engine = &mut self.engines[j];
         engine.tick();
         let next = &mut self.next;
-        let (target, record) = (&mut next.target[j], &mut next.records[j]);
+        let record = &mut next.records[j];
         let long = if w > 2 {
             &mut next.long[j * w..(j + 1) * w]
         } else {
@@ -384,12 +428,12 @@ impl Simulator {
         let mut pending: Vec<(Target, OwnedMessage)> = Vec::new();
         engine.poll_outgoing(|to, message| {
             let plain = message.header.kind == Kind::Round && message.events.is_empty();
-            if plain && *target == NOBODY {
-                *target = match to {
+            if plain && record.target == NOBODY {
+                record.target = match to {
                     Target::Peers => NEIGHBOURS,
                     Target::Peer(p) => p as u32,
                 };
-                record.header = message.header;
+                record.set_header(&message.header);
                 if w > 2 {
                     long.copy_from_slice(message.payload);
                 } else {
@@ -532,7 +576,7 @@ impl Simulator {
                 self.deliver(to, from);
             } else {
                 let message = OwnedMessage {
-                    header: self.outbox.records[from].header,
+                    header: self.outbox.records[from].header(),
                     events: Vec::new(),
                     payload: self.outbox.payload(from, self.dim + 1).to_vec(),
                     abort: None,
@@ -582,8 +626,8 @@ impl Simulator {
     /// Hands `from`'s plain round message of this tick to `to`.
     fn deliver(&mut self, to: usize, from: usize) {
         let w = self.dim + 1;
-        let record = &self.outbox.records[from];
-        let message = Message::new(record.header, &[], self.outbox.payload(from, w));
+        let header = self.outbox.records[from].header();
+        let message = Message::new(header, &[], self.outbox.payload(from, w));
         if self.engines[to].receive(from, &message).is_err() {
             self.stats.violations += 1;
         }
@@ -753,4 +797,15 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
         check_input(change.node, &change.input)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Broadcast;
+
+    /// A receiver reads one cache line per neighbour.
+    #[test]
+    fn a_broadcast_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Broadcast>(), 64);
+    }
 }
