@@ -21,7 +21,7 @@ const NEIGHBOURS: u32 = u32::MAX - 1;
 
 /// Receivers handled per gather pass (their engines stay in cache between
 /// gathering and delivering).
-const BLOCK: usize = 256;
+const BLOCK: usize = 64;
 
 /// One member's plain round message of this tick, with its target, in one
 /// cache line (the header fields spelled out so that the target fits): a
