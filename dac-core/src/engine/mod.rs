@@ -34,14 +34,28 @@
 //!
 //! ```text
 //! loop {
-//!     engine.tick();                                  // once per time step
-//!     engine.poll_outgoing(|target, msg| send(target, msg));
+//!     engine.tick();                                   // once per time step
 //!     for (from, msg) in received { engine.receive(from, &msg)?; }
-//!     while engine.advance() == Progress::Advanced {}
+//!     loop {
+//!         engine.poll_outgoing(|target, msg| send(target, msg));
+//!         if engine.advance() != Progress::Advanced { break; }
+//!     }
 //!     if engine.pending_reconfiguration() { engine.set_peers(&repaired, diameter)?; }
 //! }
 //! ```
+//!
+//! The host's side of the contract:
+//!
+//! - `advance` completes a round only after that round's own message went
+//!   out through `poll_outgoing`, so poll between advances;
+//! - on lossy links, call `tick` once per time step (it drives
+//!   retransmission); reliable links need not;
+//! - report departures with `peer_departed` (a failure detector), and hand
+//!   over a neighbour set that keeps the live members connected within the
+//!   diameter bound when `pending_reconfiguration` asks — sets only grow,
+//!   as with [`crate::Graph::repaired`].
 
+mod membership;
 mod message;
 mod outgoing;
 mod receive;
@@ -63,7 +77,7 @@ use view::EventSet;
 
 use crate::config::Config;
 use crate::error::{Error, Result, check_input};
-use crate::reduction::{Contributors, Reduction};
+use crate::reduction::Reduction;
 use crate::schedule::{ExactPlan, Schedule};
 
 /// Who a member is and whom it talks to.
@@ -116,7 +130,9 @@ pub struct Engine {
     dirty: bool,
     /// Exact phase: bit `r` is the dirty flag sent in round `r`.
     dirty_bits: u64,
+    /// Departures and input changes this member knows of (its view).
     events: EventSet,
+    /// How many times this member's input changed.
     input_seq: u32,
     /// Rounds of certified convergence around this member.
     counter: u32,
@@ -130,7 +146,9 @@ pub struct Engine {
     last_residual: f64,
     /// Agreed stop round (0: none known).
     proposal: u32,
+    /// Termination gossip from the neighbours, for the current and next round.
     acc: [Acc; 2],
+    /// What this member sent for the current and previous round.
     meta: [RoundMeta; 2],
     /// `input (w) | history (hist_len × w) | per peer: flow, slot 0, slot 1`
     /// with `w = dim + 1` (sums, then weight).
@@ -139,13 +157,22 @@ pub struct Engine {
     peers: Vec<Peer>,
     /// A round message for the current round has been handed out.
     sent: bool,
+    /// The current round's message should go out at the next poll.
     round_due: bool,
+    /// A whole tick passed without progress: resend the round message.
     retransmit: bool,
+    /// The view changed: announce the events at the next poll.
     events_due: bool,
+    /// A neighbour has another view: attach the events to the next round
+    /// message.
     attach_events: bool,
+    /// The reduction ended: announce the result at the next poll.
     terminal_due: bool,
+    /// A neighbour departed: the host should hand over a repaired set.
     reconfigure: bool,
+    /// Ticks since the last completed round.
     wait_ticks: u32,
+    /// Joins, owed replies and the result (see [`Rare`]).
     rare: Option<Box<Rare>>,
 }
 
@@ -444,155 +471,6 @@ impl Engine {
         self.reconfigure
     }
 
-    // ----- host inputs -----------------------------------------------------
-
-    /// The host's failure detector declares `peer` departed (crashed,
-    /// disconnected or silent past its timeout). Its flows are dropped, the
-    /// news spreads to everyone, and the survivors converge to the mean of
-    /// their own inputs.
-    pub fn peer_departed(&mut self, peer: usize) {
-        if peer < self.members() && self.phase == Phase::Running {
-            self.learn(&[Event::Departed { node: peer as u32 }]);
-            self.refresh_unsent_meta();
-        }
-    }
-
-    /// Replaces this member's input; the estimates follow.
-    ///
-    /// # Errors
-    /// [`Error::DimensionMismatch`] for a different length,
-    /// [`Error::NonFiniteInput`] for NaN or infinity. The state is unchanged
-    /// on error.
-    pub fn set_input(&mut self, input: &[f64]) -> Result<()> {
-        if input.len() != self.dim {
-            return Err(Error::DimensionMismatch {
-                rank: self.id(),
-                expected: self.dim,
-                found: input.len(),
-            });
-        }
-        check_input(self.id(), input)?;
-        if self.phase != Phase::Running {
-            return Ok(());
-        }
-        self.buf[..self.dim].copy_from_slice(input);
-        self.input_seq += 1;
-        if self.plan.is_some() {
-            self.dirty = true;
-        }
-        self.learn(&[Event::InputChanged {
-            node: self.id,
-            seq: self.input_seq,
-        }]);
-        self.refresh_unsent_meta();
-        Ok(())
-    }
-
-    /// Leaves the reduction: the neighbours drop this member at once, and
-    /// its outcome is [`Error::Left`].
-    pub fn leave(&mut self) {
-        if self.phase == Phase::Running {
-            let message = OwnedMessage {
-                header: Header::new(Kind::Leave, self.round),
-                events: Vec::new(),
-                payload: Vec::new(),
-                abort: None,
-            };
-            self.terminate(Phase::Left, Err(Error::Left { rank: self.id() }), message);
-        }
-    }
-
-    /// Fails the reduction for every member with `reason` (hosts call this
-    /// when a peer's input has another length, for example).
-    pub fn abort(&mut self, reason: AbortReason) {
-        if self.phase == Phase::Running {
-            let message = OwnedMessage {
-                header: Header::new(Kind::Abort, self.round),
-                events: Vec::new(),
-                payload: Vec::new(),
-                abort: Some(reason),
-            };
-            self.terminate(Phase::Failed, Err(reason.into()), message);
-        }
-    }
-
-    /// Installs the neighbour set the topology layer computed for the
-    /// current view, with a diameter bound for the repaired graph.
-    ///
-    /// New neighbours are opened with a hello handshake that agrees on the
-    /// first round both exchange. The set may only grow (departed members
-    /// aside): use a monotone repair such as [`crate::Graph::repaired`].
-    ///
-    /// # Errors
-    /// [`Error::UnknownNode`] for an id outside `0..members`;
-    /// [`Error::InvalidConfig`] if a live neighbour is missing (nothing
-    /// changes); a Laplacian step too large for the new degree (the
-    /// reduction is then aborted for everyone).
-    pub fn set_peers(&mut self, peers: &[usize], diameter_bound: usize) -> Result<()> {
-        let mut ids = Vec::with_capacity(peers.len());
-        for &p in peers {
-            if p >= self.members() {
-                return Err(Error::UnknownNode {
-                    node: p,
-                    members: self.members(),
-                });
-            }
-            if p != self.id() && !self.events.has_departed(p as u32) {
-                ids.push(p as u32);
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        // Dropping a live neighbour would need both ends to agree on the
-        // round the edge closes; repairs only ever add edges instead.
-        if let Some(kept) = self
-            .peers
-            .iter()
-            .map(|p| p.id)
-            .find(|id| !self.events.has_departed(*id) && ids.binary_search(id).is_err())
-        {
-            return Err(Error::config(
-                "peers",
-                format!(
-                    "the new neighbour set of node {} drops live neighbour {kept}; \
-                     neighbour sets only grow, except by departures",
-                    self.id
-                ),
-            ));
-        }
-        self.reconfigure = false;
-        self.diameter = diameter_bound.min(u32::MAX as usize / 4) as u32;
-        if self.phase != Phase::Running {
-            return Ok(());
-        }
-        let my_start = match self.plan {
-            Some(plan) => (self.round + 1).max(plan.rounds()),
-            None => self.round + 1,
-        };
-        for id in ids {
-            if self.peer_index(id).is_none() {
-                self.add_peer(id, my_start);
-            }
-        }
-        self.refresh_unsent_meta();
-        if let Schedule::Laplacian { eps } = self.schedule {
-            let degree = self.peers.len();
-            if eps * degree as f64 >= 1.0 {
-                self.abort(AbortReason::StepTooLarge {
-                    rank: self.id,
-                    eps,
-                    degree: degree as u32,
-                });
-                return Err(Error::LaplacianStepTooLarge {
-                    eps,
-                    max_degree: degree,
-                    limit: 1.0 / degree as f64,
-                });
-            }
-        }
-        Ok(())
-    }
-
     // ----- internals shared by the submodules -------------------------------
 
     fn width(&self) -> usize {
@@ -651,140 +529,5 @@ impl Engine {
             .iter()
             .filter(|p| self.since(p.id).is_some_and(|s| s <= round))
             .count() as u32
-    }
-
-    fn add_peer(&mut self, id: u32, my_start: u32) {
-        let at = self.peers.partition_point(|p| p.id < id);
-        let w = self.width();
-        let off = self.edge_offset(at);
-        self.buf.splice(off..off, std::iter::repeat_n(0.0, 3 * w));
-        self.peers.insert(
-            at,
-            Peer {
-                id,
-                slots: [Slot::FREE; 2],
-            },
-        );
-        let rare = self.rare();
-        let early = rare.early_hellos.iter().position(|h| h.0 == id);
-        let (their_start, acked) = match early {
-            Some(k) => {
-                let (_, start, ack) = rare.early_hellos.swap_remove(k);
-                (Some(start), ack)
-            }
-            None => (None, false),
-        };
-        rare.joins.push(Join {
-            peer: id,
-            my_start,
-            their_start,
-            acked,
-            hello_due: true,
-        });
-    }
-
-    fn remove_peer(&mut self, id: u32) {
-        if let Some(at) = self.peer_index(id) {
-            let w = self.width();
-            let off = self.edge_offset(at);
-            self.buf.drain(off..off + 3 * w);
-            self.peers.remove(at);
-        }
-        if let Some(rare) = self.rare.as_mut() {
-            rare.joins.retain(|j| j.peer != id);
-            rare.replies.retain(|r| r.0 != id);
-        }
-    }
-
-    /// Adds events to the view; departed neighbours are dropped with their
-    /// flows (after the exact phase). Returns true if the view changed.
-    fn learn(&mut self, events: &[Event]) -> bool {
-        let mut changed = false;
-        for &event in events {
-            if !self.events.insert(event) {
-                continue;
-            }
-            changed = true;
-            if let Event::Departed { node } = event {
-                if node == self.id {
-                    self.exclude();
-                    return true;
-                }
-                // In the exact phase the flows stay until the phase ends:
-                // members whose exchanges all happened hold the exact mean
-                // of every input, including those of members that left
-                // after their input was combined.
-                if self.peer_index(node).is_some() {
-                    if self.plan.is_none() {
-                        self.remove_peer(node);
-                    }
-                    self.reconfigure = true;
-                }
-            }
-        }
-        if changed {
-            self.proposal = 0;
-            self.counter = 0;
-            self.events_due = true;
-            self.attach_events = true;
-        }
-        changed
-    }
-
-    /// The others declared this member departed: it stops without a word.
-    fn exclude(&mut self) {
-        if self.phase == Phase::Running {
-            self.phase = Phase::Failed;
-            let rank = self.id();
-            let rare = self.rare();
-            rare.outcome = Some(Err(Error::Excluded { rank }));
-            rare.terminal = None;
-        }
-    }
-
-    fn terminate(&mut self, phase: Phase, outcome: Result<Reduction>, message: OwnedMessage) {
-        self.phase = phase;
-        self.terminal_due = true;
-        let rare = self.rare();
-        rare.outcome = Some(outcome);
-        rare.terminal = Some(message);
-    }
-
-    /// Finishes with this member's own estimate.
-    fn finish(&mut self, residual: f64, contributors: Contributors) {
-        let value = self.estimate();
-        let mut header = Header::new(Kind::Done, self.round);
-        header.streak = residual;
-        header.view = self.events.id();
-        // Adopters rebuild the contributors from these events.
-        let departed = contributors
-            .departed()
-            .iter()
-            .map(|&node| Event::Departed { node: node as u32 });
-        let changed =
-            contributors
-                .changed_inputs()
-                .iter()
-                .map(|&(node, seq)| Event::InputChanged {
-                    node: node as u32,
-                    seq,
-                });
-        let message = OwnedMessage {
-            header,
-            events: departed.chain(changed).collect(),
-            payload: value.clone(),
-            abort: None,
-        };
-        let reduction = Reduction {
-            value,
-            rounds: self.round,
-            residual,
-            contributors,
-        };
-        self.terminate(Phase::Done, Ok(reduction), message);
-    }
-
-    fn contributors(&self) -> Contributors {
-        self.events.contributors(self.members())
     }
 }

@@ -7,11 +7,12 @@ use crate::reduction::Contributors;
 use crate::schedule::{ExactPlan, Schedule};
 
 impl Engine {
-    /// Completes the current round if every message it needs is here.
+    /// Completes the current round if every message it needs is here and
+    /// this round's own message went out (see [`Engine::poll_outgoing`]).
     ///
-    /// Call it after receiving messages, and again while it returns
-    /// [`Progress::Advanced`] (messages for the next round may already be
-    /// buffered).
+    /// Call it after receiving messages; while it returns
+    /// [`Progress::Advanced`], poll and call it again (messages for the next
+    /// round may already be buffered).
     pub fn advance(&mut self) -> Progress {
         if self.phase != Phase::Running {
             return Progress::Finished;

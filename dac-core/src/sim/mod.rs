@@ -31,6 +31,7 @@
 //! # Ok::<(), dac_core::Error>(())
 //! ```
 
+mod outbox;
 mod run;
 mod trace;
 

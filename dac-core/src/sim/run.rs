@@ -5,117 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
+use super::outbox::{BLOCK, Gathered, NEIGHBOURS, NOBODY, Outbox};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{
-    Engine, Header, Kind, Message, NodeSetup, OwnedMessage, Phase, Target, ViewId,
-};
+use crate::engine::{Engine, Kind, Message, NodeSetup, OwnedMessage, Phase, Target};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
-
-/// `out_target` of a member that sent no plain round message this tick.
-const NOBODY: u32 = u32::MAX;
-/// `out_target` of a round message to all of the sender's neighbours.
-const NEIGHBOURS: u32 = u32::MAX - 1;
-
-/// Receivers handled per gather pass (their engines stay in cache between
-/// gathering and delivering).
-const BLOCK: usize = 64;
-
-/// One member's plain round message of this tick, with its target, in one
-/// cache line (the header fields spelled out so that the target fits): a
-/// receiver reads one line per neighbour.
-#[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
-struct Broadcast {
-    /// [`NOBODY`], [`NEIGHBOURS`] or the one member addressed.
-    target: u32,
-    round: u32,
-    degree: u32,
-    counter: u32,
-    proposal: u32,
-    flags: u8,
-    view: ViewId,
-    streak: f64,
-    epoch: f64,
-    /// The payload when it has at most two values; otherwise it is in
-    /// [`Outbox::long`].
-    inline: [f64; 2],
-}
-
-impl Broadcast {
-    const EMPTY: Broadcast = Broadcast {
-        target: NOBODY,
-        round: 0,
-        degree: 0,
-        counter: 0,
-        proposal: 0,
-        flags: 0,
-        view: ViewId(0),
-        streak: 0.0,
-        epoch: 0.0,
-        inline: [0.0; 2],
-    };
-
-    fn header(&self) -> Header {
-        Header {
-            kind: Kind::Round,
-            round: self.round,
-            view: self.view,
-            degree: self.degree,
-            counter: self.counter,
-            flags: self.flags,
-            proposal: self.proposal,
-            streak: self.streak,
-            epoch: self.epoch,
-        }
-    }
-
-    fn set_header(&mut self, h: &Header) {
-        self.round = h.round;
-        self.view = h.view;
-        self.degree = h.degree;
-        self.counter = h.counter;
-        self.flags = h.flags;
-        self.proposal = h.proposal;
-        self.streak = h.streak;
-        self.epoch = h.epoch;
-    }
-}
-
-/// The plain round message of every member for one tick, in flat arrays
-/// (the common case; everything else goes through [`Routed`]).
-#[derive(Debug)]
-struct Outbox {
-    records: Vec<Broadcast>,
-    /// Payloads longer than two values, `n × (dim + 1)`.
-    long: Vec<f64>,
-}
-
-impl Outbox {
-    fn new(n: usize, w: usize) -> Outbox {
-        Outbox {
-            records: vec![Broadcast::EMPTY; n],
-            long: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
-        }
-    }
-
-    fn payload(&self, from: usize, w: usize) -> &[f64] {
-        if w > 2 {
-            &self.long[from * w..(from + 1) * w]
-        } else {
-            &self.records[from].inline[..w]
-        }
-    }
-}
-
-/// A plain round message addressed to `to`, found by the gather pass.
-#[derive(Clone, Copy, Debug)]
-struct Gathered {
-    to: u32,
-    from: u32,
-}
 
 /// A message in flight to one receiver.
 #[derive(Debug)]
@@ -797,15 +693,4 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
         check_input(change.node, &change.input)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Broadcast;
-
-    /// A receiver reads one cache line per neighbour.
-    #[test]
-    fn a_broadcast_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Broadcast>(), 64);
-    }
 }

@@ -1,0 +1,299 @@
+//! What hosts tell an engine — departures, input changes, leaving,
+//! aborting, new neighbour sets — and how a reduction ends.
+
+use super::message::{AbortReason, Header, Kind, OwnedMessage};
+use super::state::{Peer, Phase, Slot};
+use super::view::Event;
+use super::{Engine, Join};
+use crate::error::{Error, Result, check_input};
+use crate::reduction::{Contributors, Reduction};
+use crate::schedule::Schedule;
+
+impl Engine {
+    /// The host's failure detector declares `peer` departed (crashed,
+    /// disconnected or silent past its timeout). Its flows are dropped, the
+    /// news spreads to everyone, and the survivors converge to the mean of
+    /// their own inputs.
+    pub fn peer_departed(&mut self, peer: usize) {
+        if peer < self.members() && self.phase == Phase::Running {
+            self.learn(&[Event::Departed { node: peer as u32 }]);
+            self.refresh_unsent_meta();
+        }
+    }
+
+    /// Replaces this member's input; the estimates follow.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] for a different length,
+    /// [`Error::NonFiniteInput`] for NaN or infinity. The state is unchanged
+    /// on error.
+    pub fn set_input(&mut self, input: &[f64]) -> Result<()> {
+        if input.len() != self.dim {
+            return Err(Error::DimensionMismatch {
+                rank: self.id(),
+                expected: self.dim,
+                found: input.len(),
+            });
+        }
+        check_input(self.id(), input)?;
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        self.buf[..self.dim].copy_from_slice(input);
+        self.input_seq += 1;
+        if self.plan.is_some() {
+            self.dirty = true;
+        }
+        self.learn(&[Event::InputChanged {
+            node: self.id,
+            seq: self.input_seq,
+        }]);
+        self.refresh_unsent_meta();
+        Ok(())
+    }
+
+    /// Leaves the reduction: the neighbours drop this member at once, and
+    /// its outcome is [`Error::Left`].
+    pub fn leave(&mut self) {
+        if self.phase == Phase::Running {
+            let message = OwnedMessage {
+                header: Header::new(Kind::Leave, self.round),
+                events: Vec::new(),
+                payload: Vec::new(),
+                abort: None,
+            };
+            self.terminate(Phase::Left, Err(Error::Left { rank: self.id() }), message);
+        }
+    }
+
+    /// Fails the reduction for every member with `reason` (hosts call this
+    /// when a peer's input has another length, for example).
+    pub fn abort(&mut self, reason: AbortReason) {
+        if self.phase == Phase::Running {
+            let message = OwnedMessage {
+                header: Header::new(Kind::Abort, self.round),
+                events: Vec::new(),
+                payload: Vec::new(),
+                abort: Some(reason),
+            };
+            self.terminate(Phase::Failed, Err(reason.into()), message);
+        }
+    }
+
+    /// Installs the neighbour set the topology layer computed for the
+    /// current view, with a diameter bound for the repaired graph.
+    ///
+    /// New neighbours are opened with a hello handshake that agrees on the
+    /// first round both exchange. The set may only grow (departed members
+    /// aside): use a monotone repair such as [`crate::Graph::repaired`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`] for an id outside `0..members`;
+    /// [`Error::InvalidConfig`] if a live neighbour is missing (nothing
+    /// changes); a Laplacian step too large for the new degree (the
+    /// reduction is then aborted for everyone).
+    pub fn set_peers(&mut self, peers: &[usize], diameter_bound: usize) -> Result<()> {
+        let mut ids = Vec::with_capacity(peers.len());
+        for &p in peers {
+            if p >= self.members() {
+                return Err(Error::UnknownNode {
+                    node: p,
+                    members: self.members(),
+                });
+            }
+            if p != self.id() && !self.events.has_departed(p as u32) {
+                ids.push(p as u32);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        // Dropping a live neighbour would need both ends to agree on the
+        // round the edge closes; repairs only ever add edges instead.
+        if let Some(kept) = self
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .find(|id| !self.events.has_departed(*id) && ids.binary_search(id).is_err())
+        {
+            return Err(Error::config(
+                "peers",
+                format!(
+                    "the new neighbour set of node {} drops live neighbour {kept}; \
+                     neighbour sets only grow, except by departures",
+                    self.id
+                ),
+            ));
+        }
+        self.reconfigure = false;
+        self.diameter = diameter_bound.min(u32::MAX as usize / 4) as u32;
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        let my_start = match self.plan {
+            Some(plan) => (self.round + 1).max(plan.rounds()),
+            None => self.round + 1,
+        };
+        for id in ids {
+            if self.peer_index(id).is_none() {
+                self.add_peer(id, my_start);
+            }
+        }
+        self.refresh_unsent_meta();
+        if let Schedule::Laplacian { eps } = self.schedule {
+            let degree = self.peers.len();
+            if eps * degree as f64 >= 1.0 {
+                self.abort(AbortReason::StepTooLarge {
+                    rank: self.id,
+                    eps,
+                    degree: degree as u32,
+                });
+                return Err(Error::LaplacianStepTooLarge {
+                    eps,
+                    max_degree: degree,
+                    limit: 1.0 / degree as f64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn add_peer(&mut self, id: u32, my_start: u32) {
+        let at = self.peers.partition_point(|p| p.id < id);
+        let w = self.width();
+        let off = self.edge_offset(at);
+        self.buf.splice(off..off, std::iter::repeat_n(0.0, 3 * w));
+        self.peers.insert(
+            at,
+            Peer {
+                id,
+                slots: [Slot::FREE; 2],
+            },
+        );
+        let rare = self.rare();
+        let early = rare.early_hellos.iter().position(|h| h.0 == id);
+        let (their_start, acked) = match early {
+            Some(k) => {
+                let (_, start, ack) = rare.early_hellos.swap_remove(k);
+                (Some(start), ack)
+            }
+            None => (None, false),
+        };
+        rare.joins.push(Join {
+            peer: id,
+            my_start,
+            their_start,
+            acked,
+            hello_due: true,
+        });
+    }
+
+    pub(super) fn remove_peer(&mut self, id: u32) {
+        if let Some(at) = self.peer_index(id) {
+            let w = self.width();
+            let off = self.edge_offset(at);
+            self.buf.drain(off..off + 3 * w);
+            self.peers.remove(at);
+        }
+        if let Some(rare) = self.rare.as_mut() {
+            rare.joins.retain(|j| j.peer != id);
+            rare.replies.retain(|r| r.0 != id);
+        }
+    }
+
+    /// Adds events to the view; departed neighbours are dropped with their
+    /// flows (after the exact phase). Returns true if the view changed.
+    pub(super) fn learn(&mut self, events: &[Event]) -> bool {
+        let mut changed = false;
+        for &event in events {
+            if !self.events.insert(event) {
+                continue;
+            }
+            changed = true;
+            if let Event::Departed { node } = event {
+                if node == self.id {
+                    self.exclude();
+                    return true;
+                }
+                // In the exact phase the flows stay until the phase ends:
+                // members whose exchanges all happened hold the exact mean
+                // of every input, including those of members that left
+                // after their input was combined.
+                if self.peer_index(node).is_some() {
+                    if self.plan.is_none() {
+                        self.remove_peer(node);
+                    }
+                    self.reconfigure = true;
+                }
+            }
+        }
+        if changed {
+            self.proposal = 0;
+            self.counter = 0;
+            self.events_due = true;
+            self.attach_events = true;
+        }
+        changed
+    }
+
+    /// The others declared this member departed: it stops without a word.
+    pub(super) fn exclude(&mut self) {
+        if self.phase == Phase::Running {
+            self.phase = Phase::Failed;
+            let rank = self.id();
+            let rare = self.rare();
+            rare.outcome = Some(Err(Error::Excluded { rank }));
+            rare.terminal = None;
+        }
+    }
+
+    pub(super) fn terminate(
+        &mut self,
+        phase: Phase,
+        outcome: Result<Reduction>,
+        message: OwnedMessage,
+    ) {
+        self.phase = phase;
+        self.terminal_due = true;
+        let rare = self.rare();
+        rare.outcome = Some(outcome);
+        rare.terminal = Some(message);
+    }
+
+    /// Finishes with this member's own estimate.
+    pub(super) fn finish(&mut self, residual: f64, contributors: Contributors) {
+        let value = self.estimate();
+        let mut header = Header::new(Kind::Done, self.round);
+        header.streak = residual;
+        header.view = self.events.id();
+        // Adopters rebuild the contributors from these events.
+        let departed = contributors
+            .departed()
+            .iter()
+            .map(|&node| Event::Departed { node: node as u32 });
+        let changed =
+            contributors
+                .changed_inputs()
+                .iter()
+                .map(|&(node, seq)| Event::InputChanged {
+                    node: node as u32,
+                    seq,
+                });
+        let message = OwnedMessage {
+            header,
+            events: departed.chain(changed).collect(),
+            payload: value.clone(),
+            abort: None,
+        };
+        let reduction = Reduction {
+            value,
+            rounds: self.round,
+            residual,
+            contributors,
+        };
+        self.terminate(Phase::Done, Ok(reduction), message);
+    }
+
+    pub(super) fn contributors(&self) -> Contributors {
+        self.events.contributors(self.members())
+    }
+}

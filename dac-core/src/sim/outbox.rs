@@ -1,0 +1,118 @@
+//! The simulator's message board: every member's plain round message of
+//! one tick, laid out so that receivers read one cache line per neighbour.
+
+use crate::engine::{Header, Kind, ViewId};
+
+/// `out_target` of a member that sent no plain round message this tick.
+pub(super) const NOBODY: u32 = u32::MAX;
+/// `out_target` of a round message to all of the sender's neighbours.
+pub(super) const NEIGHBOURS: u32 = u32::MAX - 1;
+
+/// Receivers handled per gather pass (their engines stay in cache between
+/// gathering and delivering).
+pub(super) const BLOCK: usize = 64;
+
+/// One member's plain round message of this tick, with its target, in one
+/// cache line (the header fields spelled out so that the target fits): a
+/// receiver reads one line per neighbour.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(super) struct Broadcast {
+    /// [`NOBODY`], [`NEIGHBOURS`] or the one member addressed.
+    pub(super) target: u32,
+    pub(super) round: u32,
+    pub(super) degree: u32,
+    pub(super) counter: u32,
+    pub(super) proposal: u32,
+    pub(super) flags: u8,
+    pub(super) view: ViewId,
+    pub(super) streak: f64,
+    pub(super) epoch: f64,
+    /// The payload when it has at most two values; otherwise it is in
+    /// [`Outbox::long`].
+    pub(super) inline: [f64; 2],
+}
+
+impl Broadcast {
+    pub(super) const EMPTY: Broadcast = Broadcast {
+        target: NOBODY,
+        round: 0,
+        degree: 0,
+        counter: 0,
+        proposal: 0,
+        flags: 0,
+        view: ViewId(0),
+        streak: 0.0,
+        epoch: 0.0,
+        inline: [0.0; 2],
+    };
+
+    pub(super) fn header(&self) -> Header {
+        Header {
+            kind: Kind::Round,
+            round: self.round,
+            view: self.view,
+            degree: self.degree,
+            counter: self.counter,
+            flags: self.flags,
+            proposal: self.proposal,
+            streak: self.streak,
+            epoch: self.epoch,
+        }
+    }
+
+    pub(super) fn set_header(&mut self, h: &Header) {
+        self.round = h.round;
+        self.view = h.view;
+        self.degree = h.degree;
+        self.counter = h.counter;
+        self.flags = h.flags;
+        self.proposal = h.proposal;
+        self.streak = h.streak;
+        self.epoch = h.epoch;
+    }
+}
+
+/// The plain round message of every member for one tick, in flat arrays
+/// (the common case; everything else goes through [`Routed`]).
+#[derive(Debug)]
+pub(super) struct Outbox {
+    pub(super) records: Vec<Broadcast>,
+    /// Payloads longer than two values, `n × (dim + 1)`.
+    pub(super) long: Vec<f64>,
+}
+
+impl Outbox {
+    pub(super) fn new(n: usize, w: usize) -> Outbox {
+        Outbox {
+            records: vec![Broadcast::EMPTY; n],
+            long: if w > 2 { vec![0.0; n * w] } else { Vec::new() },
+        }
+    }
+
+    pub(super) fn payload(&self, from: usize, w: usize) -> &[f64] {
+        if w > 2 {
+            &self.long[from * w..(from + 1) * w]
+        } else {
+            &self.records[from].inline[..w]
+        }
+    }
+}
+
+/// A plain round message addressed to `to`, found by the gather pass.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Gathered {
+    pub(super) to: u32,
+    pub(super) from: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Broadcast;
+
+    /// A receiver reads one cache line per neighbour.
+    #[test]
+    fn a_broadcast_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Broadcast>(), 64);
+    }
+}
