@@ -74,7 +74,7 @@ impl Broadcast {
 }
 
 /// The plain round message of every member for one tick, in flat arrays
-/// (the common case; everything else goes through [`Routed`]).
+/// (the common case; every other message is routed one by one).
 #[derive(Debug)]
 pub(super) struct Outbox {
     pub(super) records: Vec<Broadcast>,

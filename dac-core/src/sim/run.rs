@@ -24,8 +24,8 @@ struct Routed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
     Running,
-    Crashed { round: u32, tick: u64 },
-    Left { round: u32, tick: u64 },
+    Crashed { round: u32 },
+    Left { round: u32 },
 }
 
 /// A simulation that can be advanced one tick at a time (see
@@ -369,10 +369,7 @@ impl Simulator {
         let round = self.engines[j].round();
         if running && self.crash_at.get(&node).is_some_and(|&r| round >= r) {
             self.crash_at.remove(&node);
-            self.life[j] = Life::Crashed {
-                round,
-                tick: self.tick,
-            };
+            self.life[j] = Life::Crashed { round };
             self.any_departed = true;
             self.detections.push((self.tick + detect_after, node));
             return;
@@ -380,10 +377,7 @@ impl Simulator {
         if running && self.leave_at.get(&node).is_some_and(|&r| round >= r) {
             self.leave_at.remove(&node);
             self.engines[j].leave();
-            self.life[j] = Life::Left {
-                round,
-                tick: self.tick,
-            };
+            self.life[j] = Life::Left { round };
             self.any_departed = true;
             // A lost announcement is covered by the failure detector.
             self.detections.push((self.tick + detect_after, node));
@@ -589,8 +583,8 @@ impl Simulator {
             .iter()
             .zip(&self.life)
             .map(|(engine, life)| match *life {
-                Life::Crashed { round, .. } => NodeOutcome::Crashed { round },
-                Life::Left { round, .. } => NodeOutcome::Left { round },
+                Life::Crashed { round } => NodeOutcome::Crashed { round },
+                Life::Left { round } => NodeOutcome::Left { round },
                 Life::Running => match engine.outcome() {
                     Some(Ok(reduction)) => NodeOutcome::Finished(reduction.clone()),
                     Some(Err(error)) => NodeOutcome::Failed(error.clone()),
