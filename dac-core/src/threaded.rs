@@ -5,6 +5,7 @@
 //! engine runs its lossless path; the point is to test programs written
 //! against [`Communicator`] without a network.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -47,7 +48,8 @@ struct Envelope {
     /// Which reduction of the sequence it belongs to.
     op: u64,
     from: usize,
-    message: OwnedMessage,
+    /// Shared by every receiver of a broadcast: one copy of the payload.
+    message: Arc<OwnedMessage>,
 }
 
 /// One rank's handle inside [`run`].
@@ -140,13 +142,14 @@ impl ThreadComm<'_> {
     fn send_all(&self, engine: &mut Engine) {
         let (op, rank, graph, senders) = (self.op, self.rank, self.graph, &self.senders);
         engine.poll_outgoing(|target, message| {
+            let message = Arc::new(message.to_owned());
             let mut deliver = |to: usize| {
                 // A rank that already returned from `run` has dropped its
                 // inbox; it no longer needs anything from us.
                 let _ = senders[to].send(Envelope {
                     op,
                     from: rank,
-                    message: message.to_owned(),
+                    message: Arc::clone(&message),
                 });
             };
             match target {
