@@ -6,8 +6,8 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 
-const TOPOLOGY_NAMES: &str =
-    "complete, ring, torus, torus:RxC, random-regular:K, exponential, hypercube";
+const TOPOLOGY_NAMES: &str = "complete, ring, torus, torus:RxC, random-regular:K, exponential, \
+     hypercube, edges:A-B,C-D,...";
 
 /// A rule that builds the communication graph for `n` members.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,7 +78,14 @@ impl fmt::Display for Topology {
             Topology::RandomRegular { degree } => write!(f, "random-regular:{degree}"),
             Topology::Exponential => f.write_str("exponential"),
             Topology::Hypercube => f.write_str("hypercube"),
-            Topology::Edges(edges) => write!(f, "edges({})", edges.len()),
+            Topology::Edges(edges) => {
+                f.write_str("edges:")?;
+                for (i, (a, b)) in edges.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    write!(f, "{sep}{a}-{b}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -87,7 +94,9 @@ impl FromStr for Topology {
     type Err = Error;
 
     /// Parses `complete`, `ring`, `torus`, `torus:RxC`, `random-regular:K`,
-    /// `exponential` or `hypercube`.
+    /// `exponential`, `hypercube` or an explicit edge list
+    /// `edges:0-1,1-2,2-0` (whether the edges form a valid graph is checked
+    /// when it is built for a member count).
     fn from_str(s: &str) -> Result<Topology> {
         let unknown = || Error::UnknownTopology {
             name: s.to_string(),
@@ -112,6 +121,14 @@ impl FromStr for Topology {
                     cols: c.parse().map_err(|_| unknown())?,
                 }
             }
+            Some(("edges", list)) => {
+                let edge = |e: &str| -> Option<(usize, usize)> {
+                    let (a, b) = e.trim().split_once('-')?;
+                    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+                };
+                let edges: Option<Vec<_>> = list.split(',').map(edge).collect();
+                Topology::Edges(edges.ok_or_else(unknown)?)
+            }
             Some(_) => return Err(unknown()),
         })
     }
@@ -131,6 +148,7 @@ mod tests {
             "random-regular:4",
             "exponential",
             "hypercube",
+            "edges:0-1,1-2,2-0",
         ] {
             assert_eq!(s.parse::<Topology>().unwrap().to_string(), s);
         }
@@ -145,6 +163,9 @@ mod tests {
             "random-regular:x",
             "torus:4",
             "ring:3",
+            "edges:",
+            "edges:0-1,1",
+            "edges:a-b",
         ] {
             let err = s.parse::<Topology>().unwrap_err();
             assert!(matches!(err, Error::UnknownTopology { .. }), "{s}: {err}");

@@ -1,10 +1,58 @@
-//! Networked distributed average consensus for `dac`.
+//! Networked distributed average consensus for `dac`: the same reductions
+//! as [`dac_core::threaded`], between processes and machines, over libp2p.
 //!
-//! This crate will host the libp2p transport, the topology layer that keeps
-//! each node's neighbour set connected, the `Comm` SPMD handle and the
-//! `dacrun` launcher. It builds on the I/O-free engine in [`dac_core`]; until
-//! the transport lands, use [`dac_core::threaded`] for SPMD programs inside
-//! one process.
+//! # A tour
+//!
+//! - [`Comm`] is the SPMD handle (MPI's communicator): every rank calls the
+//!   same reductions with its own data and gets the same answer, with the
+//!   list of members whose data it contains. [`Comm::from_env`] joins a job
+//!   started by the `dacrun` launcher; [`Comm::builder`] takes explicit
+//!   addresses (across machines).
+//! - `transport` (TCP, optional pre-shared job key, noise, yamux, ping) and
+//!   `node` (one long-lived stream per neighbour, bounded queues, the
+//!   failure detector) carry frames whose format `wire` defines and
+//!   checks; a peer that sends a bad frame is disconnected and reported as
+//!   a [`PeerEvent`].
+//! - [`Neighbourhood`] is the topology layer: each member's neighbour set,
+//!   repaired over the survivors when members depart.
+//! - `roster` forms the job: rank 0 collects every member's peer id and
+//!   addresses and hands out the list in rank order.
+//!
+//! ```no_run
+//! use dac_net::{Comm, Communicator};
+//!
+//! // Under `dacrun -n 4 -- ./my_program`:
+//! let mut comm = Comm::from_env()?;
+//! let x = [comm.rank() as f64, 1.0];
+//! let r = comm.allreduce_mean(&x)?;
+//! assert_eq!(r.value, vec![1.5, 1.0]);
+//! println!("rank {}: mean over {} members in {} rounds", comm.rank(), r.contributors.len(), r.rounds);
+//! comm.shutdown()?;
+//! # Ok::<(), dac_core::Error>(())
+//! ```
+//!
+//! # Faults
+//!
+//! A member whose process dies is detected when its connections reset (at
+//! once on a crash) or when it stops answering pings for `peer_timeout`;
+//! its neighbours drop its flows, the topology is repaired, and the
+//! reduction in progress completes with the exact mean of the survivors'
+//! inputs. Later reductions run over the survivors.
 #![deny(missing_docs)]
 
-pub use dac_core::{Communicator, Reduction};
+mod builder;
+mod comm;
+mod node;
+mod roster;
+mod topology;
+mod transport;
+mod wire;
+
+pub use builder::{CommBuilder, parse_key};
+pub use comm::Comm;
+pub use dac_core::{Communicator, Config, Error, Reduction, Result, Schedule, Topology};
+pub use libp2p::Multiaddr;
+pub use libp2p::pnet::PreSharedKey;
+pub use node::PeerEvent;
+pub use topology::Neighbourhood;
+pub use wire::{DEFAULT_MAX_FRAME, FrameError};

@@ -1,0 +1,198 @@
+//! `dacrun`: start N copies of a program as the ranks of one `dac` job, like `mpirun`.
+//!
+//! ```text
+//! dacrun -n N [--topology T] [--schedule S] [--timeout SECS]
+//!        [--peer-timeout SECS] [--key-file F] [--keep-going] -- PROGRAM [ARGS...]
+//! ```
+//!
+//! For example `dacrun -n 4 --topology ring -- target/debug/examples/mean`.
+//!
+//! # Options
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `-n N`, `--np N` | number of ranks, at least 1 (required) |
+//! | `--topology T` | a [`dac_core::Topology`] name, checked here and passed on |
+//! | `--schedule S` | a [`dac_core::Schedule`] name, checked here and passed on |
+//! | `--timeout SECS` | wall-clock limit for the whole job |
+//! | `--peer-timeout SECS` | seconds before a silent peer counts as gone; passed on |
+//! | `--key-file F` | a readable pre-shared network key; its absolute path is passed on |
+//! | `--keep-going` | a rank that dies does not stop the others (fault-tolerant runs) |
+//! | `-h`, `--help` | print the usage |
+//!
+//! Long options also take `--option=VALUE`. Everything after `--` is the
+//! program and its arguments, passed through untouched.
+//!
+//! # The environment of every rank
+//!
+//! | variable | value |
+//! |---|---|
+//! | `DAC_RANK` | this rank, `0..N` |
+//! | `DAC_SIZE` | `N` |
+//! | `DAC_RUN_DIR` | a directory shared by the job's ranks (e.g. for `rank-0.addr`) |
+//! | `DAC_TOPOLOGY` | `--topology` as given; unset without it |
+//! | `DAC_SCHEDULE` | `--schedule` as given; unset without it |
+//! | `DAC_PEER_TIMEOUT` | `--peer-timeout` as given (seconds); unset without it |
+//! | `DAC_KEY_FILE` | absolute path of `--key-file`; unset without it |
+//!
+//! The rest of dacrun's environment is inherited. `DAC_RUN_DIR` is a fresh
+//! `dacrun-<pid>-<random hex>` under the system temporary directory; dacrun
+//! only creates it, and removes it with everything in it when the job ends,
+//! however it ends. Ranks get no stdin.
+//!
+//! # Output
+//!
+//! Each line a rank writes is printed with the prefix `[RANK] `, its stdout
+//! on dacrun's stdout and its stderr on dacrun's stderr, as soon as the line
+//! is complete. Lines are never split or mixed; bytes pass through unchanged,
+//! and a last line without a newline gets one. dacrun's own messages go to
+//! stderr as `dacrun: …`.
+//!
+//! # How the job ends, and the exit status
+//!
+//! | event | what dacrun does | exit status |
+//! |---|---|---|
+//! | every rank exits 0 | — | 0 |
+//! | a rank exits with status S | reports it, kills the other ranks | S |
+//! | a rank is killed by signal K | reports it, kills the other ranks | 128 + K |
+//! | `--timeout` expires | reports it, kills every rank | 124 |
+//! | SIGINT (Ctrl-C) / SIGTERM to dacrun | kills every rank | 130 / 143 |
+//! | PROGRAM not found / not runnable | kills the ranks already started | 127 / 126 |
+//! | bad arguments | starts nothing | 2 |
+//! | dacrun itself fails (no run dir, …) | kills every rank | 125 |
+//!
+//! With `--keep-going` a rank that exits non-zero or is killed is reported
+//! (`…; continuing`) and the others run on; at the end dacrun exits with the
+//! first non-zero *exit status* of a rank, or 0 — ranks killed by a signal do
+//! not fail the job. A timeout or a signal to dacrun still stops everything.
+//!
+//! In every case dacrun kills and reaps all ranks before it exits, then
+//! relays what is left in their pipes. Only the ranks themselves are killed:
+//! a PROGRAM that is a wrapper script should `exec` the real program. Once
+//! every rank has exited, a pipe held open by something a rank left behind
+//! is abandoned after one silent second.
+
+mod args;
+mod job;
+mod output;
+
+use std::ffi::OsString;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use args::{Args, Command, USAGE};
+use job::Signals;
+use output::Output;
+
+/// Exit status for bad arguments.
+const EXIT_USAGE: u8 = 2;
+/// Exit status when `--timeout` expires (as `timeout(1)`).
+const EXIT_TIMEOUT: u8 = 124;
+/// Exit status when dacrun itself fails (as `timeout(1)`).
+const EXIT_INTERNAL: u8 = 125;
+/// Exit status when PROGRAM exists but cannot be run (as the shell).
+const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// Exit status when PROGRAM is not found (as the shell).
+const EXIT_NOT_FOUND: u8 = 127;
+/// Exit status after SIGINT: 128 + 2, as a shell reports it.
+const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status after SIGTERM: 128 + 15.
+const EXIT_TERMINATED: u8 = 143;
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match args::parse_args(&argv) {
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Run(args)) => ExitCode::from(launch(&args)),
+        Err(e) => {
+            eprintln!("dacrun: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Runs the job with its output relay and run directory; returns the exit status.
+fn launch(args: &Args) -> u8 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let (runtime, (output, writer)) = match runtime.and_then(|rt| Ok((rt, Output::start()?))) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("dacrun: cannot start: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let status = runtime.block_on(async {
+        // Catch the signals before the run directory exists, so a Ctrl-C
+        // cannot leave it behind.
+        let signals = match Signals::catch() {
+            Ok(signals) => signals,
+            Err(e) => {
+                output.note(&format!("cannot catch signals: {e}")).await;
+                return EXIT_INTERNAL;
+            }
+        };
+        let run_dir = match RunDir::create() {
+            Ok(run_dir) => run_dir,
+            Err(e) => {
+                output
+                    .note(&format!("cannot create the run directory: {e}"))
+                    .await;
+                return EXIT_INTERNAL;
+            }
+        };
+        job::run(args, run_dir.path(), signals, &output).await
+    });
+    drop(output);
+    // The writer ends once the last line is out; a panic there has nothing
+    // left to report.
+    let _ = writer.join();
+    status
+}
+
+/// The job's shared directory; removed with its contents when dropped.
+#[derive(Debug)]
+struct RunDir {
+    /// `<temp dir>/dacrun-<pid>-<random hex>`, created by [`RunDir::create`].
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a new directory; never reuses an existing one.
+    fn create() -> io::Result<RunDir> {
+        let parent = std::env::temp_dir();
+        let pid = std::process::id();
+        let mut attempt = 0;
+        loop {
+            // `RandomState` is seeded from the OS, once per process and
+            // then stepped, so every attempt gets a fresh name.
+            let random = RandomState::new().hash_one(attempt);
+            let path = parent.join(format!("dacrun-{pid}-{random:016x}"));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(RunDir { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("dacrun: cannot remove {}: {e}", self.path.display());
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Configuring a [`Comm`](crate::Comm): explicit arguments, or the
+//! environment `dacrun` sets.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dac_core::{Config, Error, Result, Schedule, Topology};
+use libp2p::Multiaddr;
+use libp2p::pnet::PreSharedKey;
+
+use crate::wire::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME};
+
+/// Settings of a [`Comm`](crate::Comm); made by [`Comm::builder`](crate::Comm::builder)
+/// or [`CommBuilder::from_env`].
+#[derive(Clone, Debug)]
+pub struct CommBuilder {
+    /// Address to listen on (default `/ip4/127.0.0.1/tcp/0`).
+    pub(crate) listen: Multiaddr,
+    /// Addresses of rank 0 (every other rank joins through them).
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// A run directory: publish our address in it, and (ranks > 0) read
+    /// rank 0's from it when no bootstrap address is given.
+    pub(crate) run_dir: Option<PathBuf>,
+    pub(crate) size: Option<usize>,
+    pub(crate) rank: Option<usize>,
+    pub(crate) topology: Topology,
+    /// `None`: the exact schedule when the topology has its pairs,
+    /// Metropolis otherwise.
+    pub(crate) schedule: Option<Schedule>,
+    pub(crate) tol: f64,
+    pub(crate) max_rounds: u32,
+    pub(crate) seed: u64,
+    pub(crate) peer_timeout: Duration,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) key: Option<PreSharedKey>,
+    pub(crate) max_frame: usize,
+    pub(crate) queue_depth: usize,
+    /// An error found while setting options, reported by `build`.
+    pub(crate) invalid: Option<Error>,
+}
+
+impl Default for CommBuilder {
+    fn default() -> CommBuilder {
+        let config = Config::default();
+        CommBuilder {
+            listen: "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .unwrap_or_else(|_| Multiaddr::empty()),
+            bootstrap: Vec::new(),
+            run_dir: None,
+            size: None,
+            rank: None,
+            topology: Topology::Exponential,
+            schedule: None,
+            tol: config.tol,
+            max_rounds: config.max_rounds,
+            seed: 0,
+            peer_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(60),
+            key: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            queue_depth: 64,
+            invalid: None,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Parses a job key: the libp2p key file format
+/// (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits) or the 64 hex
+/// digits alone.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] (field `key`) naming what is wrong; the key
+/// itself is never echoed.
+pub fn parse_key(text: &str) -> Result<PreSharedKey> {
+    let text = text.trim();
+    let full = if text.starts_with("/key/") {
+        text.to_string()
+    } else {
+        format!("/key/swarm/psk/1.0.0/\n/base16/\n{text}")
+    };
+    full.parse::<PreSharedKey>().map_err(|e| {
+        invalid(
+            "key",
+            format!("is not a valid job key ({e}): expected 64 hex digits"),
+        )
+    })
+}
+
+impl CommBuilder {
+    /// The address to listen on, e.g. `/ip4/0.0.0.0/tcp/7000` for rank 0
+    /// of a job across machines.
+    pub fn listen(mut self, addr: Multiaddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Addresses of rank 0; every other rank joins the job through them.
+    pub fn bootstrap(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
+        self.bootstrap = addrs.into_iter().collect();
+        self
+    }
+
+    /// A rendezvous directory shared by the members (set by `dacrun`): each
+    /// member publishes its address as `rank-R.addr`, and a rank without
+    /// bootstrap addresses waits for `rank-0.addr`.
+    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// The number of members.
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// This member's rank in `0..size`.
+    pub fn rank(mut self, rank: usize) -> Self {
+        self.rank = Some(rank);
+        self
+    }
+
+    /// The topology policy (default: exponential).
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// The schedule (default: exact when the topology contains its pairs,
+    /// as the exponential and complete graphs do; Metropolis otherwise).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// Target accuracy (default `1e-12`).
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Rounds after which a reduction fails (default 100 000).
+    pub fn max_rounds(mut self, rounds: u32) -> Self {
+        self.max_rounds = rounds;
+        self
+    }
+
+    /// Seed of random topologies (the same on every member; default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// A member that does not answer pings for this long is declared
+    /// departed (default 10 s). A crashed process whose connections reset
+    /// is detected at once.
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.peer_timeout = timeout;
+        self
+    }
+
+    /// How long forming the job may take (default 60 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// A job key: only processes with the same key can connect.
+    pub fn key(mut self, key: PreSharedKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Reads the job key from a file (see [`parse_key`] for the format).
+    pub fn key_file(mut self, path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        match std::fs::read_to_string(path) {
+            Ok(text) => match parse_key(&text) {
+                Ok(key) => self.key = Some(key),
+                Err(e) => {
+                    self.invalid = Some(invalid("key", format!("in {}: {e}", path.display())))
+                }
+            },
+            Err(e) => {
+                self.invalid = Some(invalid(
+                    "key",
+                    format!("file {} cannot be read: {e}", path.display()),
+                ));
+            }
+        }
+        self
+    }
+
+    /// Largest frame accepted from a peer, in bytes (default 65 MiB:
+    /// vectors of 8 · 2^20 values). Larger frames close the connection.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Frames queued per neighbour before a sender waits (default 64).
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth;
+        self
+    }
+
+    /// Settings from the environment `dacrun` sets: `DAC_RANK`, `DAC_SIZE`
+    /// (required), and optionally `DAC_RUN_DIR`, `DAC_TOPOLOGY`,
+    /// `DAC_SCHEDULE`, `DAC_PEER_TIMEOUT` (seconds), `DAC_KEY_FILE` or
+    /// `DAC_JOB_KEY` (the key itself), `DAC_LISTEN` and `DAC_BOOTSTRAP`
+    /// (multiaddrs separated by commas), `DAC_SEED`. Options set on the
+    /// returned builder override them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the variable that is missing or
+    /// cannot be parsed.
+    pub fn from_env() -> Result<CommBuilder> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| -> Result<usize> {
+            let value = var(name).ok_or_else(|| {
+                invalid(
+                    name,
+                    "is not set (start the program with dacrun, or use Comm::builder())",
+                )
+            })?;
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(name, format!("= {value:?} is not a non-negative integer")))
+        };
+        let mut b = CommBuilder::default()
+            .rank(required("DAC_RANK")?)
+            .size(required("DAC_SIZE")?);
+        if let Some(dir) = var("DAC_RUN_DIR") {
+            b = b.run_dir(dir);
+        }
+        if let Some(t) = var("DAC_TOPOLOGY") {
+            b = b.topology(t.parse()?);
+        }
+        if let Some(s) = var("DAC_SCHEDULE") {
+            b = b.schedule(s.parse()?);
+        }
+        if let Some(t) = var("DAC_PEER_TIMEOUT") {
+            let secs: f64 = t.trim().parse().map_err(|_| {
+                invalid(
+                    "DAC_PEER_TIMEOUT",
+                    format!("= {t:?} is not a number of seconds"),
+                )
+            })?;
+            if !(secs > 0.0 && secs < 1e9) {
+                return Err(invalid(
+                    "DAC_PEER_TIMEOUT",
+                    format!("= {secs} must be positive"),
+                ));
+            }
+            b = b.peer_timeout(Duration::from_secs_f64(secs));
+        }
+        if let Some(path) = var("DAC_KEY_FILE") {
+            b = b.key_file(path);
+        } else if let Some(key) = var("DAC_JOB_KEY") {
+            b = b.key(parse_key(&key).map_err(|_| {
+                invalid(
+                    "DAC_JOB_KEY",
+                    "is not a valid job key: expected 64 hex digits",
+                )
+            })?);
+        }
+        if let Some(addr) = var("DAC_LISTEN") {
+            let addr = addr
+                .trim()
+                .parse()
+                .map_err(|e| invalid("DAC_LISTEN", format!("= {addr:?}: {e}")))?;
+            b = b.listen(addr);
+        }
+        if let Some(list) = var("DAC_BOOTSTRAP") {
+            let addrs = list
+                .split(',')
+                .map(|a| {
+                    a.trim()
+                        .parse::<Multiaddr>()
+                        .map_err(|e| invalid("DAC_BOOTSTRAP", format!("{a:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b = b.bootstrap(addrs);
+        }
+        if let Some(seed) = var("DAC_SEED") {
+            b = b.seed(
+                seed.trim()
+                    .parse()
+                    .map_err(|_| invalid("DAC_SEED", format!("= {seed:?} is not an integer")))?,
+            );
+        }
+        Ok(b)
+    }
+
+    /// Checks the settings and resolves the configuration every member
+    /// must share.
+    pub(crate) fn checked(&self) -> Result<(usize, usize, Config)> {
+        if let Some(e) = &self.invalid {
+            return Err(e.clone());
+        }
+        let size = self
+            .size
+            .ok_or_else(|| invalid("size", "is not set: call .size(N)"))?;
+        let rank = self
+            .rank
+            .ok_or_else(|| invalid("rank", "is not set: call .rank(R)"))?;
+        if size == 0 {
+            return Err(invalid("size", "must be at least 1"));
+        }
+        if rank >= size {
+            return Err(invalid("rank", format!("{rank} is not below size {size}")));
+        }
+        if self.peer_timeout.is_zero() {
+            return Err(invalid("peer_timeout", "must be positive"));
+        }
+        if self.max_frame < MIN_MAX_FRAME || self.max_frame > u32::MAX as usize {
+            return Err(invalid(
+                "max_frame_bytes",
+                format!(
+                    "{} is outside {MIN_MAX_FRAME}..={}",
+                    self.max_frame,
+                    u32::MAX
+                ),
+            ));
+        }
+        if self.queue_depth == 0 {
+            return Err(invalid("queue_depth", "must be at least 1"));
+        }
+        let graph = self.topology.build(size, self.seed)?;
+        let config = |schedule| Config {
+            schedule,
+            tol: self.tol,
+            max_rounds: self.max_rounds,
+        };
+        let config = match &self.schedule {
+            Some(s) => config(*s),
+            None => {
+                let exact = config(Schedule::Exact);
+                if exact.validate_for(&graph).is_ok() {
+                    exact
+                } else {
+                    config(Schedule::Metropolis)
+                }
+            }
+        };
+        config.validate_for(&graph)?;
+        Ok((rank, size, config))
+    }
+
+    /// What every member must agree on, compared when the job forms.
+    pub(crate) fn settings(&self, config: &Config) -> String {
+        format!(
+            "topology={} schedule={} tol={:e} max_rounds={} seed={}",
+            self.topology, config.schedule, config.tol, config.max_rounds, self.seed
+        )
+    }
+}

@@ -1,0 +1,400 @@
+//! The data-plane frame format, and its checks.
+//!
+//! A frame on a neighbour stream is
+//!
+//! ```text
+//! u32 LE  body length (bytes after this prefix; at most the frame limit)
+//! u32 LE  header length h
+//! h bytes postcard-encoded FrameHeader { job, op, message header, events, abort, payload_len }
+//! 8·payload_len bytes  the payload, f64 little-endian
+//! ```
+//!
+//! Everything a peer controls is checked before it is used: the length
+//! prefix against the limit before any allocation, the header against the
+//! body, the payload length against the header, the job id against ours.
+//! The engine then checks what only it can (payload width, finiteness,
+//! event ids). A frame that fails any check closes the peer's connection.
+
+use dac_core::engine::{AbortReason, Event, Header, Message, OwnedMessage};
+use futures::{AsyncRead, AsyncReadExt};
+use serde::{Deserialize, Serialize};
+
+/// Default frame limit: 65 MiB, enough for a round message of
+/// 8 · 2^20 f64 values (the mass and its weight) plus its header.
+pub const DEFAULT_MAX_FRAME: usize = 65 << 20;
+
+/// Smallest frame limit a node accepts (a header with a few events).
+pub(crate) const MIN_MAX_FRAME: usize = 4 << 10;
+
+/// Bytes of the two length fields.
+const PREFIX: usize = 4;
+const HEADER_LEN: usize = 4;
+
+/// The serde part of a frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct FrameHeader {
+    /// The job the frame belongs to (agreed when the job starts).
+    job: u64,
+    /// The reduction (operation) of the job, counted from 1.
+    op: u64,
+    /// The engine's message header (kind, round, view, …).
+    header: Header,
+    /// Membership events the sender attaches.
+    events: Vec<Event>,
+    /// Why the reduction failed (abort messages only).
+    abort: Option<AbortReason>,
+    /// Number of f64 values after the header.
+    payload_len: u32,
+}
+
+/// A checked frame from a peer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Frame {
+    /// The reduction it belongs to.
+    pub(crate) op: u64,
+    /// The engine message it carries.
+    pub(crate) message: OwnedMessage,
+}
+
+/// Why a peer's frame was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the frame limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    Oversized {
+        /// Declared body length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The body is too short for its own header.
+    #[error("frame of {len} bytes is too short for a {header} byte header")]
+    Truncated {
+        /// Body length.
+        len: usize,
+        /// Declared header length.
+        header: usize,
+    },
+    /// The header does not decode.
+    #[error("malformed frame header: {reason}")]
+    Header {
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The payload does not have the length the header declares.
+    #[error("frame declares {declared} values but carries {found} bytes of payload")]
+    PayloadLength {
+        /// Values declared by the header.
+        declared: u32,
+        /// Payload bytes present.
+        found: usize,
+    },
+    /// The frame belongs to another job.
+    #[error("frame for job {found:016x}, expected job {expected:016x}")]
+    WrongJob {
+        /// Our job id.
+        expected: u64,
+        /// The frame's job id.
+        found: u64,
+    },
+}
+
+/// Why reading a frame stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The stream failed or ended in the middle of a frame.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent something that is not a valid frame.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Encodes one engine message of reduction `op` of job `job` as a frame.
+pub(crate) fn encode(job: u64, op: u64, message: &Message<'_>) -> Vec<u8> {
+    let header = FrameHeader {
+        job,
+        op,
+        header: message.header,
+        events: message.events.to_vec(),
+        abort: message.abort,
+        payload_len: u32::try_from(message.payload.len()).unwrap_or(u32::MAX),
+    };
+    // Encoding a plain struct into a Vec cannot fail.
+    let head = postcard::to_stdvec(&header).unwrap_or_default();
+    let body = HEADER_LEN + head.len() + 8 * message.payload.len();
+    let mut out = Vec::with_capacity(PREFIX + body);
+    out.extend_from_slice(&u32::try_from(body).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    for x in message.payload {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes and checks a frame body (everything after the length prefix).
+pub(crate) fn decode_body(body: &[u8], job: u64) -> Result<Frame, FrameError> {
+    let (len_bytes, rest) = body
+        .split_at_checked(HEADER_LEN)
+        .ok_or(FrameError::Truncated {
+            len: body.len(),
+            header: HEADER_LEN,
+        })?;
+    let mut word = [0u8; 4];
+    word.copy_from_slice(len_bytes);
+    let header_len = u32::from_le_bytes(word) as usize;
+    let (head, payload) = rest
+        .split_at_checked(header_len)
+        .ok_or(FrameError::Truncated {
+            len: body.len(),
+            header: header_len,
+        })?;
+    let (header, unread): (FrameHeader, _) =
+        postcard::take_from_bytes(head).map_err(|e| FrameError::Header {
+            reason: e.to_string(),
+        })?;
+    if !unread.is_empty() {
+        return Err(FrameError::Header {
+            reason: format!("{} trailing bytes after the header", unread.len()),
+        });
+    }
+    if header.job != job {
+        return Err(FrameError::WrongJob {
+            expected: job,
+            found: header.job,
+        });
+    }
+    if payload.len() % 8 != 0 || payload.len() / 8 != header.payload_len as usize {
+        return Err(FrameError::PayloadLength {
+            declared: header.payload_len,
+            found: payload.len(),
+        });
+    }
+    let values = payload
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            f64::from_le_bytes(b)
+        })
+        .collect();
+    Ok(Frame {
+        op: header.op,
+        message: OwnedMessage {
+            header: header.header,
+            events: header.events,
+            payload: values,
+            abort: header.abort,
+        },
+    })
+}
+
+/// Reads one frame body into `buf`; `Ok(false)` on a clean end of stream
+/// between frames.
+pub(crate) async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ReadError> {
+    let mut prefix = [0u8; PREFIX];
+    let mut got = 0;
+    while got < PREFIX {
+        let n = reader.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(false);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max {
+        return Err(FrameError::Oversized {
+            len: len as u64,
+            max,
+        }
+        .into());
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    reader.read_exact(buf).await?;
+    Ok(true)
+}
+
+/// Reads and checks one frame; `Ok(None)` on a clean end of stream.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    job: u64,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Frame>, ReadError> {
+    if !read_body(reader, max, buf).await? {
+        return Ok(None);
+    }
+    Ok(Some(decode_body(buf, job)?))
+}
+
+/// Encodes a control message (roster protocol) as a length-prefixed
+/// postcard body.
+pub(crate) fn encode_control<T: Serialize>(value: &T) -> Vec<u8> {
+    let body = postcard::to_stdvec(value).unwrap_or_default();
+    let mut out = Vec::with_capacity(PREFIX + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads one control message of at most `max` bytes.
+pub(crate) async fn read_control<R, T>(reader: &mut R, max: usize) -> Result<T, ReadError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    let mut buf = Vec::new();
+    if !read_body(reader, max, &mut buf).await? {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    postcard::from_bytes(&buf).map_err(|e| {
+        FrameError::Header {
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dac_core::engine::{Kind, ViewId};
+    use futures::executor::block_on;
+
+    fn sample() -> OwnedMessage {
+        let header = Header {
+            kind: Kind::Round,
+            round: 7,
+            view: ViewId(5),
+            degree: 3,
+            counter: 1,
+            flags: 0,
+            proposal: 0,
+            streak: 0.25,
+            epoch: 0.5,
+        };
+        OwnedMessage {
+            header,
+            events: vec![Event::Departed { node: 2 }],
+            payload: vec![1.5, -2.0, 1e-300, 4.0],
+            abort: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let bytes = encode(9, 42, &m.as_message());
+        let mut reader = &bytes[..];
+        let mut buf = Vec::new();
+        let frame = block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME, 9, &mut buf))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.op, 42);
+        assert_eq!(frame.message, m);
+        // Clean end of stream between frames.
+        assert!(
+            block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME, 9, &mut buf))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn refuses_other_jobs_and_oversized_frames() {
+        let bytes = encode(9, 1, &sample().as_message());
+        let mut buf = Vec::new();
+        let err = block_on(read_frame(&mut &bytes[..], DEFAULT_MAX_FRAME, 8, &mut buf));
+        assert!(matches!(
+            err,
+            Err(ReadError::Frame(FrameError::WrongJob {
+                expected: 8,
+                found: 9
+            }))
+        ));
+        let err = block_on(read_frame(&mut &bytes[..], 16, 9, &mut buf));
+        assert!(matches!(
+            err,
+            Err(ReadError::Frame(FrameError::Oversized { max: 16, .. }))
+        ));
+        // A 4 GiB prefix is refused before anything is allocated.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0, 0];
+        let err = block_on(read_frame(&mut &huge[..], DEFAULT_MAX_FRAME, 9, &mut buf));
+        assert!(matches!(
+            err,
+            Err(ReadError::Frame(FrameError::Oversized { .. }))
+        ));
+    }
+
+    #[test]
+    fn every_corruption_is_an_error_not_a_panic() {
+        let bytes = encode(9, 1, &sample().as_message());
+        let body = &bytes[PREFIX..];
+        // Every truncation of the body.
+        for cut in 0..body.len() {
+            assert!(decode_body(&body[..cut], 9).is_err(), "cut at {cut}");
+        }
+        // Every single-byte change of the header region either fails or
+        // decodes to a well-formed frame; none panics.
+        let header_len = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
+        for at in 0..HEADER_LEN + header_len {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut corrupt = body.to_vec();
+                corrupt[at] = corrupt[at].wrapping_add(delta);
+                let _ = decode_body(&corrupt, 9);
+            }
+        }
+        // Payload that does not match its declared length.
+        let mut longer = body.to_vec();
+        longer.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            decode_body(&longer, 9),
+            Err(FrameError::PayloadLength {
+                declared: 4,
+                found: 40
+            })
+        ));
+        // A stream that ends inside a frame.
+        let mut buf = Vec::new();
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(matches!(
+            block_on(read_frame(&mut &cut[..], DEFAULT_MAX_FRAME, 9, &mut buf)),
+            Err(ReadError::Io(_))
+        ));
+        // Random garbage.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let len = (state % 64) as usize;
+            let garbage: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let _ = decode_body(&garbage, 9);
+        }
+    }
+
+    #[test]
+    fn control_messages_round_trip_and_are_bounded() {
+        let bytes = encode_control(&(3u32, String::from("x")));
+        let value: (u32, String) = block_on(read_control(&mut &bytes[..], 1024)).unwrap();
+        assert_eq!(value, (3, "x".to_string()));
+        let err = block_on(read_control::<_, (u32, String)>(&mut &bytes[..], 2));
+        assert!(matches!(
+            err,
+            Err(ReadError::Frame(FrameError::Oversized { .. }))
+        ));
+    }
+}

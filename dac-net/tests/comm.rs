@@ -1,0 +1,138 @@
+//! Reductions between members over loopback libp2p, one thread per member.
+// Helpers of tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_close, exact_mean, input, run_job};
+use dac_net::{Comm, Communicator, Topology};
+
+fn mean_and_sum_are_exact(n: usize) {
+    for d in [1, 1000, 1_000_000] {
+        let results = run_job(
+            n,
+            |_, b| b,
+            |comm| {
+                let x = input(comm.rank(), d);
+                let mean = comm.allreduce_mean(&x).unwrap();
+                let sum = comm.allreduce_sum(&x).unwrap();
+                (mean, sum)
+            },
+        );
+        let all: Vec<usize> = (0..n).collect();
+        let exact = exact_mean(&all, d);
+        let exact_sum: Vec<f64> = exact.iter().map(|m| m * n as f64).collect();
+        for (rank, (mean, sum)) in results.iter().enumerate() {
+            assert_close(
+                &mean.value,
+                &exact,
+                &format!("n={n} d={d} rank {rank} mean"),
+            );
+            assert_close(
+                &sum.value,
+                &exact_sum,
+                &format!("n={n} d={d} rank {rank} sum"),
+            );
+            assert_eq!(mean.contributors.to_vec(), all);
+            assert!(mean.residual <= 1e-12, "residual {}", mean.residual);
+        }
+        // The exact schedule is the default: ⌈log2 n⌉ + 2 rounds at most.
+        let bound = (n as f64).log2().ceil() as u32 + 2;
+        assert!(results.iter().all(|(m, _)| m.rounds <= bound), "n={n}");
+    }
+}
+
+#[test]
+fn one_member() {
+    mean_and_sum_are_exact(1);
+}
+
+#[test]
+fn two_members() {
+    mean_and_sum_are_exact(2);
+}
+
+#[test]
+fn three_members() {
+    mean_and_sum_are_exact(3);
+}
+
+#[test]
+fn eight_members() {
+    mean_and_sum_are_exact(8);
+}
+
+#[test]
+fn a_hundred_reductions_in_sequence() {
+    let n = 4;
+    let results = run_job(
+        n,
+        |_, b| b,
+        |comm| {
+            (0..100)
+                .map(|i| {
+                    let x: Vec<f64> = input(comm.rank(), 3).iter().map(|v| v * i as f64).collect();
+                    comm.allreduce_mean(&x).unwrap().value
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+    let exact = exact_mean(&[0, 1, 2, 3], 3);
+    for values in results {
+        for (i, v) in values.iter().enumerate() {
+            let want: Vec<f64> = exact.iter().map(|e| e * i as f64).collect();
+            assert_close(v, &want, &format!("reduction {i}"));
+        }
+    }
+}
+
+#[test]
+fn metropolis_on_a_ring_and_explicit_bootstrap() {
+    // Rank 0 listens on a known port; the others join through it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: dac_net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let n = 5;
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|rank| {
+                let addr = addr.clone();
+                scope.spawn(move || {
+                    let mut b = Comm::builder()
+                        .size(n)
+                        .rank(rank)
+                        .topology(Topology::Ring)
+                        .tol(1e-13);
+                    b = if rank == 0 {
+                        b.listen(addr)
+                    } else {
+                        b.bootstrap([addr])
+                    };
+                    let mut comm = b.build().unwrap();
+                    assert_eq!(comm.config().schedule, dac_net::Schedule::Metropolis);
+                    let r = comm.allreduce_mean(&input(rank, 2)).unwrap();
+                    comm.shutdown().unwrap();
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let exact = exact_mean(&[0, 1, 2, 3, 4], 2);
+    for r in results {
+        // Metropolis stops within tol of the mean; compare at that scale.
+        for (v, e) in r.value.iter().zip(&exact) {
+            assert!((v - e).abs() <= 1e-13 * 10.0, "{v} vs {e}");
+        }
+        assert!(
+            r.rounds > 3,
+            "an iterative schedule takes more than a few rounds"
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! End-to-end tests of the `dacrun` launcher, with `/bin/sh` scripts as ranks.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous bound for runs that should end at once (the ranks' `sleep 1000`
+/// would take far longer).
+const QUICK: Duration = Duration::from_secs(10);
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("dacrun-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create the scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The pids the ranks recorded as `pid-RANK` files.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir(&self.0).expect("list the scratch directory") {
+            let entry = entry.expect("read a scratch entry");
+            if entry.file_name().to_string_lossy().starts_with("pid-") {
+                let text = std::fs::read_to_string(entry.path()).expect("read a pid file");
+                pids.push(text.trim().parse().expect("a pid file holds a pid"));
+            }
+        }
+        pids
+    }
+
+    /// Waits until `count` ranks have recorded their pid.
+    fn wait_for_pids(&self, count: usize) -> Vec<u32> {
+        let start = Instant::now();
+        loop {
+            let pids = self.pids();
+            if pids.len() >= count {
+                return pids;
+            }
+            assert!(start.elapsed() < QUICK, "only {} ranks started", pids.len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Records the rank's pid in `$SCRATCH/pid-$DAC_RANK` (atomically).
+const RECORD_PID: &str =
+    r#"echo $$ > "$SCRATCH/tmp-$DAC_RANK" && mv "$SCRATCH/tmp-$DAC_RANK" "$SCRATCH/pid-$DAC_RANK""#;
+
+/// `dacrun ARGV`.
+fn dacrun(argv: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dacrun"));
+    command.args(argv).stdin(Stdio::null());
+    command
+}
+
+/// `dacrun OPTIONS -- /bin/sh -c SCRIPT`, with `SCRATCH` set.
+fn dacrun_sh(options: &[&str], script: &str, scratch: Option<&Scratch>) -> Command {
+    let mut command = dacrun(options);
+    command.args(["--", "/bin/sh", "-c", script]);
+    if let Some(scratch) = scratch {
+        command.env("SCRATCH", scratch.path());
+    }
+    command
+}
+
+/// Runs to the end; fails (killing dacrun) if that takes longer than [`QUICK`].
+fn run(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dacrun");
+    finish(child)
+}
+
+/// Collects a started dacrun's output; fails if it runs longer than [`QUICK`].
+fn finish(mut child: Child) -> Output {
+    let mut stdout = child.stdout.take().expect("dacrun's stdout is piped");
+    let mut stderr = child.stderr.take().expect("dacrun's stderr is piped");
+    let stdout = std::thread::spawn(move || read_all(&mut stdout));
+    let stderr = std::thread::spawn(move || read_all(&mut stderr));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll dacrun") {
+            break status;
+        }
+        if start.elapsed() > QUICK {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dacrun did not finish within {QUICK:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("the stdout reader finishes"),
+        stderr: stderr.join().expect("the stderr reader finishes"),
+    }
+}
+
+fn read_all(pipe: &mut impl Read) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    pipe.read_to_end(&mut bytes).expect("read dacrun's output");
+    bytes
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether process `pid` still exists, zombies included (`kill -0` succeeds
+/// on them).
+fn alive(pid: u32) -> bool {
+    Command::new("/bin/sh")
+        .args(["-c", &format!("kill -0 {pid} 2>/dev/null")])
+        .status()
+        .expect("run kill -0")
+        .success()
+}
+
+/// Every recorded pid is gone (dacrun reaped them before it exited).
+fn assert_all_gone(pids: &[u32]) {
+    for &pid in pids {
+        assert!(!alive(pid), "rank process {pid} outlived dacrun");
+    }
+}
+
+#[test]
+fn every_rank_runs_with_its_rank_and_prefixed_output() {
+    let script = r#"test -d "$DAC_RUN_DIR" && echo hello $DAC_RANK $DAC_SIZE;
+        echo "dir $DAC_RUN_DIR"; echo "warn $DAC_RANK" >&2"#;
+    let output = run(dacrun_sh(&["-n", "3"], script, None));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    for rank in 0..3 {
+        assert!(
+            stdout.contains(&format!("[{rank}] hello {rank} 3\n")),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains(&format!("[{rank}] warn {rank}\n")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 6);
+    let dirs: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("] dir "))
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(dirs.len(), 3);
+    assert!(dirs.iter().all(|d| *d == dirs[0]), "{dirs:?}");
+    let run_dir = Path::new(dirs[0]);
+    let name = run_dir.file_name().unwrap().to_string_lossy();
+    assert!(name.starts_with("dacrun-"), "{name}");
+    assert_eq!(run_dir.parent(), Some(std::env::temp_dir().as_path()));
+    assert!(!run_dir.exists(), "{} was not removed", run_dir.display());
+}
+
+#[test]
+fn lines_are_whole_and_bytes_pass_through() {
+    let script = r#"printf 'one\ntwo'; printf '\377raw\n' >&2"#;
+    let output = run(dacrun_sh(&["--np=1"], script, None));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.stdout, b"[0] one\n[0] two\n");
+    assert_eq!(output.stderr, b"[0] \xffraw\n");
+}
+
+#[test]
+fn a_failing_rank_stops_the_job_with_its_status() {
+    let scratch = Scratch::new("fail");
+    // Rank 1 fails once the others have started; they would sleep for ages.
+    let script = format!(
+        r#"if [ $DAC_RANK = 1 ]; then
+             while [ ! -e "$SCRATCH/pid-0" ] || [ ! -e "$SCRATCH/pid-2" ]; do sleep 0.02; done
+             echo failing >&2; exit 3
+           fi
+           {RECORD_PID}; exec sleep 1000"#
+    );
+    let output = run(dacrun_sh(&["-n", "3"], &script, Some(&scratch)));
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("[1] failing\n"), "{stderr}");
+    assert!(
+        stderr.contains("dacrun: rank 1 exited with status 3\n"),
+        "{stderr}"
+    );
+    let pids = scratch.pids();
+    assert_eq!(pids.len(), 2);
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn a_rank_killed_by_a_signal_fails_the_job() {
+    let script = r#"if [ $DAC_RANK = 0 ]; then kill -9 $$; fi; exec sleep 1000"#;
+    let output = run(dacrun_sh(&["-n", "2"], script, None));
+    assert_eq!(output.status.code(), Some(128 + 9));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("dacrun: rank 0 was killed by signal 9"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_timeout_kills_every_rank() {
+    let scratch = Scratch::new("timeout");
+    let script = format!("{RECORD_PID}; exec sleep 1000");
+    let output = run(dacrun_sh(
+        &["-n", "2", "--timeout", "1"],
+        &script,
+        Some(&scratch),
+    ));
+    assert_eq!(output.status.code(), Some(124));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("dacrun: timed out after 1 s\n"), "{stderr}");
+    let pids = scratch.pids();
+    assert_eq!(pids.len(), 2, "the ranks had a second to start");
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn keep_going_survives_a_killed_rank() {
+    let script = r#"if [ $DAC_RANK = 1 ]; then kill -9 $$; fi; sleep 0.3; echo done $DAC_RANK"#;
+    let output = run(dacrun_sh(&["-n", "3", "--keep-going"], script, None));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("[0] done 0\n") && stdout.contains("[2] done 2\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[1]"), "{stdout}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("dacrun: rank 1 was killed by signal 9 (SIGKILL); continuing\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn keep_going_exits_with_the_first_exit_status() {
+    let script = r#"case $DAC_RANK in
+          1) kill -9 $$ ;;
+          2) sleep 0.2; exit 5 ;;
+        esac
+        sleep 0.5; echo done $DAC_RANK"#;
+    let output = run(dacrun_sh(&["-n", "3", "--keep-going"], script, None));
+    assert_eq!(output.status.code(), Some(5));
+    assert!(text(&output.stdout).contains("[0] done 0\n"));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("rank 1 was killed by signal 9"), "{stderr}");
+    assert!(
+        stderr.contains("dacrun: rank 2 exited with status 5; continuing\n"),
+        "{stderr}"
+    );
+}
+
+/// Starts a job of sleeping ranks, sends `signal` to dacrun once they run,
+/// and returns how dacrun ended.
+fn interrupt(signal: &str) -> (Output, Vec<u32>) {
+    let scratch = Scratch::new(&format!("signal-{signal}"));
+    let script = format!("{RECORD_PID}; exec sleep 1000");
+    let mut command = dacrun_sh(&["-n", "3"], &script, Some(&scratch));
+    let child: Child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dacrun");
+    let pids = scratch.wait_for_pids(3);
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let output = finish(child);
+    (output, pids)
+}
+
+#[test]
+fn sigint_stops_every_rank() {
+    let (output, pids) = interrupt("INT");
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn sigterm_stops_every_rank() {
+    let (output, pids) = interrupt("TERM");
+    assert_eq!(output.status.code(), Some(143), "{}", text(&output.stderr));
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn options_reach_the_ranks_environment() {
+    let scratch = Scratch::new("env");
+    std::fs::write(scratch.path().join("key"), "secret").unwrap();
+    let script = r#"echo "$DAC_TOPOLOGY|$DAC_SCHEDULE|$DAC_PEER_TIMEOUT|$DAC_KEY_FILE""#;
+    let options = [
+        "-n",
+        "1",
+        "--topology",
+        "torus:2x3",
+        "--schedule=laplacian:0.1",
+        "--peer-timeout",
+        "2.5",
+        "--key-file",
+        "key",
+    ];
+    let mut command = dacrun_sh(&options, script, None);
+    // A relative key file comes out absolute.
+    command.current_dir(scratch.path());
+    let output = run(command);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let key = scratch.path().join("key");
+    let expected = format!("[0] torus:2x3|laplacian:0.1|2.5|{}\n", key.display());
+    assert_eq!(text(&output.stdout), expected);
+}
+
+#[test]
+fn options_not_given_are_unset_even_if_inherited() {
+    let script = r#"echo "${DAC_TOPOLOGY-unset} ${DAC_KEY_FILE-unset}""#;
+    let mut command = dacrun_sh(&["-n", "1"], script, None);
+    command
+        .env("DAC_TOPOLOGY", "ring")
+        .env("DAC_KEY_FILE", "/stale");
+    let output = run(command);
+    assert_eq!(text(&output.stdout), "[0] unset unset\n");
+}
+
+#[test]
+fn bad_arguments_fail_early_with_one_line() {
+    let cases: [&[&str]; 7] = [
+        &["-n", "2", "--topology", "moebius", "--", "/bin/true"],
+        &["-n", "2", "--schedule", "fast", "--", "/bin/true"],
+        &["-n", "0", "--", "/bin/true"],
+        &["-n", "2", "/bin/true"],
+        &["-n", "2", "--"],
+        &["-n", "2", "--timeout", "0", "--", "/bin/true"],
+        &["-n", "2", "--key-file", "/no/such/key", "--", "/bin/true"],
+    ];
+    for argv in cases {
+        let output = run(dacrun(argv));
+        assert_eq!(output.status.code(), Some(2), "{argv:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with("dacrun: "), "{argv:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{argv:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{argv:?}");
+    }
+}
+
+#[test]
+fn unknown_topology_names_the_library_error() {
+    let output = run(dacrun(&[
+        "-n",
+        "2",
+        "--topology",
+        "moebius",
+        "--",
+        "/bin/true",
+    ]));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("dacrun: unknown topology \"moebius\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_program_exits_127() {
+    let output = run(dacrun(&["-n", "2", "--", "/no/such/program"]));
+    assert_eq!(output.status.code(), Some(127));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("dacrun: cannot start /no/such/program: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_prints_usage() {
+    let output = run(dacrun(&["--help"]));
+    assert_eq!(output.status.code(), Some(0));
+    assert!(text(&output.stdout).starts_with("usage: dacrun -n N"));
+}
