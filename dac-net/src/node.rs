@@ -320,7 +320,8 @@ impl Node {
     }
 
     /// Closes every link after its queued frames are written, then waits
-    /// (at most `grace`) for the writers to finish.
+    /// (at most `grace`) until every peer has read them (it closes its side
+    /// in answer).
     pub(crate) async fn close(&self, grace: Duration) {
         let tasks = {
             let mut state = self.state();
@@ -372,9 +373,12 @@ impl Node {
                 break;
             }
         }
+        // Closing our half tells the peer we are done; it closes its half
+        // once its reader has taken in everything before our close, which
+        // ends our reader. Waiting for that makes a clean shutdown deliver
+        // a member's final messages.
         let _ = write.close().await;
-        // The reader ends when the peer closes its side.
-        drop(reader);
+        let _ = reader.await;
     }
 
     /// Connects to member `to` and opens the data stream, retrying until

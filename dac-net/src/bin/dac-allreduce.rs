@@ -156,13 +156,14 @@ fn run(args: &Args) -> Result<String, String> {
     rounds.sort_unstable();
     let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
     let summary = format!(
-        "ok: size={} dim={} reps={} median_us={:.1} min_us={:.1} median_rounds={} \
+        "ok: size={} dim={} reps={} median_us={:.1} min_us={:.1} max_us={:.1} median_rounds={} \
          reductions_without_everyone={} departed={:?}",
         comm.size(),
         args.dim,
         args.reps,
         median(&times),
         times.first().copied().unwrap_or(f64::NAN),
+        times.last().copied().unwrap_or(f64::NAN),
         rounds.get(rounds.len() / 2).copied().unwrap_or(0),
         fewer,
         comm.departed(),

@@ -1,0 +1,217 @@
+//! Crashes, garbage and intruders: the honest members' results stay exact.
+// Helpers of tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{assert_close, exact_mean, input, run_job};
+use dac_net::{Comm, Communicator, PeerEvent, parse_key};
+
+/// Runs `dac-allreduce` under `dacrun` and returns (status, stdout, stderr).
+fn dacrun(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dacrun"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+    let rest = &line[start..];
+    rest.split(' ').next().unwrap()
+}
+
+#[test]
+fn a_member_killed_mid_job_leaves_the_survivors_exact() {
+    let peer_timeout = 5.0;
+    let started = Instant::now();
+    let (status, stdout, stderr) = dacrun(&[
+        "-n",
+        "4",
+        "--keep-going",
+        "--timeout",
+        "120",
+        "--peer-timeout",
+        &peer_timeout.to_string(),
+        "--",
+        env!("CARGO_BIN_EXE_dac-allreduce"),
+        "--dim",
+        "1000",
+        "--reps",
+        "1500",
+        "--kill-rank",
+        "2",
+        "--kill-after-ms",
+        "400",
+        "--quiet",
+    ]);
+    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("rank 2 was killed by signal 9"), "{stderr}");
+    // Every survivor checked each of its results against the exact mean
+    // of that result's contributors (dac-allreduce exits 1 otherwise).
+    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
+    assert_eq!(summaries.len(), 3, "{stdout}");
+    for line in summaries {
+        assert!(!line.starts_with("[2]"), "{line}");
+        let without: usize = field(line, "reductions_without_everyone").parse().unwrap();
+        assert!(
+            without > 0,
+            "no reduction ran without the dead member: {line}"
+        );
+        let departed = &line[line.find("departed=").unwrap()..];
+        assert!(departed.contains('2'), "{line}");
+        // No reduction waited much longer than the failure detector.
+        let max_us: f64 = field(line, "max_us").parse().unwrap();
+        assert!(max_us < (peer_timeout + 2.0) * 1e6, "{line}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(100));
+}
+
+#[test]
+fn a_member_sending_bad_frames_is_cut_off() {
+    let oversized = (u32::MAX - 8).to_le_bytes().to_vec();
+    let garbage: Vec<u8> = [200u32.to_le_bytes().to_vec(), vec![0xa5; 200]].concat();
+    for bad in [oversized, garbage] {
+        let results = run_job(
+            3,
+            |_, b| b,
+            |comm| {
+                if comm.rank() == 2 {
+                    comm.send_raw_for_tests(0, bad.clone()).unwrap();
+                    comm.send_raw_for_tests(1, bad.clone()).unwrap();
+                }
+                let r = comm.allreduce_mean(&input(comm.rank(), 4));
+                (r, comm.take_events())
+            },
+        );
+        let exact = exact_mean(&[0, 1], 4);
+        for (rank, (r, events)) in results.iter().take(2).enumerate() {
+            let r = r.as_ref().unwrap();
+            assert_close(&r.value, &exact, &format!("rank {rank}"));
+            assert_eq!(r.contributors.to_vec(), vec![0, 1]);
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, PeerEvent::Misbehaved { rank: 2, .. })),
+                "rank {rank}: {events:?}"
+            );
+        }
+        // The offender is alone: its result (if any) contains only itself.
+        if let Ok(r) = &results[2].0 {
+            assert_eq!(r.contributors.to_vec(), vec![2]);
+        }
+    }
+}
+
+#[test]
+fn a_stranger_sending_garbage_changes_nothing() {
+    let results = run_job(
+        3,
+        |_, b| b,
+        |comm| {
+            if comm.rank() == 0 {
+                let addr = comm.listen_addrs()[0].to_string();
+                // /ip4/127.0.0.1/tcp/PORT
+                let port = addr.rsplit('/').next().unwrap().to_string();
+                let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+                let _ = s.write_all(&[0xff; 4096]);
+            }
+            let first = comm.allreduce_mean(&input(comm.rank(), 3)).unwrap();
+            let second = comm.allreduce_sum(&input(comm.rank(), 3)).unwrap();
+            (first, second)
+        },
+    );
+    let exact = exact_mean(&[0, 1, 2], 3);
+    let sum: Vec<f64> = exact.iter().map(|m| m * 3.0).collect();
+    for (first, second) in results {
+        assert_close(&first.value, &exact, "mean");
+        assert_close(&second.value, &sum, "sum");
+        assert_eq!(first.contributors.len(), 3);
+    }
+}
+
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+const OTHER_KEY: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+#[test]
+fn without_the_job_key_a_process_cannot_join() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: dac_net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let member = |rank: usize| {
+        let b = Comm::builder()
+            .size(3)
+            .rank(rank)
+            .key(parse_key(KEY).unwrap())
+            .startup_timeout(Duration::from_secs(30));
+        if rank == 0 {
+            b.listen(addr.clone())
+        } else {
+            b.bootstrap([addr.clone()])
+        }
+    };
+    std::thread::scope(|scope| {
+        let zero = scope.spawn(|| {
+            let mut comm = member(0).build().unwrap();
+            comm.allreduce_mean(&input(0, 2)).unwrap()
+        });
+        // Intruders claim rank 1 first: one with another key, one with none.
+        for key in [Some(OTHER_KEY), None] {
+            let mut b = Comm::builder()
+                .size(3)
+                .rank(1)
+                .bootstrap([addr.clone()])
+                .startup_timeout(Duration::from_secs(2));
+            if let Some(k) = key {
+                b = b.key(parse_key(k).unwrap());
+            }
+            let err = b.build().unwrap_err();
+            assert!(err.to_string().contains("could not join"), "{err}");
+        }
+        let others: Vec<_> = (1..3)
+            .map(|rank| {
+                let b = member(rank);
+                scope.spawn(move || {
+                    let mut comm = b.build().unwrap();
+                    comm.allreduce_mean(&input(rank, 2)).unwrap()
+                })
+            })
+            .collect();
+        let exact = exact_mean(&[0, 1, 2], 2);
+        for r in std::iter::once(zero)
+            .chain(others)
+            .map(|h| h.join().unwrap())
+        {
+            assert_close(&r.value, &exact, "keyed job");
+            assert_eq!(r.contributors.to_vec(), vec![0, 1, 2]);
+        }
+    });
+}
+
+#[test]
+fn keys_in_the_wrong_format_are_refused() {
+    for bad in ["", "xyz", &KEY[..10], &format!("{KEY}00")] {
+        assert!(parse_key(bad).is_err(), "{bad:?}");
+    }
+    let file = format!("/key/swarm/psk/1.0.0/\n/base16/\n{KEY}\n");
+    assert!(parse_key(&file).is_ok());
+    let err = Comm::builder()
+        .size(1)
+        .rank(0)
+        .key_file("/nonexistent/dac.key")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/dac.key"), "{err}");
+}
