@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dac_core::engine::{AbortReason, Engine, NodeSetup, Progress, Target};
+use dac_core::engine::{AbortReason, Engine, Kind, NodeSetup, Progress, Target};
 use dac_core::{Communicator, Config, Error, Reduction, Result};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -61,6 +61,9 @@ struct Session {
     /// The previous reduction's engine, which answers late questions
     /// about it.
     last: Option<(u64, Engine)>,
+    /// The previous reduction's result announcement, not yet sent to these
+    /// neighbours (see [`Session::finish`]).
+    owed: Option<(Arc<[u8]>, Vec<usize>)>,
     commands: mpsc::UnboundedSender<SwarmCommand>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -418,12 +421,14 @@ impl Session {
             departed: BTreeSet::new(),
             early: Vec::new(),
             last: None,
+            owed: None,
             commands: started.commands,
             tasks,
         })
     }
 
     async fn close(&mut self) {
+        self.pay_owed().await;
         self.node.close(Duration::from_secs(2)).await;
         for task in self.tasks.drain(..) {
             task.abort();
@@ -476,15 +481,7 @@ impl Session {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => {
-                    self.flush(op, &mut engine).await;
-                    self.departed.extend(engine.departed());
-                    let outcome = engine.take_outcome();
-                    self.last = Some((op, engine));
-                    return outcome.unwrap_or_else(|| {
-                        Err(transport("the engine finished without an outcome"))
-                    });
-                }
+                Progress::Finished => return self.finish(op, engine).await,
                 Progress::Blocked => {}
             }
             match tokio::time::timeout(idle, self.inbox.recv()).await {
@@ -492,6 +489,7 @@ impl Session {
                     self.route(&mut engine, from, frame).await;
                 }
                 Ok(Some(Inbound::Departed { rank })) => {
+                    self.pay_owed().await;
                     engine.peer_departed(rank);
                     self.departed.insert(rank);
                     if let Some((_, last)) = self.last.as_mut() {
@@ -500,6 +498,7 @@ impl Session {
                 }
                 Ok(None) => return Err(transport("the network task has stopped")),
                 Err(_) => {
+                    self.pay_owed().await;
                     engine.tick();
                     idle = (idle * 2).min(MAX_IDLE);
                 }
@@ -507,9 +506,56 @@ impl Session {
         }
     }
 
+    /// Ends a reduction: keeps the engine to answer late questions, and
+    /// defers its result announcement.
+    ///
+    /// On reliable streams every member finishes at the agreed round on its
+    /// own, so the announcement (the full result, to every neighbour) is
+    /// almost always redundant — for large vectors it would cost more than
+    /// the reduction. It is kept as a debt instead, dropped for each
+    /// neighbour that shows it has finished too (by sending a frame of the
+    /// next reduction), and paid when something unusual happens: a
+    /// departure, a wait longer than the idle tick, or shutdown. A
+    /// neighbour still running that asks gets the result as a reply at once.
+    async fn finish(&mut self, op: u64, mut engine: Engine) -> Result<Reduction> {
+        let job = self.node.job;
+        let peers: Vec<usize> = engine.peers().collect();
+        let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
+        let mut announce = None;
+        engine.poll_outgoing(|target, message| {
+            let frame: Arc<[u8]> = wire::encode(job, op, message).into();
+            if message.header.kind == Kind::Done && target == Target::Peers {
+                announce = Some(frame);
+            } else {
+                now.push((target, frame));
+            }
+        });
+        self.owed = announce.map(|frame| (frame, peers));
+        self.send_all(&engine, now).await;
+        self.departed.extend(engine.departed());
+        let outcome = engine.take_outcome();
+        self.last = Some((op, engine));
+        outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")))
+    }
+
+    /// Sends the deferred result announcement of the previous reduction.
+    async fn pay_owed(&mut self) {
+        if let Some((frame, peers)) = self.owed.take() {
+            for p in peers {
+                self.node.send(p, Arc::clone(&frame)).await;
+            }
+        }
+    }
+
     /// Hands a frame to the engine of its reduction.
     async fn route(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
         let op = self.op;
+        if frame.op >= op
+            && let Some((_, owed)) = self.owed.as_mut()
+        {
+            // `from` has finished the previous reduction.
+            owed.retain(|&p| p != from);
+        }
         if frame.op == op {
             let dim = engine.dim();
             if let Err(violation) = engine.receive(from, &frame.message.as_message()) {
@@ -564,6 +610,10 @@ impl Session {
         engine.poll_outgoing(|target, message| {
             out.push((target, wire::encode(job, op, message).into()));
         });
+        self.send_all(engine, out).await;
+    }
+
+    async fn send_all(&self, engine: &Engine, out: Vec<(Target, Arc<[u8]>)>) {
         if out.is_empty() {
             return;
         }

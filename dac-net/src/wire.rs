@@ -127,8 +127,10 @@ pub(crate) fn encode(job: u64, op: u64, message: &Message<'_>) -> Vec<u8> {
     out.extend_from_slice(&u32::try_from(body).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&(head.len() as u32).to_le_bytes());
     out.extend_from_slice(&head);
-    for x in message.payload {
-        out.extend_from_slice(&x.to_le_bytes());
+    let start = out.len();
+    out.resize(start + 8 * message.payload.len(), 0);
+    for (bytes, x) in out[start..].chunks_exact_mut(8).zip(message.payload) {
+        bytes.copy_from_slice(&x.to_le_bytes());
     }
     out
 }
@@ -171,14 +173,12 @@ pub(crate) fn decode_body(body: &[u8], job: u64) -> Result<Frame, FrameError> {
             found: payload.len(),
         });
     }
-    let values = payload
-        .chunks_exact(8)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            f64::from_le_bytes(b)
-        })
-        .collect();
+    let mut values = vec![0.0; payload.len() / 8];
+    for (x, bytes) in values.iter_mut().zip(payload.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        *x = f64::from_le_bytes(b);
+    }
     Ok(Frame {
         op: header.op,
         message: OwnedMessage {

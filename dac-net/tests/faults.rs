@@ -90,7 +90,21 @@ fn a_member_sending_bad_frames_is_cut_off() {
                     comm.send_raw_for_tests(1, bad.clone()).unwrap();
                 }
                 let r = comm.allreduce_mean(&input(comm.rank(), 4));
-                (r, comm.take_events())
+                // The reduction may finish (its view already excludes rank
+                // 2, learned from the other honest member) before this
+                // member's reader reaches the bad frame: wait for it.
+                let mut events = comm.take_events();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while comm.rank() < 2
+                    && !events
+                        .iter()
+                        .any(|e| matches!(e, PeerEvent::Misbehaved { .. }))
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                    events.extend(comm.take_events());
+                }
+                (r, events)
             },
         );
         let exact = exact_mean(&[0, 1], 4);
