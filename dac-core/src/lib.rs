@@ -51,8 +51,3 @@ pub use graph::Graph;
 pub use reduction::{Contributors, Reduction};
 pub use schedule::Schedule;
 pub use topology::Topology;
-
-/// The README's code runs as a doctest, so it cannot go stale.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

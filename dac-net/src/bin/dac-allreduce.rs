@@ -126,6 +126,7 @@ fn run(args: &Args) -> Result<String, String> {
     let mut times = Vec::with_capacity(args.reps);
     let mut rounds = Vec::with_capacity(args.reps);
     let mut fewer = 0;
+    let mut previous: Vec<usize> = (0..comm.size()).collect();
     for i in 0..args.warmup + args.reps {
         let start = Instant::now();
         let r = if args.sum {
@@ -139,6 +140,14 @@ fn run(args: &Args) -> Result<String, String> {
         if r.contributors.len() < comm.size() {
             fewer += 1;
         }
+        let now = r.contributors.to_vec();
+        if !args.quiet && now != previous {
+            println!(
+                "reduction {i}: contributors now {now:?} ({} rounds), still exact",
+                r.rounds
+            );
+        }
+        previous = now;
         if i >= args.warmup {
             times.push(elapsed.as_secs_f64() * 1e6);
             rounds.push(r.rounds);
