@@ -15,7 +15,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -57,7 +57,7 @@ fn field(line: &str, name: &str) -> Option<f64> {
 }
 
 /// (median latency µs, median rounds) over the ranks of one run.
-fn allreduce(bin: &PathBuf, n: usize, d: usize) -> Result<(f64, f64), String> {
+fn allreduce(bin: &Path, n: usize, d: usize) -> Result<(f64, f64), String> {
     let reps = match d {
         0..=1_000 => 1000,
         1_001..=100_000 => 100,
