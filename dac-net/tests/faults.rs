@@ -47,11 +47,11 @@ fn a_member_killed_mid_job_leaves_the_survivors_exact() {
         "--dim",
         "1000",
         "--reps",
-        "1500",
+        "3000",
         "--kill-rank",
         "2",
         "--kill-after-ms",
-        "400",
+        "100",
         "--quiet",
     ]);
     assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");

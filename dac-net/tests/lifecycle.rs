@@ -1,0 +1,205 @@
+//! Forming, leaving and misusing a job.
+// Helpers of tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TempDir, assert_close, exact_mean, input};
+use dac_net::{Comm, Communicator, Error, Topology};
+
+#[test]
+fn a_dropped_comm_does_not_hang_and_the_others_go_on_without_it() {
+    let dir = TempDir::new("drop");
+    let dir = dir.path();
+    std::thread::scope(|scope| {
+        let leaver = scope.spawn(|| {
+            let mut comm = Comm::builder()
+                .size(3)
+                .rank(2)
+                .run_dir(dir)
+                .build()
+                .unwrap();
+            let first = comm.allreduce_mean(&input(2, 5)).unwrap();
+            let start = Instant::now();
+            drop(comm);
+            (first, start.elapsed())
+        });
+        let stayers: Vec<_> = (0..2)
+            .map(|rank| {
+                scope.spawn(move || {
+                    let mut comm = Comm::builder()
+                        .size(3)
+                        .rank(rank)
+                        .run_dir(dir)
+                        .build()
+                        .unwrap();
+                    let first = comm.allreduce_mean(&input(rank, 5)).unwrap();
+                    // Wait until the leaver is known to be gone.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !comm.departed().contains(&2) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let second = comm.allreduce_mean(&input(rank, 5)).unwrap();
+                    comm.shutdown().unwrap();
+                    (first, second)
+                })
+            })
+            .collect();
+        let (first, elapsed) = leaver.join().unwrap();
+        assert_close(&first.value, &exact_mean(&[0, 1, 2], 5), "leaver");
+        assert!(elapsed < Duration::from_secs(5), "drop took {elapsed:?}");
+        for h in stayers {
+            let (first, second) = h.join().unwrap();
+            assert_close(&first.value, &exact_mean(&[0, 1, 2], 5), "before");
+            assert_close(&second.value, &exact_mean(&[0, 1], 5), "after");
+            assert_eq!(second.contributors.to_vec(), vec![0, 1]);
+        }
+    });
+}
+
+#[test]
+fn members_with_other_settings_are_refused() {
+    let dir = TempDir::new("settings");
+    let dir = dir.path();
+    std::thread::scope(|scope| {
+        let zero = scope.spawn(|| {
+            Comm::builder()
+                .size(2)
+                .rank(0)
+                .run_dir(dir)
+                .startup_timeout(Duration::from_secs(3))
+                .build()
+        });
+        let err = Comm::builder()
+            .size(2)
+            .rank(1)
+            .run_dir(dir)
+            .topology(Topology::Ring)
+            .startup_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(err.to_string().contains("topology=ring"), "{err}");
+        // Rank 0 never got a valid member 1.
+        let err = zero.join().unwrap().unwrap_err();
+        assert!(err.to_string().contains("did not join"), "{err}");
+    });
+}
+
+#[test]
+fn bad_settings_are_typed_errors() {
+    let b = || Comm::builder().size(4).rank(1);
+    let cases = [
+        (Comm::builder().rank(0).build(), "size"),
+        (Comm::builder().size(2).build(), "rank"),
+        (Comm::builder().size(2).rank(2).build(), "rank"),
+        (Comm::builder().size(0).rank(0).build(), "size"),
+        (b().tol(0.0).build(), "tol"),
+        (b().max_frame_bytes(10).build(), "max_frame_bytes"),
+        (b().peer_timeout(Duration::ZERO).build(), "peer_timeout"),
+        (b().queue_depth(0).build(), "queue_depth"),
+    ];
+    for (result, field) in cases {
+        match result {
+            Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        b().topology(Topology::Hypercube).size(6).build(),
+        Err(Error::InvalidGraph { .. })
+    ));
+    // The exact schedule needs the exponential graph's pairs.
+    assert!(
+        b().topology(Topology::Ring)
+            .schedule(dac_net::Schedule::Exact)
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn blocking_calls_inside_an_async_runtime_are_errors() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let result = runtime.block_on(async { Comm::builder().size(1).rank(0).build() });
+    assert!(matches!(result, Err(Error::Transport { .. })));
+    // Built outside, a comm's async methods work inside a runtime.
+    let mut comm = Comm::builder().size(1).rank(0).build().unwrap();
+    let r = runtime
+        .block_on(comm.allreduce_sum_async(&[1.0, 2.0]))
+        .unwrap();
+    assert_eq!(r.value, vec![1.0, 2.0]);
+    let err = runtime
+        .block_on(async { comm.allreduce_mean(&[1.0]) })
+        .unwrap_err();
+    assert!(err.to_string().contains("_async"), "{err}");
+    comm.shutdown().unwrap();
+}
+
+#[test]
+fn from_env_names_what_is_missing() {
+    // Run in a child process so that the variables are controlled.
+    if std::env::var("DAC_FROM_ENV_CHILD").is_err() {
+        let exe = std::env::current_exe().unwrap();
+        let run = |vars: &[(&str, &str)]| {
+            let mut c = std::process::Command::new(&exe);
+            c.args(["from_env_names_what_is_missing", "--exact", "--nocapture"])
+                .env("DAC_FROM_ENV_CHILD", "1")
+                .env_remove("DAC_RANK")
+                .env_remove("DAC_SIZE");
+            for (k, v) in vars {
+                c.env(k, v);
+            }
+            String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+        };
+        assert!(run(&[]).contains("error: invalid configuration: DAC_RANK"));
+        let out = run(&[("DAC_RANK", "0"), ("DAC_SIZE", "two")]);
+        assert!(out.contains("DAC_SIZE = \"two\""), "{out}");
+        let out = run(&[
+            ("DAC_RANK", "0"),
+            ("DAC_SIZE", "1"),
+            ("DAC_TOPOLOGY", "star"),
+        ]);
+        assert!(out.contains("unknown topology \"star\""), "{out}");
+        return;
+    }
+    println!("error: {}", Comm::from_env().unwrap_err());
+}
+
+#[test]
+fn bad_inputs_fail_on_every_rank_and_the_next_reduction_works() {
+    let results = common::run_job(
+        3,
+        |_, b| b,
+        |comm| {
+            let mut x = input(comm.rank(), 4);
+            if comm.rank() == 1 {
+                x[2] = f64::NAN;
+            }
+            let bad = comm.allreduce_mean(&x);
+            let short = comm.allreduce_mean(&input(comm.rank(), 4 + (comm.rank() == 2) as usize));
+            let good = comm.allreduce_mean(&input(comm.rank(), 4)).unwrap();
+            (bad, short, good)
+        },
+    );
+    for (rank, (bad, short, good)) in results.into_iter().enumerate() {
+        assert!(
+            matches!(
+                bad,
+                Err(Error::NonFiniteInput {
+                    rank: 1,
+                    index: 2,
+                    ..
+                })
+            ),
+            "rank {rank}: {bad:?}"
+        );
+        assert!(
+            matches!(short, Err(Error::DimensionMismatch { .. })),
+            "rank {rank}: {short:?}"
+        );
+        assert_close(&good.value, &exact_mean(&[0, 1, 2], 4), "after the errors");
+    }
+}
