@@ -44,6 +44,7 @@ mod builder;
 mod comm;
 mod node;
 mod roster;
+mod session;
 mod topology;
 mod transport;
 mod wire;

@@ -9,54 +9,76 @@ use std::time::{Duration, Instant};
 use common::{TempDir, assert_close, exact_mean, input};
 use dac_net::{Comm, Communicator, Error, Topology};
 
-#[test]
-fn a_dropped_comm_does_not_hang_and_the_others_go_on_without_it() {
+/// Member `leaver` of `n` reduces once, then drops its comm; the others
+/// reduce again once they know it is gone, over the repaired topology.
+fn leave_and_go_on(topology: Topology, n: usize, leaver: usize) {
     let dir = TempDir::new("drop");
     let dir = dir.path();
+    let all: Vec<usize> = (0..n).collect();
+    let rest: Vec<usize> = all.iter().copied().filter(|&r| r != leaver).collect();
+    let builder = |rank: usize| {
+        Comm::builder()
+            .size(n)
+            .rank(rank)
+            .run_dir(dir)
+            .topology(topology.clone())
+    };
     std::thread::scope(|scope| {
-        let leaver = scope.spawn(|| {
-            let mut comm = Comm::builder()
-                .size(3)
-                .rank(2)
-                .run_dir(dir)
-                .build()
-                .unwrap();
-            let first = comm.allreduce_mean(&input(2, 5)).unwrap();
-            let start = Instant::now();
-            drop(comm);
-            (first, start.elapsed())
-        });
-        let stayers: Vec<_> = (0..2)
+        let handles: Vec<_> = (0..n)
             .map(|rank| {
+                let b = builder(rank);
                 scope.spawn(move || {
-                    let mut comm = Comm::builder()
-                        .size(3)
-                        .rank(rank)
-                        .run_dir(dir)
-                        .build()
-                        .unwrap();
+                    let mut comm = b.build().unwrap();
                     let first = comm.allreduce_mean(&input(rank, 5)).unwrap();
+                    if rank == leaver {
+                        let start = Instant::now();
+                        drop(comm);
+                        return (first, None, start.elapsed());
+                    }
                     // Wait until the leaver is known to be gone.
                     let deadline = Instant::now() + Duration::from_secs(10);
-                    while !comm.departed().contains(&2) && Instant::now() < deadline {
+                    while !comm.departed().contains(&leaver) && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     let second = comm.allreduce_mean(&input(rank, 5)).unwrap();
                     comm.shutdown().unwrap();
-                    (first, second)
+                    (first, Some(second), Duration::ZERO)
                 })
             })
             .collect();
-        let (first, elapsed) = leaver.join().unwrap();
-        assert_close(&first.value, &exact_mean(&[0, 1, 2], 5), "leaver");
-        assert!(elapsed < Duration::from_secs(5), "drop took {elapsed:?}");
-        for h in stayers {
-            let (first, second) = h.join().unwrap();
-            assert_close(&first.value, &exact_mean(&[0, 1, 2], 5), "before");
-            assert_close(&second.value, &exact_mean(&[0, 1], 5), "after");
-            assert_eq!(second.contributors.to_vec(), vec![0, 1]);
+        for (rank, h) in handles.into_iter().enumerate() {
+            let (first, second, drop_time) = h.join().unwrap();
+            assert_close(
+                &first.value,
+                &exact_mean(&all, 5),
+                &format!("rank {rank} before"),
+            );
+            assert!(
+                drop_time < Duration::from_secs(5),
+                "drop took {drop_time:?}"
+            );
+            if let Some(second) = second {
+                assert_close(
+                    &second.value,
+                    &exact_mean(&rest, 5),
+                    &format!("rank {rank} after"),
+                );
+                assert_eq!(second.contributors.to_vec(), rest);
+            }
         }
     });
+}
+
+#[test]
+fn a_dropped_comm_does_not_hang_and_the_others_go_on_without_it() {
+    leave_and_go_on(Topology::Exponential, 3, 2);
+}
+
+#[test]
+fn a_ring_is_repaired_around_a_member_that_left() {
+    // Ranks 1 and 3 were not neighbours: the repair links them, over a
+    // stream opened after the job started.
+    leave_and_go_on(Topology::Ring, 5, 2);
 }
 
 #[test]
