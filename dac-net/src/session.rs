@@ -279,6 +279,7 @@ impl Session {
         for &d in &self.departed {
             engine.peer_departed(d);
         }
+        let known = self.departed.len();
         self.reconfigure(&mut engine);
         let early = std::mem::take(&mut self.early);
         for (from, frame) in early {
@@ -293,7 +294,7 @@ impl Session {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => return self.finish(op, engine).await,
+                Progress::Finished => return self.finish(op, engine, known).await,
                 Progress::Blocked => {}
             }
             match tokio::time::timeout(idle, self.inbox.recv()).await {
@@ -329,14 +330,21 @@ impl Session {
     /// next reduction), and paid when something unusual happens: a
     /// departure, a wait longer than the idle tick, or shutdown. A
     /// neighbour still running that asks gets the result as a reply at once.
-    async fn finish(&mut self, op: u64, mut engine: Engine) -> Result<Reduction> {
+    /// A reduction during which members departed (`known` were known at its
+    /// start) announces at once: its members may need to adopt the result.
+    async fn finish(&mut self, op: u64, mut engine: Engine, known: usize) -> Result<Reduction> {
         let job = self.node.job;
+        let mut departed = engine.departed();
+        departed.extend(self.departed.iter().copied());
+        departed.sort_unstable();
+        departed.dedup();
+        let eventful = departed.len() > known;
         let peers: Vec<usize> = engine.peers().collect();
         let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let mut announce = None;
         engine.poll_outgoing(|target, message| {
             let frame: Arc<[u8]> = wire::encode(job, op, message).into();
-            if message.header.kind == Kind::Done && target == Target::Peers {
+            if !eventful && message.header.kind == Kind::Done && target == Target::Peers {
                 announce = Some(frame);
             } else {
                 now.push((target, frame));
@@ -359,8 +367,14 @@ impl Session {
         }
     }
 
-    /// Hands a frame to the engine of its reduction.
+    /// Hands a frame to the engine of its reduction. Frames from a member
+    /// this session has seen depart are dropped (a member falsely
+    /// suspected, whose reader still runs); frames a member sent before
+    /// departing were queued before its departure and still count.
     async fn route(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
+        if self.departed.contains(&from) {
+            return;
+        }
         let op = self.op;
         if frame.op >= op
             && let Some((_, owed)) = self.owed.as_mut()
