@@ -156,6 +156,19 @@ pub enum Error {
         /// The rank that overflowed.
         rank: usize,
     },
+    /// A member's input is too long for the transport's frame limit.
+    #[error(
+        "rank {rank}: an input of {len} values exceeds the transport's limit of {max} values \
+         per message; raise the frame limit (max_frame_bytes) on every member"
+    )]
+    InputTooLarge {
+        /// The member with the long input.
+        rank: usize,
+        /// Its length.
+        len: usize,
+        /// The most values a message may carry.
+        max: usize,
+    },
     /// The reduction did not reach `tol` within `max_rounds`.
     #[error("not converged after {rounds} rounds: residual {residual:e} is above the tolerance")]
     NotConverged {

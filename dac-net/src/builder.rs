@@ -200,7 +200,9 @@ impl CommBuilder {
     }
 
     /// Largest frame accepted from a peer, in bytes (default 65 MiB:
-    /// vectors of 8 · 2^20 values). Larger frames close the connection.
+    /// vectors of 8 · 2^20 values). Larger frames close the connection; a
+    /// reduction of a longer input fails on every member with
+    /// [`Error::InputTooLarge`]. Every member must use the same limit.
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;
         self
@@ -359,8 +361,13 @@ impl CommBuilder {
     /// What every member must agree on, compared when the job forms.
     pub(crate) fn settings(&self, config: &Config) -> String {
         format!(
-            "topology={} schedule={} tol={:e} max_rounds={} seed={}",
-            self.topology, config.schedule, config.tol, config.max_rounds, self.seed
+            "topology={} schedule={} tol={:e} max_rounds={} seed={} max_frame={}",
+            self.topology,
+            config.schedule,
+            config.tol,
+            config.max_rounds,
+            self.seed,
+            self.max_frame
         )
     }
 }

@@ -81,8 +81,11 @@ struct State {
 /// Limits and timeouts of the data plane.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
+    /// Largest frame body accepted from a peer.
     pub(crate) max_frame: usize,
+    /// Frames queued per link before a sender waits.
     pub(crate) queue_depth: usize,
+    /// Bound on opening a link (and on forming the job).
     pub(crate) connect_timeout: Duration,
 }
 
@@ -141,6 +144,12 @@ impl Node {
     }
 
     /// Members known to have departed, in rank order.
+    /// The longest input whose messages fit in a frame (the payload is the
+    /// mass and its weight, after a header with room for events).
+    pub(crate) fn max_input_len(&self) -> usize {
+        (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(1)
+    }
+
     pub(crate) fn departed(&self) -> Vec<usize> {
         self.state().departed.iter().copied().collect()
     }

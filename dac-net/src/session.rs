@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dac_core::engine::{AbortReason, Engine, Kind, NodeSetup, Progress, Target};
-use dac_core::{Config, Reduction, Result};
+use dac_core::{Config, Error, Reduction, Result};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
@@ -262,7 +262,17 @@ impl Session {
             peers: &peers,
             diameter_bound: bound,
         };
-        let mut engine = match Engine::new(&self.config, setup, x) {
+        let max = self.node.max_input_len();
+        let created = if x.len() > max {
+            Err(Error::InputTooLarge {
+                rank: self.rank,
+                len: x.len(),
+                max,
+            })
+        } else {
+            Engine::new(&self.config, setup, x)
+        };
+        let mut engine = match created {
             Ok(engine) => engine,
             Err(error) => {
                 // Tell the others, so that they fail with this error too

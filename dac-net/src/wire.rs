@@ -19,12 +19,16 @@ use dac_core::engine::{AbortReason, Event, Header, Message, OwnedMessage};
 use futures::{AsyncRead, AsyncReadExt};
 use serde::{Deserialize, Serialize};
 
-/// Default frame limit: 65 MiB, enough for a round message of
-/// 8 · 2^20 f64 values (the mass and its weight) plus its header.
+/// Default frame limit: 65 MiB, enough for a round message of an input of
+/// 8 · 2^20 f64 values (the mass, its weight and the header).
 pub const DEFAULT_MAX_FRAME: usize = 65 << 20;
 
-/// Smallest frame limit a node accepts (a header with a few events).
-pub(crate) const MIN_MAX_FRAME: usize = 4 << 10;
+/// Bytes of a frame kept for its header and events: an input may fill the
+/// rest of the frame limit.
+pub(crate) const HEADER_ROOM: usize = 16 << 10;
+
+/// Smallest frame limit a node accepts.
+pub(crate) const MIN_MAX_FRAME: usize = 2 * HEADER_ROOM;
 
 /// Bytes of the two length fields.
 const PREFIX: usize = 4;

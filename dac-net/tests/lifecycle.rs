@@ -225,3 +225,25 @@ fn bad_inputs_fail_on_every_rank_and_the_next_reduction_works() {
         assert_close(&good.value, &exact_mean(&[0, 1, 2], 4), "after the errors");
     }
 }
+
+#[test]
+fn inputs_beyond_the_frame_limit_fail_on_every_rank() {
+    let results = common::run_job(
+        3,
+        |_, b| b.max_frame_bytes(64 << 10),
+        |comm| {
+            let long = comm.allreduce_mean(&input(comm.rank(), 10_000));
+            let short = comm.allreduce_mean(&input(comm.rank(), 100)).unwrap();
+            (long, short)
+        },
+    );
+    for (rank, (long, short)) in results.into_iter().enumerate() {
+        match long {
+            Err(Error::InputTooLarge {
+                len: 10_000, max, ..
+            }) => assert!(max < 10_000 && max > 4000),
+            other => panic!("rank {rank}: {other:?}"),
+        }
+        assert_close(&short.value, &exact_mean(&[0, 1, 2], 100), "after");
+    }
+}

@@ -192,6 +192,15 @@ pub enum AbortReason {
         /// The member that overflowed.
         rank: u32,
     },
+    /// A member's input is too long for the transport's frame limit.
+    InputTooLarge {
+        /// That member.
+        rank: u32,
+        /// Its length.
+        len: u64,
+        /// The most values a message may carry.
+        max: u64,
+    },
     /// After a topology repair the Laplacian step is too large.
     StepTooLarge {
         /// The member whose degree grew.
@@ -229,6 +238,11 @@ impl From<AbortReason> for Error {
             AbortReason::Overflow { rank } => Error::Overflow {
                 rank: rank as usize,
             },
+            AbortReason::InputTooLarge { rank, len, max } => Error::InputTooLarge {
+                rank: rank as usize,
+                len: len as usize,
+                max: max as usize,
+            },
             AbortReason::StepTooLarge { eps, degree, .. } => Error::LaplacianStepTooLarge {
                 eps,
                 max_degree: degree as usize,
@@ -262,6 +276,11 @@ impl AbortReason {
                 found: found as u64,
             },
             Error::Overflow { rank } => AbortReason::Overflow { rank: rank as u32 },
+            Error::InputTooLarge { rank, len, max } => AbortReason::InputTooLarge {
+                rank: rank as u32,
+                len: len as u64,
+                max: max as u64,
+            },
             _ => return None,
         })
     }
