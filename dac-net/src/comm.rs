@@ -1,12 +1,13 @@
 //! The SPMD handle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dac_core::{Communicator, Config, Error, Reduction, Result};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::builder::CommBuilder;
-use crate::node::PeerEvent;
+use crate::node::{Node, PeerEvent};
 use crate::session::Session;
 
 /// A member of a networked job: the MPI-style handle every rank uses to
@@ -20,8 +21,22 @@ pub struct Comm {
     /// Drives the network in the background and runs the blocking calls;
     /// `None` once shut down.
     runtime: Option<tokio::runtime::Runtime>,
-    /// The job's members, links and reduction state.
-    session: Session,
+    /// The job's members, links and reduction state. Shared with the task
+    /// that runs a blocking reduction on the runtime's worker, next to the
+    /// links, so that a message costs no thread switch there.
+    session: Arc<tokio::sync::Mutex<Session>>,
+    /// This member's rank.
+    rank: usize,
+    /// Members the job started with.
+    size: usize,
+    /// The reduction settings every member agreed on.
+    config: Config,
+    /// Our libp2p identity.
+    peer_id: PeerId,
+    /// Where we listen.
+    listen_addrs: Vec<Multiaddr>,
+    /// The links, for departures and events.
+    node: Arc<Node>,
 }
 
 /// An [`Error::Transport`] with this reason.
@@ -50,53 +65,69 @@ impl Comm {
 
     /// This member's rank.
     pub fn rank(&self) -> usize {
-        self.session.rank
+        self.rank
     }
 
     /// The number of members the job started with.
     pub fn size(&self) -> usize {
-        self.session.size
+        self.size
     }
 
     /// The reduction settings every member uses.
     pub fn config(&self) -> &Config {
-        &self.session.config
+        &self.config
     }
 
     /// This member's libp2p peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.session.peer_id
+        self.peer_id
     }
 
     /// The addresses this member listens on.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
-        &self.session.listen_addrs
+        &self.listen_addrs
     }
 
     /// Members known to have departed, in rank order.
     pub fn departed(&self) -> Vec<usize> {
-        let mut all = self.session.departed.clone();
-        all.extend(self.session.node.departed());
-        all.into_iter().collect()
+        let mut all = self.node.departed();
+        // Reductions take `&mut self`, so the session is free here.
+        if let Ok(session) = self.session.try_lock() {
+            all.extend(session.departed.iter().copied());
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Takes the peer events (departures, misbehaving or refused peers)
     /// recorded since the last call.
     pub fn take_events(&self) -> Vec<PeerEvent> {
-        self.session.node.take_events()
+        self.node.take_events()
     }
 
-    fn blocking<T>(&mut self, f: impl AsyncFnOnce(&mut Session) -> Result<T>) -> Result<T> {
+    /// The runtime, for a blocking call made outside any async runtime.
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(transport(
                 "a blocking Comm method was called inside an async runtime; \
                  use the _async methods there",
             ));
         }
-        let Some(runtime) = self.runtime.as_ref() else {
-            return Err(transport("the comm has been shut down"));
-        };
-        runtime.block_on(f(&mut self.session))
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| transport("the comm has been shut down"))
+    }
+
+    /// Runs a reduction on the runtime's worker and waits for it.
+    fn reduce_blocking(&mut self, x: &[f64]) -> Result<Reduction> {
+        let runtime = self.runtime()?;
+        let session = Arc::clone(&self.session);
+        let x = x.to_vec();
+        let task = runtime.spawn(async move { session.lock().await.reduce(&x).await });
+        runtime
+            .block_on(task)
+            .map_err(|e| transport(format!("the reduction task failed: {e}")))?
     }
 
     /// [`Communicator::allreduce_mean`] for async code.
@@ -104,7 +135,7 @@ impl Comm {
     /// # Errors
     /// As [`Communicator::allreduce_mean`].
     pub async fn allreduce_mean_async(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.session.reduce(x).await
+        self.session.lock().await.reduce(x).await
     }
 
     /// [`Communicator::allreduce_sum`] for async code.
@@ -112,7 +143,7 @@ impl Comm {
     /// # Errors
     /// As [`Communicator::allreduce_sum`].
     pub async fn allreduce_sum_async(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.session.reduce(x).await.map(Reduction::into_sum)
+        self.allreduce_mean_async(x).await.map(Reduction::into_sum)
     }
 
     /// Writes raw bytes on the link to member `to`, bypassing the frame
@@ -120,10 +151,8 @@ impl Comm {
     /// does this is disconnected by `to`.
     #[doc(hidden)]
     pub fn send_raw_for_tests(&mut self, to: usize, bytes: Vec<u8>) -> Result<()> {
-        self.blocking(async move |s: &mut Session| {
-            s.node.send_raw(to, bytes).await;
-            Ok(())
-        })
+        self.runtime()?.block_on(self.node.send_raw(to, bytes));
+        Ok(())
     }
 
     /// Closes the links after writing what is queued (at most 2 s), and
@@ -138,17 +167,16 @@ impl Comm {
 
     /// Closes the links after writing what is queued (at most 2 s).
     pub async fn shutdown_async(mut self) {
-        self.session.close().await;
+        self.session.lock().await.close().await;
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 
     fn close(&mut self) -> Result<()> {
-        let result = self.blocking(async |s: &mut Session| {
-            s.close().await;
-            Ok(())
-        });
+        let result = self
+            .runtime()
+            .map(|runtime| runtime.block_on(async { self.session.lock().await.close().await }));
         if let Some(runtime) = self.runtime.take() {
             if result.is_ok() {
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -170,19 +198,19 @@ impl Drop for Comm {
 
 impl Communicator for Comm {
     fn rank(&self) -> usize {
-        self.session.rank
+        self.rank
     }
 
     fn size(&self) -> usize {
-        self.session.size
+        self.size
     }
 
     fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.blocking(async |s: &mut Session| s.reduce(x).await)
+        self.reduce_blocking(x)
     }
 
     fn allreduce_sum(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.blocking(async |s: &mut Session| s.reduce(x).await.map(Reduction::into_sum))
+        self.reduce_blocking(x).map(Reduction::into_sum)
     }
 }
 
@@ -217,7 +245,13 @@ impl CommBuilder {
         let session = runtime.block_on(Session::connect(self, rank, size, config))?;
         Ok(Comm {
             runtime: Some(runtime),
-            session,
+            rank: session.rank,
+            size: session.size,
+            config: session.config.clone(),
+            peer_id: session.peer_id,
+            listen_addrs: session.listen_addrs.clone(),
+            node: Arc::clone(&session.node),
+            session: Arc::new(tokio::sync::Mutex::new(session)),
         })
     }
 }
