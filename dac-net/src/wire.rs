@@ -221,7 +221,8 @@ pub(crate) async fn read_body<R: AsyncRead + Unpin>(
         }
         .into());
     }
-    buf.clear();
+    // `read_exact` overwrites every byte, so only a longer buffer's new
+    // tail needs initialising.
     buf.resize(len, 0);
     reader.read_exact(buf).await?;
     Ok(true)
