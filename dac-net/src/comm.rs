@@ -10,6 +10,10 @@ use crate::builder::CommBuilder;
 use crate::node::{Node, PeerEvent};
 use crate::session::Session;
 
+/// Longest input reduced on the runtime's worker (see
+/// `Comm::reduce_blocking`).
+const ON_WORKER_MAX_LEN: usize = 1 << 16;
+
 /// A member of a networked job: the MPI-style handle every rank uses to
 /// run reductions. Made by [`Comm::builder`] or [`Comm::from_env`].
 ///
@@ -119,9 +123,16 @@ impl Comm {
             .ok_or_else(|| transport("the comm has been shut down"))
     }
 
-    /// Runs a reduction on the runtime's worker and waits for it.
+    /// Runs a reduction and waits for it. A short input is reduced on the
+    /// runtime's worker, next to the links, so that a message costs no
+    /// thread switch; a long one on the caller's thread, so that its
+    /// arithmetic overlaps the links' encryption and copying on the worker
+    /// (each measured faster for its size with `scripts/bench-net`).
     fn reduce_blocking(&mut self, x: &[f64]) -> Result<Reduction> {
         let runtime = self.runtime()?;
+        if x.len() > ON_WORKER_MAX_LEN {
+            return runtime.block_on(async { self.session.lock().await.reduce(x).await });
+        }
         let session = Arc::clone(&self.session);
         let x = x.to_vec();
         let task = runtime.spawn(async move { session.lock().await.reduce(&x).await });
