@@ -5,7 +5,7 @@
 //!        [--peer-timeout SECS] [--key-file F] [--keep-going] -- PROGRAM [ARGS...]
 //! ```
 //!
-//! For example `dacrun -n 4 --topology ring -- target/debug/examples/mean`.
+//! For example `dacrun -n 4 --topology ring -- target/release/dac-allreduce --dim 1000`.
 //!
 //! # Options
 //!
