@@ -1,8 +1,39 @@
 //! Distributed linear algebra on top of distributed average consensus.
 //!
-//! Dot products, norms, matrix–vector products, least squares, Bayesian
-//! updates and conjugate gradient, all generic over a
-//! [`dac_core::Communicator`], will live here.
+//! Every function is SPMD: each rank calls it with its own piece of the
+//! data and every rank gets the same global answer. The functions are
+//! generic over [`Communicator`], so the same code runs on threads
+//! ([`dac_core::threaded`]) or across processes (`dac_net::Comm`).
+//!
+//! # A tour
+//!
+//! - [`dot`], [`norm2`]: vectors split across ranks (any split).
+//! - [`matvec`]: `A x` with `A` split by columns; [`matvec_rows`] and
+//!   [`rmatvec`]: `A x` and `Aᵀ y` with `A` split by rows; [`gram`]: `AᵀA`.
+//! - Errors are [`LinalgError`], the same on every rank: a rank whose
+//!   local shapes do not fit, or whose data holds a NaN, says so in the
+//!   call's reduction, so no rank waits for one that gave up.
+//!
+//! ```
+//! use dac_core::{threaded, Communicator};
+//! use ndarray::array;
+//!
+//! // x = (1, 2, 3, 4) split over two ranks; ‖x‖² = 30.
+//! let results = threaded::run(2, threaded::Options::default(), |comm| {
+//!     let x = if comm.rank() == 0 { array![1.0, 2.0] } else { array![3.0, 4.0] };
+//!     dac_linalg::dot(comm, &x, &x)
+//! })
+//! .unwrap();
+//! for r in results {
+//!     assert!((r.unwrap() - 30.0).abs() < 1e-12);
+//! }
+//! ```
 #![deny(missing_docs)]
 
+mod check;
+mod error;
+mod ops;
+
 pub use dac_core::Communicator;
+pub use error::{LinalgError, Result};
+pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};

@@ -1,0 +1,44 @@
+//! The one error type of `dac-linalg`.
+
+/// Result alias used throughout `dac-linalg`.
+pub type Result<T, E = LinalgError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a distributed linear-algebra call.
+///
+/// Every rank of a call returns the same variant: a problem found on one
+/// rank (a local shape that does not fit, a NaN in its data) is shared in
+/// the call's reduction, so that no rank waits for another that gave up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinalgError {
+    /// The local pieces do not fit together, on one rank or across ranks.
+    #[error("shape error: {reason}")]
+    Shape {
+        /// What does not fit, naming the ranks and the shapes.
+        reason: String,
+    },
+    /// NaN or infinity in some rank's input.
+    #[error("non-finite input on rank(s) {ranks:?}{detail}")]
+    NonFinite {
+        /// The ranks whose input is not finite.
+        ranks: Vec<usize>,
+        /// On an offending rank: which array and where (else empty).
+        detail: String,
+    },
+    /// The global problem has no data.
+    #[error("the global problem is empty: {what}")]
+    Empty {
+        /// What is empty.
+        what: &'static str,
+    },
+    /// Members departed during the call: their data is missing, so any
+    /// result would be wrong (replication keeps it; see the `dac` docs).
+    #[error("member(s) {departed:?} departed; their part of the data is missing")]
+    Incomplete {
+        /// The members whose data is missing.
+        departed: Vec<usize>,
+    },
+    /// The consensus reduction failed.
+    #[error(transparent)]
+    Consensus(dac_core::Error),
+}
