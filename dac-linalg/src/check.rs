@@ -1,12 +1,13 @@
 //! One reduction that carries every rank's verdict on its own input next to
 //! the data, so that a problem on one rank fails the call on all of them.
 //!
-//! The reduced vector is `[shape flags (size) | non-finite flags (size) |
-//! integers (size × k) | data]`. A rank with a bad input contributes zeros
-//! as data and raises its flag; the sum then tells every rank who failed.
-//! Integers (local row counts, lengths) are placed at the rank's own slot,
-//! so that every rank learns every rank's value exactly (the sum of one
-//! integer and zeros, rounded).
+//! The reduced vector is `[shape flags | non-finite flags | argument flags
+//! (size each) | metadata (size × k) | data]`. A rank with a bad input
+//! contributes zeros as data and raises its flag; the sum then tells every
+//! rank who failed. Metadata (local row counts, lengths, options) sits at
+//! the rank's own slot, so that every rank learns every rank's values (the
+//! sum of one value and zeros: exact for integers once rounded, and within
+//! the reduction's tolerance for the others).
 
 use dac_core::{Communicator, Error};
 use ndarray::{ArrayBase, Data, Dimension};
@@ -18,6 +19,7 @@ use crate::error::{LinalgError, Result};
 pub(crate) struct Verdict {
     shape: Option<String>,
     non_finite: Option<String>,
+    argument: Option<String>,
 }
 
 impl Verdict {
@@ -29,6 +31,13 @@ impl Verdict {
     pub(crate) fn shape(&mut self, reason: impl FnOnce() -> String) {
         if self.shape.is_none() {
             self.shape = Some(reason());
+        }
+    }
+
+    /// Records an invalid argument (an option out of its range).
+    pub(crate) fn argument(&mut self, reason: impl FnOnce() -> String) {
+        if self.argument.is_none() {
+            self.argument = Some(reason());
         }
     }
 
@@ -47,40 +56,51 @@ impl Verdict {
     }
 
     pub(crate) fn is_ok(&self) -> bool {
-        self.shape.is_none() && self.non_finite.is_none()
+        self.shape.is_none() && self.non_finite.is_none() && self.argument.is_none()
     }
 }
 
-/// The summed data and the integers of every rank.
+/// The summed data and the metadata of every rank.
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) data: Vec<f64>,
-    /// `ints[r]`: the `k` integers rank `r` contributed.
-    pub(crate) ints: Vec<Vec<usize>>,
+    /// `meta[r]`: the `k` values rank `r` contributed.
+    pub(crate) meta: Vec<Vec<f64>>,
+    /// Consensus rounds the reduction took.
+    pub(crate) rounds: u32,
+}
+
+impl Checked {
+    /// Metadata value `j` of rank `r` as a count.
+    pub(crate) fn count(&self, r: usize, j: usize) -> usize {
+        self.meta[r][j].round().max(0.0) as usize
+    }
 }
 
 /// Sums `data` (zeros on a rank whose verdict is bad) and the ranks'
-/// `ints` over all ranks, then fails on every rank if any rank's verdict
+/// `meta` over all ranks, then fails on every rank if any rank's verdict
 /// is bad or a member departed. `what` names the data in the error for
 /// ranks that contributed vectors of different lengths.
 pub(crate) fn reduce_checked<C: Communicator>(
     comm: &mut C,
     verdict: Verdict,
-    ints: &[usize],
+    meta: &[f64],
     data: &[f64],
     what: &str,
 ) -> Result<Checked> {
-    let (size, rank, k) = (comm.size(), comm.rank(), ints.len());
-    let mut payload = vec![0.0; size * (2 + k)];
+    let (size, rank, k) = (comm.size(), comm.rank(), meta.len());
+    let head = size * (3 + k);
+    let mut payload = vec![0.0; head];
     if verdict.shape.is_some() {
         payload[rank] = 1.0;
     }
     if verdict.non_finite.is_some() {
         payload[size + rank] = 1.0;
     }
-    for (j, &v) in ints.iter().enumerate() {
-        payload[2 * size + rank * k + j] = v as f64;
+    if verdict.argument.is_some() {
+        payload[2 * size + rank] = 1.0;
     }
+    payload[3 * size + rank * k..3 * size + (rank + 1) * k].copy_from_slice(meta);
     let ok = verdict.is_ok();
     payload.extend(data.iter().map(|&x| if ok { x } else { 0.0 }));
     let reduction = comm.allreduce_sum(&payload).map_err(|e| match e {
@@ -91,8 +111,8 @@ pub(crate) fn reduce_checked<C: Communicator>(
         } => LinalgError::Shape {
             reason: format!(
                 "{what} differs between ranks: rank {r} has {} values, a neighbour {}",
-                found.saturating_sub(size * (2 + k)),
-                expected.saturating_sub(size * (2 + k))
+                found.saturating_sub(head),
+                expected.saturating_sub(head)
             ),
         },
         other => LinalgError::Consensus(other),
@@ -104,6 +124,7 @@ pub(crate) fn reduce_checked<C: Communicator>(
                 .collect(),
         });
     }
+    let rounds = reduction.rounds;
     let sum = reduction.value;
     let flagged =
         |offset: usize| -> Vec<usize> { (0..size).filter(|&r| sum[offset + r] > 0.5).collect() };
@@ -127,15 +148,22 @@ pub(crate) fn reduce_checked<C: Communicator>(
                 .unwrap_or_default(),
         });
     }
-    let ints = (0..size)
-        .map(|r| {
-            (0..k)
-                .map(|j| sum[2 * size + r * k + j].round().max(0.0) as usize)
-                .collect()
-        })
+    let bad_arguments = flagged(2 * size);
+    if !bad_arguments.is_empty() {
+        return Err(LinalgError::InvalidArgument {
+            ranks: bad_arguments,
+            detail: verdict
+                .argument
+                .map(|s| format!("; here: {s}"))
+                .unwrap_or_default(),
+        });
+    }
+    let meta = (0..size)
+        .map(|r| sum[3 * size + r * k..3 * size + (r + 1) * k].to_vec())
         .collect();
     Ok(Checked {
-        data: sum[size * (2 + k)..].to_vec(),
-        ints,
+        data: sum[head..].to_vec(),
+        meta,
+        rounds,
     })
 }

@@ -25,6 +25,14 @@ pub enum LinalgError {
         /// On an offending rank: which array and where (else empty).
         detail: String,
     },
+    /// An option out of its range, or options that differ between ranks.
+    #[error("invalid argument on rank(s) {ranks:?}{detail}")]
+    InvalidArgument {
+        /// The ranks that found it.
+        ranks: Vec<usize>,
+        /// On such a rank: which argument and why (else empty).
+        detail: String,
+    },
     /// The global problem has no data.
     #[error("the global problem is empty: {what}")]
     Empty {

@@ -10,6 +10,8 @@
 //! - [`dot`], [`norm2`]: vectors split across ranks (any split).
 //! - [`matvec`]: `A x` with `A` split by columns; [`matvec_rows`] and
 //!   [`rmatvec`]: `A x` and `Aᵀ y` with `A` split by rows; [`gram`]: `AᵀA`.
+//! - [`lstsq`]: least squares (with ridge) on rows split across ranks,
+//!   equilibrated and refined, with a rank-revealing fallback.
 //! - Errors are [`LinalgError`], the same on every rank: a rank whose
 //!   local shapes do not fit, or whose data holds a NaN, says so in the
 //!   call's reduction, so no rank waits for one that gave up.
@@ -32,8 +34,10 @@
 
 mod check;
 mod error;
+mod lstsq;
 mod ops;
 
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
+pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq};
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};

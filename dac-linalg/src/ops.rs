@@ -28,8 +28,14 @@ where
     verdict.finite("x", x);
     verdict.finite("y", y);
     let local = if verdict.is_ok() { x.dot(y) } else { 0.0 };
-    let checked = reduce_checked(comm, verdict, &[x.len()], &[local], "the dot product")?;
-    if checked.ints.iter().all(|n| n[0] == 0) {
+    let checked = reduce_checked(
+        comm,
+        verdict,
+        &[x.len() as f64],
+        &[local],
+        "the dot product",
+    )?;
+    if (0..comm.size()).all(|r| checked.count(r, 0) == 0) {
         return Err(LinalgError::Empty {
             what: "dot of two vectors with no entries",
         });
@@ -82,7 +88,7 @@ where
     } else {
         Array1::zeros(m)
     };
-    let checked = reduce_checked(comm, verdict, &[m], &local.to_vec(), "A x")?;
+    let checked = reduce_checked(comm, verdict, &[m as f64], &local.to_vec(), "A x")?;
     Ok(Array1::from(checked.data))
 }
 
@@ -112,18 +118,19 @@ where
     verdict.finite("A", a_rows);
     verdict.finite("x", x);
     let ok = verdict.is_ok();
-    let shapes = reduce_checked(comm, verdict, &[r, n], &[], "the row counts")?;
-    if let Some(other) = shapes.ints.iter().position(|s| s[1] != n) {
+    let shapes = reduce_checked(comm, verdict, &[r as f64, n as f64], &[], "the row counts")?;
+    let size = comm.size();
+    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != n) {
         return Err(LinalgError::Shape {
             reason: format!(
                 "rank {} has rows of {n} columns, rank {other} of {}",
                 comm.rank(),
-                shapes.ints[other][1]
+                shapes.count(other, 1)
             ),
         });
     }
-    let offset: usize = shapes.ints[..comm.rank()].iter().map(|s| s[0]).sum();
-    let total: usize = shapes.ints.iter().map(|s| s[0]).sum();
+    let offset: usize = (0..comm.rank()).map(|o| shapes.count(o, 0)).sum();
+    let total: usize = (0..size).map(|o| shapes.count(o, 0)).sum();
     let mut full = vec![0.0; total];
     if ok {
         for (slot, v) in full[offset..offset + r].iter_mut().zip(a_rows.dot(x)) {
@@ -162,7 +169,7 @@ where
     } else {
         Array1::zeros(n)
     };
-    let checked = reduce_checked(comm, verdict, &[n], &local.to_vec(), "Aᵀ y")?;
+    let checked = reduce_checked(comm, verdict, &[n as f64], &local.to_vec(), "Aᵀ y")?;
     Ok(Array1::from(checked.data))
 }
 
@@ -191,7 +198,7 @@ where
     } else {
         upper.resize(n * (n + 1) / 2, 0.0);
     }
-    let checked = reduce_checked(comm, verdict, &[n], &upper, "the Gram matrix")?;
+    let checked = reduce_checked(comm, verdict, &[n as f64], &upper, "the Gram matrix")?;
     let mut g = Array2::zeros((n, n));
     let mut next = checked.data.into_iter();
     for i in 0..n {

@@ -1,0 +1,321 @@
+//! Least squares on rows split across ranks, by consensus on the normal
+//! equations, equilibrated and refined so that badly scaled data keeps its
+//! accuracy.
+
+use dac_core::Communicator;
+use nalgebra::{DMatrix, SymmetricEigen};
+use ndarray::{Array2, ArrayBase, Data, Ix2};
+
+use crate::check::{Verdict, reduce_checked};
+use crate::error::{LinalgError, Result};
+
+/// Options of [`lstsq`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LstsqOptions {
+    /// `λ ≥ 0` in `min ‖A x − b‖² + λ‖x‖²` (default 0).
+    pub ridge: f64,
+    /// Most refinement steps, each one more reduction of `Aᵀ(b − A x)`
+    /// (default 6; refinement stops earlier once it no longer helps).
+    pub max_refinements: usize,
+    /// Above this condition estimate of the equilibrated normal matrix the
+    /// solve switches to the rank-revealing one (default `1e14`, about
+    /// `cond(A) = 1e7`).
+    pub max_condition: f64,
+    /// Relative cutoff of the rank-revealing solve: eigenvalues of `AᵀA`
+    /// below `rcond · λ_max` count as zero (default `1e-12`, singular values
+    /// of `A` below `1e-6 · σ_max`).
+    pub rcond: f64,
+}
+
+impl Default for LstsqOptions {
+    fn default() -> LstsqOptions {
+        LstsqOptions {
+            ridge: 0.0,
+            max_refinements: 6,
+            max_condition: 1e14,
+            rcond: 1e-12,
+        }
+    }
+}
+
+/// How the system was solved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    /// Cholesky of the equilibrated normal equations, refined.
+    Cholesky,
+    /// The normal matrix was (numerically) singular or too ill-conditioned:
+    /// the minimum-norm solution from its eigen-decomposition.
+    RankRevealing {
+        /// Eigenvalues kept (the numerical rank of `A`).
+        rank: usize,
+    },
+}
+
+/// The answer of [`lstsq`], the same on every rank.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lstsq {
+    /// The solution, `n × k` (one column per right-hand side).
+    pub x: Array2<f64>,
+    /// `‖A x − b‖` (Frobenius over the right-hand sides), computed by
+    /// consensus on the ranks' residuals.
+    pub residual_norm: f64,
+    /// Condition estimate of the equilibrated `AᵀA + λI` (its eigenvalue
+    /// ratio; `cond(A)` is about its square root). Infinite if singular.
+    pub condition: f64,
+    /// How it was solved.
+    pub solver: Solver,
+    /// Refinement steps taken.
+    pub refinements: usize,
+    /// Consensus rounds used, over all the reductions of the call.
+    pub rounds: u64,
+}
+
+/// Upper triangle of `g`, row by row.
+fn upper(g: &Array2<f64>) -> impl Iterator<Item = f64> + '_ {
+    let n = g.nrows();
+    (0..n).flat_map(move |i| (i..n).map(move |j| g[(i, j)]))
+}
+
+/// `min ‖A x − b‖² + ridge‖x‖²` for `A` and `b` split by rows: rank `i`
+/// holds `a_rows` (`r_i × n`) and the matching rows of `b` (`r_i × k`, one
+/// column per right-hand side); every rank gets the solution.
+///
+/// One reduction sums the local `A_iᵀA_i` and `A_iᵀb_i`. The columns are
+/// then equilibrated from the diagonal of `AᵀA` (data in very different
+/// units) and the system is solved locally by Cholesky; each refinement
+/// step is one more reduction of `Aᵀ(b − A x)` (which also yields
+/// `‖A x − b‖`). When the equilibrated matrix is singular or its condition
+/// estimate exceeds `max_condition`, the minimum-norm solution comes from a
+/// rank-revealing eigen-decomposition instead, and the result says so.
+///
+/// # Errors
+/// [`LinalgError::Shape`] (rows of `b` not matching `a_rows`, ranks
+/// disagreeing on `n` or `k`), [`LinalgError::NonFinite`],
+/// [`LinalgError::Empty`] (no rows or no columns anywhere),
+/// [`LinalgError::InvalidArgument`] (a negative or non-finite `ridge`, or
+/// ranks passing different ones), [`LinalgError::Incomplete`], or the
+/// reduction's error — on every rank alike.
+pub fn lstsq<C, S, T>(
+    comm: &mut C,
+    a_rows: &ArrayBase<S, Ix2>,
+    b: &ArrayBase<T, Ix2>,
+    options: &LstsqOptions,
+) -> Result<Lstsq>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    T: Data<Elem = f64>,
+{
+    let (r, n) = a_rows.dim();
+    let k = b.ncols();
+    let mut verdict = Verdict::ok();
+    let ridge = options.ridge;
+    if !(ridge >= 0.0 && ridge.is_finite()) {
+        verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
+    }
+    if b.nrows() != r {
+        verdict.shape(|| format!("A has {r} rows here but b has {}", b.nrows()));
+    }
+    verdict.finite("A", a_rows);
+    verdict.finite("b", b);
+    // One reduction: upper(AᵀA) | Aᵀb (row-major, n × k).
+    let mut data = Vec::with_capacity(n * (n + 1) / 2 + n * k);
+    if verdict.is_ok() {
+        data.extend(upper(&a_rows.t().dot(a_rows)));
+        data.extend(a_rows.t().dot(b).iter());
+    } else {
+        data.resize(n * (n + 1) / 2 + n * k, 0.0);
+    }
+    let meta = [
+        r as f64,
+        n as f64,
+        k as f64,
+        if ridge.is_finite() { ridge } else { 0.0 },
+    ];
+    let sums = reduce_checked(comm, verdict, &meta, &data, "the normal equations")?;
+    let mut rounds = u64::from(sums.rounds);
+    let size = comm.size();
+    if let Some(other) = (0..size).find(|&o| sums.count(o, 1) != n || sums.count(o, 2) != k) {
+        return Err(LinalgError::Shape {
+            reason: format!(
+                "rank {} has {n} columns and {k} right-hand sides, rank {other} has {} and {}",
+                comm.rank(),
+                sums.count(other, 1),
+                sums.count(other, 2)
+            ),
+        });
+    }
+    if let Some(other) =
+        (0..size).find(|&o| (sums.meta[o][3] - ridge).abs() > 1e-9 * ridge.max(1.0))
+    {
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![comm.rank(), other],
+            detail: format!(
+                "; ridge = {ridge} here but {} on rank {other}: every rank must pass the same options",
+                sums.meta[other][3]
+            ),
+        });
+    }
+    if n == 0 || (0..size).all(|o| sums.count(o, 0) == 0) {
+        return Err(LinalgError::Empty {
+            what: "least squares without rows or columns",
+        });
+    }
+    let mut g = DMatrix::zeros(n, n);
+    let mut it = sums.data.iter().copied();
+    for i in 0..n {
+        for j in i..n {
+            let v = it.next().unwrap_or(0.0);
+            g[(i, j)] = v;
+            g[(j, i)] = v;
+        }
+    }
+    let c = DMatrix::from_iterator(k, n, it).transpose();
+    let mut system = System::new(&g, options, None);
+    let mut x = system.solve(&c);
+    let mut refinements = 0;
+    let mut residual_norm2;
+    let mut last_step = f64::INFINITY;
+    let mut stop_vote = 0.0;
+    let mut first = true;
+    // Refine: x += solve(Aᵀ(b − A x) − ridge·x). Each pass also measures
+    // ‖b − A x‖ for the current x. Ranks' copies of the sums may differ in
+    // their last bits, so every decision that changes the number of
+    // reductions (stop) or the answer (which solver) is a majority vote
+    // carried in the reduction, the same on every rank.
+    loop {
+        let xa = to_ndarray(&x);
+        let resid = b.to_owned() - a_rows.dot(&xa);
+        // Row-major n × k, as in the first reduction.
+        let mut data: Vec<f64> = a_rows.t().dot(&resid).iter().copied().collect();
+        data.push(resid.iter().map(|v| v * v).sum());
+        data.push(stop_vote);
+        data.push(f64::from(u8::from(system.solver == Solver::Cholesky)));
+        let step = reduce_checked(comm, Verdict::ok(), &[], &data, "the refinement")?;
+        rounds += u64::from(step.rounds);
+        residual_norm2 = step.data[n * k].max(0.0);
+        let majority = |votes: f64| 2.0 * votes.round() > size as f64;
+        if first {
+            first = false;
+            let cholesky = majority(step.data[n * k + 2]);
+            if cholesky != (system.solver == Solver::Cholesky) {
+                // This rank's estimate fell on the other side of the
+                // threshold: solve as the majority does, and measure again.
+                system = System::new(&g, options, Some(cholesky));
+                x = system.solve(&c);
+                continue;
+            }
+        }
+        if refinements == options.max_refinements || majority(step.data[n * k + 1]) {
+            break;
+        }
+        let grad = DMatrix::from_iterator(k, n, step.data[..n * k].iter().copied()).transpose()
+            - &x * options.ridge;
+        let dx = system.solve(&grad);
+        let norm = dx.norm();
+        // Further steps are useless once a step no longer shrinks or is at
+        // rounding level (this one is still applied: it is that small).
+        if !(norm < last_step && norm > 1e-15 * x.norm()) {
+            stop_vote = 1.0;
+        }
+        x += dx;
+        last_step = norm;
+        refinements += 1;
+    }
+    Ok(Lstsq {
+        x: to_ndarray(&x),
+        residual_norm: residual_norm2.sqrt(),
+        condition: system.condition,
+        solver: system.solver,
+        refinements,
+        rounds,
+    })
+}
+
+fn to_ndarray(m: &DMatrix<f64>) -> Array2<f64> {
+    Array2::from_shape_fn(m.shape(), |(i, j)| m[(i, j)])
+}
+
+/// A factorised normal matrix.
+struct System {
+    /// Column scaling `D` (the equilibrated matrix is `D G D`).
+    scale: Vec<f64>,
+    factor: Factor,
+    condition: f64,
+    solver: Solver,
+}
+
+enum Factor {
+    Cholesky(nalgebra::Cholesky<f64, nalgebra::Dyn>),
+    /// Minimum-norm pseudo-inverse of the unscaled `G + λI`.
+    Pseudo(DMatrix<f64>),
+}
+
+impl System {
+    /// Factorises `g + λI`: by Cholesky when `cholesky` says so, or (when
+    /// `None`) when the equilibrated matrix is positive definite with a
+    /// condition estimate within `max_condition`.
+    fn new(g: &DMatrix<f64>, options: &LstsqOptions, cholesky: Option<bool>) -> System {
+        let n = g.nrows();
+        let scale: Vec<f64> = (0..n)
+            .map(|j| {
+                let d = g[(j, j)] + options.ridge;
+                if d > 0.0 { 1.0 / d.sqrt() } else { 1.0 }
+            })
+            .collect();
+        let mut gs = g.clone();
+        for i in 0..n {
+            gs[(i, i)] += options.ridge;
+        }
+        let equilibrated = DMatrix::from_fn(n, n, |i, j| gs[(i, j)] * scale[i] * scale[j]);
+        let eigen = SymmetricEigen::new(equilibrated.clone()).eigenvalues;
+        let (lo, hi) = eigen.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &e| {
+            (lo.min(e), hi.max(e))
+        });
+        let condition = if lo > 0.0 { hi / lo } else { f64::INFINITY };
+        if cholesky.unwrap_or(condition <= options.max_condition)
+            && let Some(chol) = equilibrated.cholesky()
+        {
+            return System {
+                scale,
+                factor: Factor::Cholesky(chol),
+                condition,
+                solver: Solver::Cholesky,
+            };
+        }
+        // Rank-revealing: the pseudo-inverse of the unscaled matrix gives
+        // the minimum-norm solution in the user's own units.
+        let eig = SymmetricEigen::new(gs);
+        let top = eig.eigenvalues.iter().fold(0.0f64, |m, &e| m.max(e));
+        let cutoff = options.rcond * top;
+        let mut rank = 0;
+        let inv = DMatrix::from_diagonal(&eig.eigenvalues.map(|e| {
+            if e > cutoff {
+                rank += 1;
+                1.0 / e
+            } else {
+                0.0
+            }
+        }));
+        let pseudo = &eig.eigenvectors * inv * eig.eigenvectors.transpose();
+        System {
+            scale: vec![1.0; n],
+            factor: Factor::Pseudo(pseudo),
+            condition,
+            solver: Solver::RankRevealing { rank },
+        }
+    }
+
+    /// `(G + λI)⁻¹ rhs` (or its minimum-norm version).
+    fn solve(&self, rhs: &DMatrix<f64>) -> DMatrix<f64> {
+        match &self.factor {
+            Factor::Cholesky(chol) => {
+                let scaled =
+                    DMatrix::from_fn(rhs.nrows(), rhs.ncols(), |i, j| rhs[(i, j)] * self.scale[i]);
+                let y = chol.solve(&scaled);
+                DMatrix::from_fn(y.nrows(), y.ncols(), |i, j| y[(i, j)] * self.scale[i])
+            }
+            Factor::Pseudo(p) => p * rhs,
+        }
+    }
+}
