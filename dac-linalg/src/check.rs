@@ -41,6 +41,13 @@ impl Verdict {
         }
     }
 
+    /// Records a non-finite value found otherwise than in an array.
+    pub(crate) fn not_finite(&mut self, reason: impl FnOnce() -> String) {
+        if self.non_finite.is_none() {
+            self.non_finite = Some(reason());
+        }
+    }
+
     /// Checks that `a` holds only finite values.
     pub(crate) fn finite<S, D>(&mut self, name: &str, a: &ArrayBase<S, D>)
     where

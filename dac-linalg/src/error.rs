@@ -33,6 +33,14 @@ pub enum LinalgError {
         /// On such a rank: which argument and why (else empty).
         detail: String,
     },
+    /// An iterative solver reached its iteration limit.
+    #[error("not converged after {iterations} iterations: relative residual {residual:e}")]
+    NotConverged {
+        /// Iterations taken.
+        iterations: usize,
+        /// `‖b − A x‖ / ‖b‖` reached.
+        residual: f64,
+    },
     /// The global problem has no data.
     #[error("the global problem is empty: {what}")]
     Empty {

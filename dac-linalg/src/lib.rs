@@ -12,6 +12,11 @@
 //!   [`rmatvec`]: `A x` and `Aᵀ y` with `A` split by rows; [`gram`]: `AᵀA`.
 //! - [`lstsq`]: least squares (with ridge) on rows split across ranks,
 //!   equilibrated and refined, with a rank-revealing fallback.
+//! - [`gaussian_linear`]: the conjugate Gaussian linear model's posterior
+//!   (information form, exact); [`grid_posterior`]: any likelihood on a
+//!   parameter grid.
+//! - [`cg`]: conjugate gradient for a symmetric positive definite system
+//!   split by rows.
 //! - Errors are [`LinalgError`], the same on every rank: a rank whose
 //!   local shapes do not fit, or whose data holds a NaN, says so in the
 //!   call's reduction, so no rank waits for one that gave up.
@@ -32,11 +37,15 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bayes;
+mod cg;
 mod check;
 mod error;
 mod lstsq;
 mod ops;
 
+pub use bayes::{Posterior, gaussian_linear, grid_posterior};
+pub use cg::{Cg, CgOptions, cg};
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
 pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq};

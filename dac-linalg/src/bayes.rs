@@ -1,0 +1,232 @@
+//! Bayesian updates from data split across ranks: the conjugate Gaussian
+//! linear model in information form, and the general form on a grid.
+
+use dac_core::Communicator;
+use nalgebra::{DMatrix, DVector};
+use ndarray::{Array1, Array2, ArrayBase, ArrayView1, Data, Ix1, Ix2};
+
+use crate::check::{Verdict, reduce_checked};
+use crate::error::{LinalgError, Result};
+
+/// A Gaussian posterior, the same on every rank.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Posterior {
+    /// Posterior mean (`p`).
+    pub mean: Array1<f64>,
+    /// Posterior covariance (`p × p`).
+    pub cov: Array2<f64>,
+    /// Consensus rounds used.
+    pub rounds: u32,
+}
+
+/// The posterior of `y = X β + ε`, `ε ~ N(0, noise_var·I)`, with the prior
+/// `β ~ N(prior_mean, prior_cov)`, from rows of `X` and `y` split across
+/// ranks (rank `i` holds `x_rows`, `r_i × p`, and the matching `y`).
+///
+/// Information form, exact: one reduction sums `X_iᵀX_i` and `X_iᵀy_i`;
+/// then `Λ = Σ₀⁻¹ + XᵀX / σ²`, `cov = Λ⁻¹`, `mean = Λ⁻¹ (Σ₀⁻¹ μ₀ + Xᵀy / σ²)`.
+/// Feeding the result back as the next prior gives the same answer as one
+/// update on all the data. Every rank must pass the same prior and
+/// `noise_var`.
+///
+/// # Errors
+/// [`LinalgError::Shape`] (rows of `y`, prior shapes, ranks disagreeing on
+/// `p`), [`LinalgError::NonFinite`], [`LinalgError::InvalidArgument`]
+/// (`noise_var ≤ 0`, a prior covariance that is not symmetric positive
+/// definite, ranks passing different priors), [`LinalgError::Incomplete`],
+/// or the reduction's error — on every rank alike.
+pub fn gaussian_linear<C, S, T, U, V>(
+    comm: &mut C,
+    x_rows: &ArrayBase<S, Ix2>,
+    y: &ArrayBase<T, Ix1>,
+    prior_mean: &ArrayBase<U, Ix1>,
+    prior_cov: &ArrayBase<V, Ix2>,
+    noise_var: f64,
+) -> Result<Posterior>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    T: Data<Elem = f64>,
+    U: Data<Elem = f64>,
+    V: Data<Elem = f64>,
+{
+    let (r, p) = x_rows.dim();
+    let mut verdict = Verdict::ok();
+    if y.len() != r {
+        verdict.shape(|| format!("X has {r} rows here but y has {}", y.len()));
+    }
+    if prior_mean.len() != p || prior_cov.dim() != (p, p) {
+        verdict.shape(|| {
+            format!(
+                "X has {p} columns but the prior mean has {} entries and the prior covariance is {:?}",
+                prior_mean.len(),
+                prior_cov.dim()
+            )
+        });
+    }
+    for (name, a) in [
+        ("X", x_rows.view().into_dyn()),
+        ("prior_cov", prior_cov.view().into_dyn()),
+    ] {
+        verdict.finite(name, &a);
+    }
+    verdict.finite("y", y);
+    verdict.finite("prior_mean", prior_mean);
+    if !(noise_var > 0.0 && noise_var.is_finite()) {
+        verdict.argument(|| format!("noise_var = {noise_var} must be positive"));
+    }
+    let prior_precision = if verdict.is_ok() {
+        let cov = DMatrix::from_fn(p, p, |i, j| prior_cov[(i, j)]);
+        let symmetric = (0..p).all(|i| {
+            (0..i)
+                .all(|j| (cov[(i, j)] - cov[(j, i)]).abs() <= 1e-12 * cov[(i, j)].abs().max(1e-300))
+        });
+        match cov.cholesky() {
+            Some(chol) if symmetric => Some(chol.inverse()),
+            _ => {
+                verdict.argument(|| "prior_cov is not symmetric positive definite".into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut data = Vec::with_capacity(p * p + p);
+    if verdict.is_ok() {
+        data.extend(x_rows.t().dot(x_rows).iter());
+        data.extend(x_rows.t().dot(y).iter());
+    } else {
+        data.resize(p * p + p, 0.0);
+    }
+    // What every rank must agree on, compared after the reduction.
+    let fingerprint = [
+        p as f64,
+        noise_var,
+        prior_mean.iter().sum::<f64>(),
+        prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
+    ];
+    let sums = reduce_checked(comm, verdict, &fingerprint, &data, "XᵀX and Xᵀy")?;
+    for other in 0..comm.size() {
+        let theirs = &sums.meta[other];
+        let same = fingerprint
+            .iter()
+            .zip(theirs)
+            .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0));
+        if !same {
+            return Err(LinalgError::InvalidArgument {
+                ranks: vec![comm.rank(), other],
+                detail: format!(
+                    "; ranks {} and {other} pass different priors, noise variances or widths: \
+                     every rank must pass the same",
+                    comm.rank()
+                ),
+            });
+        }
+    }
+    let Some(prior_precision) = prior_precision else {
+        // Unreachable: a bad verdict failed the reduction on every rank.
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![comm.rank()],
+            detail: String::new(),
+        });
+    };
+    let xtx = DMatrix::from_row_slice(p, p, &sums.data[..p * p]);
+    let xty = DVector::from_column_slice(&sums.data[p * p..]);
+    let mu0 = DVector::from_iterator(p, prior_mean.iter().copied());
+    let precision = &prior_precision + &xtx / noise_var;
+    let precision = (&precision + precision.transpose()) * 0.5;
+    let Some(chol) = precision.clone().cholesky() else {
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![comm.rank()],
+            detail: "; the posterior precision is not positive definite (ill-conditioned prior)"
+                .into(),
+        });
+    };
+    let mean = chol.solve(&(&prior_precision * mu0 + xty / noise_var));
+    let cov = chol.inverse();
+    Ok(Posterior {
+        mean: Array1::from_iter(mean.iter().copied()),
+        cov: Array2::from_shape_fn((p, p), |(i, j)| 0.5 * (cov[(i, j)] + cov[(j, i)])),
+        rounds: sums.rounds,
+    })
+}
+
+/// The seed paper's general form on a grid: `π(θ) ∝ π₀(θ)·exp(Σ_i ln μ_i(θ))`
+/// at each grid point `θ` (a row of `grid`), where rank `i` evaluates its own
+/// log-likelihood `local_loglik(θ) = ln μ_i(y_i, θ)`. Returns the
+/// posterior probabilities of the grid points (summing to 1), the same on
+/// every rank.
+///
+/// One reduction sums the local log-likelihoods; normalising is
+/// log-sum-exp safe. A log-likelihood or log-prior of `-∞` (an impossible
+/// point) gives that point probability 0.
+///
+/// # Errors
+/// [`LinalgError::NonFinite`] for a `+∞` or NaN log-likelihood or
+/// log-prior; [`LinalgError::Shape`] if ranks have grids of different
+/// sizes; [`LinalgError::Empty`] for an empty grid or one where every point
+/// is impossible; [`LinalgError::Incomplete`]; the reduction's error.
+pub fn grid_posterior<C, S, P, L>(
+    comm: &mut C,
+    grid: &ArrayBase<S, Ix2>,
+    log_prior: P,
+    local_loglik: L,
+) -> Result<Array1<f64>>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    P: Fn(ArrayView1<'_, f64>) -> f64,
+    L: Fn(ArrayView1<'_, f64>) -> f64,
+{
+    let points = grid.nrows();
+    let mut verdict = Verdict::ok();
+    verdict.finite("grid", grid);
+    let ll: Vec<f64> = grid.rows().into_iter().map(&local_loglik).collect();
+    if let Some((i, v)) = ll
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_nan() || **v == f64::INFINITY)
+    {
+        verdict.not_finite(|| format!("local_loglik at grid point {i} is {v}"));
+    }
+    // Finite parts, then a count of impossible (−∞) points.
+    let mut data: Vec<f64> = ll
+        .iter()
+        .map(|&v| if v.is_finite() { v } else { 0.0 })
+        .collect();
+    data.extend(
+        ll.iter()
+            .map(|&v| f64::from(u8::from(v == f64::NEG_INFINITY))),
+    );
+    let sums = reduce_checked(comm, verdict, &[points as f64], &data, "the grid")?;
+    if points == 0 {
+        return Err(LinalgError::Empty {
+            what: "an empty grid",
+        });
+    }
+    let mut log_post = Vec::with_capacity(points);
+    for (i, row) in grid.rows().into_iter().enumerate() {
+        let prior = log_prior(row);
+        if prior.is_nan() || prior == f64::INFINITY {
+            return Err(LinalgError::NonFinite {
+                ranks: vec![comm.rank()],
+                detail: format!("; log_prior at grid point {i} is {prior}"),
+            });
+        }
+        let impossible = sums.data[points + i] > 0.5 || prior == f64::NEG_INFINITY;
+        log_post.push(if impossible {
+            f64::NEG_INFINITY
+        } else {
+            prior + sums.data[i]
+        });
+    }
+    let top = log_post.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if top == f64::NEG_INFINITY {
+        return Err(LinalgError::Empty {
+            what: "every grid point has probability 0",
+        });
+    }
+    let weights: Vec<f64> = log_post.iter().map(|&l| (l - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    Ok(weights.into_iter().map(|w| w / total).collect())
+}

@@ -1,0 +1,176 @@
+//! Conjugate gradient for a symmetric positive definite system whose rows
+//! are split across ranks.
+
+use dac_core::Communicator;
+use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
+
+use crate::check::{Verdict, reduce_checked};
+use crate::error::{LinalgError, Result};
+
+/// Options of [`cg`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CgOptions {
+    /// Stop when `‖b − A x‖ ≤ tol · ‖b‖` (default `1e-10`).
+    pub tol: f64,
+    /// Iterations after which [`LinalgError::NotConverged`] is returned
+    /// (default 1000).
+    pub max_iter: usize,
+}
+
+impl Default for CgOptions {
+    fn default() -> CgOptions {
+        CgOptions {
+            tol: 1e-10,
+            max_iter: 1000,
+        }
+    }
+}
+
+/// The answer of [`cg`], the same on every rank.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cg {
+    /// The solution (`n`, full on every rank).
+    pub x: Array1<f64>,
+    /// Iterations taken.
+    pub iterations: usize,
+    /// `‖b − A x‖` of the returned `x` (the recurrence's residual).
+    pub residual_norm: f64,
+    /// Consensus rounds used, over all the reductions.
+    pub rounds: u64,
+}
+
+/// Solves `A x = b` for a symmetric positive definite `A` (`n × n`) whose
+/// rows are split across ranks: rank `i` holds `a_rows` (`r_i × n`) and the
+/// matching entries of `b` (`r_i`), the pieces in rank order.
+///
+/// Each iteration is one reduction: the ranks' rows of `A p` are assembled
+/// into the full `A p` (the row-partitioned matvec); the search vectors are
+/// kept whole on every rank, so the dot products need no communication.
+/// Whether to stop is a majority vote carried in that reduction, so every
+/// rank takes the same number of steps even where its copy differs in the
+/// last bits.
+///
+/// # Errors
+/// [`LinalgError::Shape`] (rows of `b` not matching `a_rows`, `Σ r_i ≠ n`,
+/// ranks disagreeing on `n`), [`LinalgError::NonFinite`],
+/// [`LinalgError::InvalidArgument`] (`tol` not in `(0, 1)`, `A` found not
+/// positive definite), [`LinalgError::NotConverged`] after `max_iter`,
+/// [`LinalgError::Empty`], [`LinalgError::Incomplete`], or the reduction's
+/// error — on every rank alike.
+pub fn cg<C, S, T>(
+    comm: &mut C,
+    a_rows: &ArrayBase<S, Ix2>,
+    b: &ArrayBase<T, Ix1>,
+    options: &CgOptions,
+) -> Result<Cg>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    T: Data<Elem = f64>,
+{
+    let (r, n) = a_rows.dim();
+    let size = comm.size();
+    let mut verdict = Verdict::ok();
+    if b.len() != r {
+        verdict.shape(|| format!("A has {r} rows here but b has {}", b.len()));
+    }
+    verdict.finite("A", a_rows);
+    verdict.finite("b", b);
+    if !(options.tol > 0.0 && options.tol < 1.0) {
+        verdict.argument(|| format!("tol = {} must lie in (0, 1)", options.tol));
+    }
+    let ok = verdict.is_ok();
+    let shapes = reduce_checked(comm, verdict, &[r as f64, n as f64], &[], "the row counts")?;
+    let mut rounds = u64::from(shapes.rounds);
+    let total: usize = (0..size).map(|o| shapes.count(o, 0)).sum();
+    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != n) {
+        return Err(LinalgError::Shape {
+            reason: format!(
+                "rank {} has rows of {n} columns, rank {other} of {}",
+                comm.rank(),
+                shapes.count(other, 1)
+            ),
+        });
+    }
+    if total != n {
+        return Err(LinalgError::Shape {
+            reason: format!("A must be square: the ranks hold {total} rows of {n} columns"),
+        });
+    }
+    if n == 0 {
+        return Err(LinalgError::Empty {
+            what: "a system of size 0",
+        });
+    }
+    let offset: usize = (0..comm.rank()).map(|o| shapes.count(o, 0)).sum();
+    // Assembles the ranks' pieces (`local`, r values) into a full vector,
+    // with this rank's votes after it.
+    let mut assemble =
+        |comm: &mut C, local: &[f64], votes: [f64; 2]| -> Result<(Vec<f64>, [usize; 2])> {
+            let mut full = vec![0.0; n + 2];
+            if ok {
+                full[offset..offset + r].copy_from_slice(local);
+            }
+            full[n] = votes[0];
+            full[n + 1] = votes[1];
+            let sum = reduce_checked(comm, Verdict::ok(), &[], &full, "A p")?;
+            rounds += u64::from(sum.rounds);
+            let count = |v: f64| v.round().max(0.0) as usize;
+            let votes = [count(sum.data[n]), count(sum.data[n + 1])];
+            let mut data = sum.data;
+            data.truncate(n);
+            Ok((data, votes))
+        };
+    let (b_full, _) = assemble(comm, &b.to_vec(), [0.0, 0.0])?;
+    let b_full = Array1::from(b_full);
+    let b_norm = b_full.dot(&b_full).sqrt();
+    let mut x = Array1::<f64>::zeros(n);
+    let mut res = b_full.clone();
+    let mut p = res.clone();
+    let mut rs = res.dot(&res);
+    let mut iterations = 0;
+    // Votes: [converged, breakdown (pᵀA p ≤ 0)].
+    let mut vote = [f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)), 0.0];
+    loop {
+        let (q, votes) = assemble(comm, &a_rows.dot(&p).to_vec(), vote)?;
+        let majority = |v: usize| 2 * v > size;
+        if majority(votes[1]) {
+            return Err(LinalgError::InvalidArgument {
+                ranks: (0..size).collect(),
+                detail: format!(
+                    "; A is not positive definite (pᵀA p ≤ 0 at iteration {iterations})"
+                ),
+            });
+        }
+        if majority(votes[0]) {
+            break;
+        }
+        if iterations == options.max_iter {
+            return Err(LinalgError::NotConverged {
+                iterations,
+                residual: rs.sqrt() / b_norm.max(f64::MIN_POSITIVE),
+            });
+        }
+        let q = Array1::from(q);
+        let pq = p.dot(&q);
+        // Also catches NaN: a system that is not positive definite.
+        if pq.is_nan() || pq <= 0.0 {
+            vote = [0.0, 1.0];
+            continue;
+        }
+        let alpha = rs / pq;
+        x.scaled_add(alpha, &p);
+        res.scaled_add(-alpha, &q);
+        let rs_new = res.dot(&res);
+        p = &res + &(&p * (rs_new / rs));
+        rs = rs_new;
+        iterations += 1;
+        vote = [f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)), 0.0];
+    }
+    Ok(Cg {
+        x,
+        iterations,
+        residual_norm: rs.sqrt(),
+        rounds,
+    })
+}
