@@ -4,7 +4,7 @@
 use dac_core::Communicator;
 use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, reduce_checked};
+use crate::check::{Verdict, reduce_checked, row_layout};
 use crate::error::{LinalgError, Result};
 
 /// Options of [`cg`].
@@ -80,18 +80,9 @@ where
         verdict.argument(|| format!("tol = {} must lie in (0, 1)", options.tol));
     }
     let ok = verdict.is_ok();
-    let shapes = reduce_checked(comm, verdict, &[r as f64, n as f64], &[], "the row counts")?;
-    let mut rounds = u64::from(shapes.rounds);
-    let total: usize = (0..size).map(|o| shapes.count(o, 0)).sum();
-    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != n) {
-        return Err(LinalgError::Shape {
-            reason: format!(
-                "rank {} has rows of {n} columns, rank {other} of {}",
-                comm.rank(),
-                shapes.count(other, 1)
-            ),
-        });
-    }
+    let layout = row_layout(comm, verdict, r, n)?;
+    let (offset, total) = (layout.offset, layout.total);
+    let mut rounds = u64::from(layout.rounds);
     if total != n {
         return Err(LinalgError::Shape {
             reason: format!("A must be square: the ranks hold {total} rows of {n} columns"),
@@ -102,7 +93,6 @@ where
             what: "a system of size 0",
         });
     }
-    let offset: usize = (0..comm.rank()).map(|o| shapes.count(o, 0)).sum();
     // Assembles the ranks' pieces (`local`, r values) into a full vector,
     // with this rank's votes after it.
     let mut assemble =

@@ -174,3 +174,46 @@ pub(crate) fn reduce_checked<C: Communicator>(
         rounds,
     })
 }
+
+/// Where this rank's rows sit in a matrix split by rows.
+#[derive(Debug)]
+pub(crate) struct RowLayout {
+    /// Rows held by lower ranks.
+    pub(crate) offset: usize,
+    /// Rows in all.
+    pub(crate) total: usize,
+    /// Consensus rounds the reduction took.
+    pub(crate) rounds: u32,
+}
+
+/// Shares every rank's row count and width (and its verdict) in one
+/// checked reduction; fails on every rank if the widths differ.
+pub(crate) fn row_layout<C: Communicator>(
+    comm: &mut C,
+    verdict: Verdict,
+    rows: usize,
+    cols: usize,
+) -> Result<RowLayout> {
+    let shapes = reduce_checked(
+        comm,
+        verdict,
+        &[rows as f64, cols as f64],
+        &[],
+        "the row counts",
+    )?;
+    let size = comm.size();
+    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != cols) {
+        return Err(LinalgError::Shape {
+            reason: format!(
+                "rank {} has rows of {cols} columns, rank {other} of {}",
+                comm.rank(),
+                shapes.count(other, 1)
+            ),
+        });
+    }
+    Ok(RowLayout {
+        offset: (0..comm.rank()).map(|o| shapes.count(o, 0)).sum(),
+        total: (0..size).map(|o| shapes.count(o, 0)).sum(),
+        rounds: shapes.rounds,
+    })
+}

@@ -3,7 +3,7 @@
 use dac_core::Communicator;
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, reduce_checked};
+use crate::check::{RowLayout, Verdict, reduce_checked, row_layout};
 use crate::error::{LinalgError, Result};
 
 /// `Σ_i x_i · y_i`: the dot product of two vectors split across ranks
@@ -118,19 +118,7 @@ where
     verdict.finite("A", a_rows);
     verdict.finite("x", x);
     let ok = verdict.is_ok();
-    let shapes = reduce_checked(comm, verdict, &[r as f64, n as f64], &[], "the row counts")?;
-    let size = comm.size();
-    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != n) {
-        return Err(LinalgError::Shape {
-            reason: format!(
-                "rank {} has rows of {n} columns, rank {other} of {}",
-                comm.rank(),
-                shapes.count(other, 1)
-            ),
-        });
-    }
-    let offset: usize = (0..comm.rank()).map(|o| shapes.count(o, 0)).sum();
-    let total: usize = (0..size).map(|o| shapes.count(o, 0)).sum();
+    let RowLayout { offset, total, .. } = row_layout(comm, verdict, r, n)?;
     let mut full = vec![0.0; total];
     if ok {
         for (slot, v) in full[offset..offset + r].iter_mut().zip(a_rows.dot(x)) {

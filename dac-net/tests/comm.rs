@@ -89,12 +89,7 @@ fn a_hundred_reductions_in_sequence() {
 #[test]
 fn metropolis_on_a_ring_and_explicit_bootstrap() {
     // Rank 0 listens on a known port; the others join through it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: dac_net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let addr = common::free_local_addr();
     let n = 5;
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)

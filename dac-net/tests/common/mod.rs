@@ -101,3 +101,14 @@ pub(crate) fn assert_close(value: &[f64], exact: &[f64], what: &str) {
         );
     }
 }
+
+/// A loopback address on a port that was free a moment ago (for a rank 0
+/// that must listen on a known address).
+pub(crate) fn free_local_addr() -> dac_net::Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
