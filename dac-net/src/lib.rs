@@ -57,9 +57,3 @@ pub use libp2p::pnet::PreSharedKey;
 pub use node::PeerEvent;
 pub use topology::Neighbourhood;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError};
-
-/// The README's code runs as a doctest (here, where both `dac_core` and
-/// `dac_net` are in scope), so it cannot go stale.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
