@@ -54,6 +54,21 @@ pub enum LinalgError {
         /// The members whose data is missing.
         departed: Vec<usize>,
     },
+    /// Every holder of a partition of a replicated job is gone.
+    #[error("partition {partition} is lost: every rank that held it departed")]
+    PartitionLost {
+        /// The first lost partition.
+        partition: usize,
+    },
+    /// The holders of a partition of a replicated job computed different
+    /// contributions and no majority of them agrees.
+    #[error("the holders {ranks:?} of partition {partition} disagree and no majority agrees")]
+    ReplicaMismatch {
+        /// The partition.
+        partition: usize,
+        /// Its holders that took part.
+        ranks: Vec<usize>,
+    },
     /// The consensus reduction failed.
     #[error(transparent)]
     Consensus(dac_core::Error),

@@ -43,10 +43,14 @@ mod check;
 mod error;
 mod lstsq;
 mod ops;
+pub mod replicated;
 
 pub use bayes::{Posterior, gaussian_linear, grid_posterior};
 pub use cg::{Cg, CgOptions, cg};
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
-pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq};
+pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq, lstsq_replicated};
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};
+pub use replicated::{
+    PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, replication_factor,
+};

@@ -6,8 +6,11 @@ use dac_core::Communicator;
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 
+use std::collections::BTreeMap;
+
 use crate::check::{Verdict, reduce_checked};
 use crate::error::{LinalgError, Result};
+use crate::replicated::Replicated;
 
 /// Options of [`lstsq`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,7 +136,7 @@ where
         if ridge.is_finite() { ridge } else { 0.0 },
     ];
     let sums = reduce_checked(comm, verdict, &meta, &data, "the normal equations")?;
-    let mut rounds = u64::from(sums.rounds);
+    let rounds = u64::from(sums.rounds);
     let size = comm.size();
     if let Some(other) = (0..size).find(|&o| sums.count(o, 1) != n || sums.count(o, 2) != k) {
         return Err(LinalgError::Shape {
@@ -161,8 +164,34 @@ where
             what: "least squares without rows or columns",
         });
     }
+    let (g, c) = unpack_normal(&sums.data, n, k);
+    let rows_here = a_rows;
+    solve_and_refine(&g, &c, options, rounds, |x, stop, cholesky| {
+        let xa = to_ndarray(x);
+        let resid = b.to_owned() - rows_here.dot(&xa);
+        // Row-major n × k, as in the first reduction.
+        let mut data: Vec<f64> = rows_here.t().dot(&resid).iter().copied().collect();
+        data.push(resid.iter().map(|v| v * v).sum());
+        data.push(stop);
+        data.push(cholesky);
+        let step = reduce_checked(comm, Verdict::ok(), &[], &data, "the refinement")?;
+        let (grad, votes) = step.data.split_at(n * k + 1);
+        Ok(Refinement {
+            grad: grad[..n * k].to_vec(),
+            residual2: grad[n * k],
+            stop_votes: votes[0],
+            cholesky_votes: votes[1],
+            voters: size,
+            rounds: u64::from(step.rounds),
+        })
+    })
+}
+
+/// `G` (from its upper triangle) and `C = Aᵀb` (`n × k`) from a summed
+/// `upper(AᵀA) | Aᵀb` vector.
+fn unpack_normal(data: &[f64], n: usize, k: usize) -> (DMatrix<f64>, DMatrix<f64>) {
     let mut g = DMatrix::zeros(n, n);
-    let mut it = sums.data.iter().copied();
+    let mut it = data.iter().copied();
     for i in 0..n {
         for j in i..n {
             let v = it.next().unwrap_or(0.0);
@@ -170,9 +199,34 @@ where
             g[(j, i)] = v;
         }
     }
-    let c = DMatrix::from_iterator(k, n, it).transpose();
-    let mut system = System::new(&g, options, None);
-    let mut x = system.solve(&c);
+    let c = DMatrix::from_iterator(k, n, it.take(n * k)).transpose();
+    (g, c)
+}
+
+/// What one refinement reduction returns: `Aᵀ(b − A x)` (row-major
+/// `n × k`), `‖b − A x‖²`, the ranks' votes and how many voted.
+struct Refinement {
+    grad: Vec<f64>,
+    residual2: f64,
+    stop_votes: f64,
+    cholesky_votes: f64,
+    voters: usize,
+    rounds: u64,
+}
+
+/// Solves the summed normal equations and refines the solution; `refine`
+/// does one reduction of `Aᵀ(b − A x)` for the current `x`, carrying this
+/// rank's votes (stop; Cholesky).
+fn solve_and_refine(
+    g: &DMatrix<f64>,
+    c: &DMatrix<f64>,
+    options: &LstsqOptions,
+    mut rounds: u64,
+    mut refine: impl FnMut(&DMatrix<f64>, f64, f64) -> Result<Refinement>,
+) -> Result<Lstsq> {
+    let (n, k) = (c.nrows(), c.ncols());
+    let mut system = System::new(g, options, None);
+    let mut x = system.solve(c);
     let mut refinements = 0;
     let mut residual_norm2;
     let mut last_step = f64::INFINITY;
@@ -184,32 +238,29 @@ where
     // reductions (stop) or the answer (which solver) is a majority vote
     // carried in the reduction, the same on every rank.
     loop {
-        let xa = to_ndarray(&x);
-        let resid = b.to_owned() - a_rows.dot(&xa);
-        // Row-major n × k, as in the first reduction.
-        let mut data: Vec<f64> = a_rows.t().dot(&resid).iter().copied().collect();
-        data.push(resid.iter().map(|v| v * v).sum());
-        data.push(stop_vote);
-        data.push(f64::from(u8::from(system.solver == Solver::Cholesky)));
-        let step = reduce_checked(comm, Verdict::ok(), &[], &data, "the refinement")?;
-        rounds += u64::from(step.rounds);
-        residual_norm2 = step.data[n * k].max(0.0);
-        let majority = |votes: f64| 2.0 * votes.round() > size as f64;
+        let step = refine(
+            &x,
+            stop_vote,
+            f64::from(u8::from(system.solver == Solver::Cholesky)),
+        )?;
+        rounds += step.rounds;
+        residual_norm2 = step.residual2.max(0.0);
+        let majority = |votes: f64| 2.0 * votes.round() > step.voters as f64;
         if first {
             first = false;
-            let cholesky = majority(step.data[n * k + 2]);
+            let cholesky = majority(step.cholesky_votes);
             if cholesky != (system.solver == Solver::Cholesky) {
                 // This rank's estimate fell on the other side of the
                 // threshold: solve as the majority does, and measure again.
-                system = System::new(&g, options, Some(cholesky));
-                x = system.solve(&c);
+                system = System::new(g, options, Some(cholesky));
+                x = system.solve(c);
                 continue;
             }
         }
-        if refinements == options.max_refinements || majority(step.data[n * k + 1]) {
+        if refinements == options.max_refinements || majority(step.stop_votes) {
             break;
         }
-        let grad = DMatrix::from_iterator(k, n, step.data[..n * k].iter().copied()).transpose()
+        let grad = DMatrix::from_iterator(k, n, step.grad.iter().copied()).transpose()
             - &x * options.ridge;
         let dx = system.solve(&grad);
         let norm = dx.norm();
@@ -229,6 +280,97 @@ where
         solver: system.solver,
         refinements,
         rounds,
+    })
+}
+
+/// [`lstsq`] for a [`Replicated`] job: the rows of `A` and `b` are cut
+/// into the job's partitions, and this rank passes the partitions it holds
+/// as `partition id → (A_p, b_p)`. `shape` is `(n, k)`: the columns of `A`
+/// and of `b` (so a rank that holds no partition knows them too).
+///
+/// The normal equations are summed with every partition counted exactly
+/// once. A partition whose contributor departs is added by a standby
+/// holder, so the answer is the full-data one. At a checkpoint the
+/// holders' hashes of `A_pᵀA_p | A_pᵀb_p` are compared (see
+/// [`crate::replicated`]). The refinement steps depend on the current
+/// solution, whose copies differ between ranks in the last bits. They are
+/// replicated and contributed exactly once, but not hashed.
+///
+/// # Errors
+/// As [`lstsq`], plus [`LinalgError::PartitionLost`] and
+/// [`LinalgError::ReplicaMismatch`]; [`LinalgError::Shape`] also for
+/// partitions that are not this rank's or whose shapes differ from
+/// `shape`. With [`crate::ReplicatedOptions::allow_degraded`] the answer
+/// is the fit to the surviving partitions; check
+/// [`Replicated::take_events`] and [`Replicated::departed`] to learn what
+/// happened.
+pub fn lstsq_replicated<C: Communicator>(
+    comm: &mut C,
+    job: &mut Replicated,
+    shape: (usize, usize),
+    parts: &BTreeMap<usize, (Array2<f64>, Array2<f64>)>,
+    options: &LstsqOptions,
+) -> Result<Lstsq> {
+    let (n, k) = shape;
+    let ridge = options.ridge;
+    if !(ridge >= 0.0 && ridge.is_finite()) {
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![comm.rank()],
+            detail: format!("; ridge = {ridge} must be a finite number ≥ 0"),
+        });
+    }
+    let problem = parts.iter().find_map(|(p, (a, b))| {
+        (a.ncols() != n || b.ncols() != k || b.nrows() != a.nrows()).then(|| {
+            format!(
+                "rank {}: partition {p} has A {:?} and b {:?}, expected n = {n} columns of A and k = {k} of b",
+                comm.rank(),
+                a.dim(),
+                b.dim()
+            )
+        })
+    });
+    let len = n * (n + 1) / 2 + n * k + 1;
+    let contributions: BTreeMap<usize, Vec<f64>> = parts
+        .iter()
+        .map(|(&p, (a, b))| {
+            let mut c = Vec::with_capacity(len);
+            if problem.is_none() {
+                c.extend(upper(&a.t().dot(a)));
+                c.extend(a.t().dot(b).iter());
+                c.push(a.nrows() as f64);
+            } else {
+                c.resize(len, 0.0);
+            }
+            (p, c)
+        })
+        .collect();
+    let (sums, _) = job.reduce(comm, len, &contributions, &[], true, problem)?;
+    if n == 0 || sums.value[len - 1] < 0.5 {
+        return Err(LinalgError::Empty {
+            what: "least squares without rows or columns",
+        });
+    }
+    let (g, c) = unpack_normal(&sums.value, n, k);
+    solve_and_refine(&g, &c, options, sums.rounds, |x, stop, cholesky| {
+        let xa = to_ndarray(x);
+        let steps: BTreeMap<usize, Vec<f64>> = parts
+            .iter()
+            .map(|(&p, (a, b))| {
+                let resid = b - &a.dot(&xa);
+                let mut data: Vec<f64> = a.t().dot(&resid).iter().copied().collect();
+                data.push(resid.iter().map(|v| v * v).sum());
+                (p, data)
+            })
+            .collect();
+        let (step, votes) = job.reduce(comm, n * k + 1, &steps, &[stop, cholesky], false, None)?;
+        Ok(Refinement {
+            grad: step.value[..n * k].to_vec(),
+            residual2: step.value[n * k],
+            stop_votes: votes.sum[0],
+            cholesky_votes: votes.sum[1],
+            voters: votes.voters,
+            rounds: step.rounds,
+        })
     })
 }
 

@@ -1,0 +1,132 @@
+//! Contribution hashes, and small integers carried exactly through a sum.
+//!
+//! A reduction sums floating-point values to within its tolerance. A value
+//! that only one rank contributes, while all the others contribute zero, is
+//! an integer in the sum once it is rounded. That holds as long as the
+//! reduction's error stays below one half, which it does by many orders of
+//! magnitude for values up to 2¹⁶. So a 128-bit hash travels as eight
+//! 16-bit chunks, each stored plus one so that an absent hash (all zeros)
+//! is told apart from a present one.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{LinalgError, Result};
+
+/// 16-bit chunks per hash (128 bits).
+pub(super) const CHUNKS: usize = 8;
+
+/// `SHA-256(partition ‖ contribution bytes ‖ holder ‖ operation)`, first
+/// 128 bits, as 16-bit chunks.
+pub(super) fn hash_u16(
+    partition: usize,
+    contribution: &[f64],
+    holder: usize,
+    op: u64,
+) -> [u16; CHUNKS] {
+    let mut h = Sha256::new();
+    h.update((partition as u64).to_le_bytes());
+    for x in contribution {
+        h.update(x.to_le_bytes());
+    }
+    h.update((holder as u64).to_le_bytes());
+    h.update(op.to_le_bytes());
+    let digest = h.finalize();
+    let mut out = [0u16; CHUNKS];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u16::from_le_bytes([digest[2 * i], digest[2 * i + 1]]);
+    }
+    out
+}
+
+/// The hash as values to sum: each chunk plus one.
+pub(super) fn hash_chunks(
+    partition: usize,
+    contribution: &[f64],
+    holder: usize,
+    op: u64,
+) -> [f64; CHUNKS] {
+    hash_u16(partition, contribution, holder, op).map(|c| f64::from(c) + 1.0)
+}
+
+/// Reads a summed hash: `None` if nobody published one.
+pub(super) fn decode_hash(values: &[f64]) -> Result<Option<[u16; CHUNKS]>> {
+    let mut out = [0u16; CHUNKS];
+    let mut zeros = 0;
+    for (o, &v) in out.iter_mut().zip(values) {
+        let n = integer(v, 65536.0)?;
+        if n == 0 {
+            zeros += 1;
+        } else {
+            *o = (n - 1) as u16;
+        }
+    }
+    match zeros {
+        0 => Ok(Some(out)),
+        z if z == CHUNKS => Ok(None),
+        _ => Err(imprecise(
+            values
+                .iter()
+                .copied()
+                .find(|v| v.round() == 0.0)
+                .unwrap_or(0.0),
+        )),
+    }
+}
+
+/// Reads a summed 0/1 flag.
+pub(super) fn decode_flag(value: f64) -> Result<bool> {
+    Ok(integer(value, 1.0)? == 1)
+}
+
+fn integer(value: f64, max: f64) -> Result<u32> {
+    let n = value.round();
+    if !((value - n).abs() <= 0.25 && (0.0..=max).contains(&n)) {
+        return Err(imprecise(value));
+    }
+    Ok(n as u32)
+}
+
+fn imprecise(value: f64) -> LinalgError {
+    LinalgError::InvalidArgument {
+        ranks: Vec::new(),
+        detail: format!(
+            ": a replicated reduction carried {value} where a small integer was due; \
+             the consensus tolerance is too coarse for the data's magnitude (use a smaller tol)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_depend_on_every_input_and_survive_a_noisy_sum() {
+        let c = [1.0, 2.5, -3.0];
+        let h = hash_u16(3, &c, 1, 7);
+        assert_ne!(h, hash_u16(4, &c, 1, 7));
+        assert_ne!(h, hash_u16(3, &[1.0, 2.5, -3.0 + 1e-15], 1, 7));
+        assert_ne!(h, hash_u16(3, &c, 2, 7));
+        assert_ne!(h, hash_u16(3, &c, 1, 8));
+        let noisy: Vec<f64> = hash_chunks(3, &c, 1, 7)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + if i % 2 == 0 { 1e-7 } else { -1e-7 })
+            .collect();
+        assert_eq!(decode_hash(&noisy).unwrap(), Some(h));
+        assert_eq!(decode_hash(&[0.0; CHUNKS]).unwrap(), None);
+        assert!(decode_hash(&[0.4; CHUNKS]).is_err());
+        let mut partial = noisy.clone();
+        partial[2] = 0.0;
+        assert!(decode_hash(&partial).is_err());
+    }
+
+    #[test]
+    fn flags_are_read_exactly_or_not_at_all() {
+        assert!(decode_flag(1.0 - 1e-9).unwrap());
+        assert!(!decode_flag(1e-9).unwrap());
+        assert!(decode_flag(0.5).is_err());
+        assert!(decode_flag(2.0).is_err());
+        assert!(decode_flag(f64::NAN).is_err());
+    }
+}

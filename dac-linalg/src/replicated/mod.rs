@@ -1,0 +1,656 @@
+//! Replicated jobs: every partition of the data held by several ranks,
+//! contributed exactly once, and checked by its holders.
+//!
+//! A job's data is cut into `P` partitions and a [`Placement`] gives each
+//! one `r` holders. Every holder computes its partitions' contributions,
+//! and for each partition the first live holder puts its contribution into
+//! the reduction. When that holder departs before or during the reduction,
+//! the reduction's `contributors` show that its data is missing. A
+//! *correction* reduction then follows: the next live holder of each
+//! missing partition contributes it, and every other rank contributes
+//! zeros. The sum is again the full, exact sum, because a departed
+//! member's flows carry exactly its own input. If every holder of a
+//! partition is gone, the call fails with [`LinalgError::PartitionLost`]
+//! on every rank, or, with [`ReplicatedOptions::allow_degraded`], it
+//! returns the sum over the surviving partitions and lists the lost ones.
+//!
+//! **Checkpoint hashing.** At a checkpoint (every reduction by default),
+//! one reduction comes first. In it every holder publishes, for each
+//! partition it holds, `SHA-256(partition ‖ contribution bytes ‖ holder ‖
+//! operation)`, truncated to 128 bits. The hash is carried exactly, as
+//! sixteen-bit integers summed with zeros. Every holder then recomputes the
+//! hash the other holders should have published from *its own*
+//! contribution, and reports any mismatch in the data reduction that
+//! follows.
+//! - With two holders, a mismatch fails the call with
+//!   [`LinalgError::ReplicaMismatch`] on every rank: nobody can tell which
+//!   of the two is right.
+//! - With three or more, the largest group of holders that agree with each
+//!   other, if it is a majority, wins. The others are excluded from the
+//!   job: they contribute nothing from then on, and a data reduction they
+//!   contributed to is redone without them.
+//!
+//! A contribution must be a deterministic function of the partition, so
+//! that honest holders produce the same bytes. A contribution that depends
+//! on a consensus result (an iterate) is not: ranks' copies of a consensus
+//! value differ in their last bits. Those reductions use
+//! [`Replicated::allreduce_sum`] with `check = false`; they are still
+//! contributed exactly once.
+//!
+//! Every decision (who contributes, who departed, who is excluded) is
+//! derived from the results of the reductions, which every rank shares, so
+//! all ranks take the same steps. Exclusion only stops an excluded rank's
+//! *contributions*; a rank that also corrupts the consensus protocol itself
+//! is outside what averaging consensus can tolerate.
+
+mod digest;
+mod placement;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dac_core::{Communicator, Error, Reduction};
+
+pub use placement::{Placement, ReplicationPlan, replication_factor};
+
+use crate::error::{LinalgError, Result};
+use digest::{CHUNKS, decode_flag, decode_hash, hash_chunks, hash_u16};
+
+/// Options of a [`Replicated`] job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicatedOptions {
+    /// Exchange contribution hashes at every `k`-th checked reduction of
+    /// the job (1, the default: every one; 0: never).
+    pub checkpoint_every: u64,
+    /// When every holder of a partition is gone, return the sum over the
+    /// surviving partitions and list the lost ones in
+    /// [`PartitionSum::lost`], instead of failing with
+    /// [`LinalgError::PartitionLost`] (default `false`).
+    pub allow_degraded: bool,
+}
+
+impl Default for ReplicatedOptions {
+    fn default() -> ReplicatedOptions {
+        ReplicatedOptions {
+            checkpoint_every: 1,
+            allow_degraded: false,
+        }
+    }
+}
+
+/// Something a replicated job noticed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaEvent {
+    /// The holders of `partition` disagreed; `ranks` are the minority
+    /// (with three or more holders) or both holders (with two).
+    ReplicaMismatch {
+        /// The partition.
+        partition: usize,
+        /// The ranks whose contribution differs from the majority's.
+        ranks: Vec<usize>,
+    },
+    /// `rank` no longer contributes to this job.
+    Excluded {
+        /// The excluded rank.
+        rank: usize,
+    },
+    /// `partition`'s contributor was missing, and `rank`, a standby holder,
+    /// contributed it instead.
+    TookOver {
+        /// The partition.
+        partition: usize,
+        /// The standby that contributed it.
+        rank: usize,
+    },
+}
+
+/// The result of [`Replicated::allreduce_sum`], the same on every rank.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionSum {
+    /// `Σ_p contribution(p)` over every partition (over the surviving ones
+    /// when [`PartitionSum::lost`] is not empty).
+    pub value: Vec<f64>,
+    /// Partitions whose every holder is gone (only with
+    /// [`ReplicatedOptions::allow_degraded`]; otherwise that is an error).
+    pub lost: Vec<usize>,
+    /// Reductions the call took (more than one at a checkpoint, after a
+    /// departure or after an exclusion).
+    pub reductions: usize,
+    /// Consensus rounds over all of them.
+    pub rounds: u64,
+}
+
+/// A per-rank part carried next to the partition sums (votes): its sum
+/// over the ranks that took part, and how many did.
+#[derive(Debug)]
+pub(crate) struct Votes {
+    pub(crate) sum: Vec<f64>,
+    pub(crate) voters: usize,
+}
+
+/// A job whose data is cut into partitions held by several ranks each:
+/// see the [module docs](self). Every rank builds the same one (the same
+/// placement and options) and calls its methods in the same order.
+#[derive(Clone, Debug)]
+pub struct Replicated {
+    placement: Placement,
+    options: ReplicatedOptions,
+    /// Checked reductions so far (the operation id in the hashes).
+    op: u64,
+    departed: BTreeSet<usize>,
+    excluded: BTreeSet<usize>,
+    events: Vec<ReplicaEvent>,
+}
+
+/// Where partition `p`'s holder slots start in the flat slot arrays.
+fn slot_offsets(placement: &Placement) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(placement.partitions() + 1);
+    let mut at = 0;
+    for p in 0..placement.partitions() {
+        offsets.push(at);
+        at += placement.holders(p).len();
+    }
+    offsets.push(at);
+    offsets
+}
+
+impl Replicated {
+    /// A job over `placement`.
+    pub fn new(placement: Placement, options: ReplicatedOptions) -> Replicated {
+        Replicated {
+            placement,
+            options,
+            op: 0,
+            departed: BTreeSet::new(),
+            excluded: BTreeSet::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The placement.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The ranks this job has seen depart, ascending.
+    pub fn departed(&self) -> Vec<usize> {
+        self.departed.iter().copied().collect()
+    }
+
+    /// The ranks excluded after a replica mismatch, ascending.
+    pub fn excluded(&self) -> Vec<usize> {
+        self.excluded.iter().copied().collect()
+    }
+
+    /// The events since the last call (and forgets them).
+    pub fn take_events(&mut self) -> Vec<ReplicaEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The partition whose contribution `rank` makes next, if it holds
+    /// one: the first holder of each partition that is neither departed
+    /// nor excluded contributes it.
+    fn contributor(&self, p: usize, skip: &BTreeSet<usize>) -> Option<usize> {
+        self.placement
+            .holders(p)
+            .iter()
+            .copied()
+            .find(|h| !self.departed.contains(h) && !self.excluded.contains(h) && !skip.contains(h))
+    }
+
+    /// Sums `contributions[p]` over all the job's partitions, each one
+    /// exactly once, on every rank.
+    ///
+    /// This rank passes the contributions of exactly the partitions it
+    /// holds ([`Placement::held_by`]), each `len` values long. A rank that
+    /// holds none passes an empty map. With `check` (and a checkpoint due,
+    /// see [`ReplicatedOptions::checkpoint_every`]) the holders' hashes are
+    /// compared first. Pass `check = false` for contributions that depend
+    /// on a consensus result (they differ in their last bits between
+    /// ranks).
+    ///
+    /// # Errors
+    /// - [`LinalgError::Shape`]: the wrong partitions, or the wrong lengths.
+    /// - [`LinalgError::NonFinite`].
+    /// - [`LinalgError::InvalidArgument`]: a placement for another number of
+    ///   ranks.
+    /// - [`LinalgError::PartitionLost`].
+    /// - [`LinalgError::ReplicaMismatch`].
+    /// - The reduction's error.
+    ///
+    /// All of them on every rank alike.
+    pub fn allreduce_sum<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        len: usize,
+        contributions: &BTreeMap<usize, Vec<f64>>,
+        check: bool,
+    ) -> Result<PartitionSum> {
+        self.reduce(comm, len, contributions, &[], check, None)
+            .map(|(sum, _)| sum)
+    }
+
+    /// [`Replicated::allreduce_sum`] with a per-rank part (votes) summed
+    /// over the live ranks of the data reduction, and a shape problem the
+    /// caller found in this rank's partitions.
+    pub(crate) fn reduce<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        len: usize,
+        contributions: &BTreeMap<usize, Vec<f64>>,
+        votes: &[f64],
+        check: bool,
+        problem: Option<String>,
+    ) -> Result<(PartitionSum, Votes)> {
+        let (size, me) = (comm.size(), comm.rank());
+        if self.placement.ranks() != size {
+            return Err(LinalgError::InvalidArgument {
+                ranks: vec![me],
+                detail: format!(
+                    ": the placement is for {} ranks but the job has {size}",
+                    self.placement.ranks()
+                ),
+            });
+        }
+        let op = self.op;
+        self.op += 1;
+        let every = self.options.checkpoint_every;
+        let checkpoint = check && every > 0 && op.is_multiple_of(every);
+        let (mut shape, non_finite) = self.validate(me, len, contributions);
+        if problem.is_some() {
+            shape = problem;
+        }
+        let offsets = slot_offsets(&self.placement);
+        let slots = offsets[self.placement.partitions()];
+        let mut reductions = 0;
+        let mut rounds = 0u64;
+        let mut present = vec![true; slots];
+        let mut mismatch_flags = Vec::new();
+        let mut flags_done = false;
+        if checkpoint {
+            // Round 1: the flags, then every holder's hash of every
+            // partition it holds.
+            let mut payload = vec![0.0; 2 * size + slots * CHUNKS];
+            payload[me] = f64::from(u8::from(shape.is_some()));
+            payload[size + me] = f64::from(u8::from(non_finite.is_some()));
+            if shape.is_none() && non_finite.is_none() && !self.excluded.contains(&me) {
+                for (&p, c) in contributions {
+                    if let Some(k) = self.placement.holders(p).iter().position(|&h| h == me) {
+                        let at = 2 * size + (offsets[p] + k) * CHUNKS;
+                        payload[at..at + CHUNKS].copy_from_slice(&hash_chunks(p, c, me, op));
+                    }
+                }
+            }
+            let red = self.sum(comm, &payload)?;
+            reductions += 1;
+            rounds += u64::from(red.rounds);
+            fail_on_flags(&red.value, size, &shape, &non_finite)?;
+            flags_done = true;
+            // Each holder checks the others' hashes against its own
+            // contribution.
+            let digests: Vec<Option<[u16; CHUNKS]>> = (0..slots)
+                .map(|s| {
+                    decode_hash(&red.value[2 * size + s * CHUNKS..2 * size + (s + 1) * CHUNKS])
+                })
+                .collect::<Result<_>>()?;
+            for p in 0..self.placement.partitions() {
+                for (k, &h) in self.placement.holders(p).iter().enumerate() {
+                    present[offsets[p] + k] = red.contributors.contains(h)
+                        && !self.excluded.contains(&h)
+                        && digests[offsets[p] + k].is_some();
+                }
+            }
+            mismatch_flags = vec![0.0; self.mismatch_len()];
+            let mut at = 0;
+            for p in 0..self.placement.partitions() {
+                let holders = self.placement.holders(p);
+                let r = holders.len();
+                if let (Some(j), Some(c)) =
+                    (holders.iter().position(|&h| h == me), contributions.get(&p))
+                {
+                    for (k, &h) in holders.iter().enumerate() {
+                        let (Some(theirs), true) =
+                            (digests[offsets[p] + k], present[offsets[p] + k])
+                        else {
+                            continue;
+                        };
+                        if k != j && hash_u16(p, c, h, op) != theirs {
+                            mismatch_flags[at + j * r + k] = 1.0;
+                        }
+                    }
+                }
+                at += r * r;
+            }
+        }
+        // Holders whose hash was missing cannot contribute this time.
+        let mut skip: BTreeSet<usize> = BTreeSet::new();
+        for p in 0..self.placement.partitions() {
+            for (k, &h) in self.placement.holders(p).iter().enumerate() {
+                if !present[offsets[p] + k] {
+                    skip.insert(h);
+                }
+            }
+        }
+        loop {
+            // The data reduction: [flags | mismatch flags | votes | data].
+            let head = if flags_done { 0 } else { 2 * size };
+            let mut payload = vec![0.0; head];
+            if !flags_done {
+                payload[me] = f64::from(u8::from(shape.is_some()));
+                payload[size + me] = f64::from(u8::from(non_finite.is_some()));
+            }
+            payload.extend_from_slice(&mismatch_flags);
+            payload.extend_from_slice(votes);
+            let ok = shape.is_none() && non_finite.is_none();
+            let assigned: Vec<Option<usize>> = (0..self.placement.partitions())
+                .map(|p| self.contributor(p, &skip))
+                .collect();
+            let mut data = vec![0.0; len];
+            if ok {
+                for (p, who) in assigned.iter().enumerate() {
+                    if *who == Some(me)
+                        && let Some(c) = contributions.get(&p)
+                    {
+                        data.iter_mut().zip(c).for_each(|(d, x)| *d += x);
+                    }
+                }
+            }
+            payload.extend_from_slice(&data);
+            let red = self.sum(comm, &payload)?;
+            reductions += 1;
+            rounds += u64::from(red.rounds);
+            if !flags_done {
+                fail_on_flags(&red.value, size, &shape, &non_finite)?;
+            }
+            let body = &red.value[head..];
+            let (flags, rest) = body.split_at(mismatch_flags.len());
+            let (vote_sum, sum) = rest.split_at(votes.len());
+            if !flags.is_empty() && self.settle_mismatches(flags, &present, &red)? {
+                // A contributor of this reduction was excluded: its data
+                // is suspect; do it again without it.
+                let tainted = assigned
+                    .iter()
+                    .any(|who| who.is_some_and(|w| self.excluded.contains(&w)));
+                if tainted {
+                    mismatch_flags.clear();
+                    flags_done = true;
+                    continue;
+                }
+            }
+            let mut value = sum.to_vec();
+            let votes = Votes {
+                sum: vote_sum.to_vec(),
+                voters: red.contributors.len(),
+            };
+            let missing: Vec<usize> = assigned
+                .iter()
+                .enumerate()
+                .filter(|(_, who)| who.is_some_and(|w| !red.contributors.contains(w)))
+                .map(|(p, _)| p)
+                .collect();
+            let mut lost: Vec<usize> = assigned
+                .iter()
+                .enumerate()
+                .filter(|(_, who)| who.is_none())
+                .map(|(p, _)| p)
+                .collect();
+            let (more, extra_rounds, recovered_lost) =
+                self.correct(comm, len, contributions, missing, ok, &skip)?;
+            reductions += more;
+            rounds += extra_rounds;
+            for (v, x) in value.iter_mut().zip(&recovered_lost.0) {
+                *v += x;
+            }
+            lost.extend(recovered_lost.1);
+            lost.sort_unstable();
+            if let Some(&partition) = lost.first()
+                && !self.options.allow_degraded
+            {
+                return Err(LinalgError::PartitionLost { partition });
+            }
+            return Ok((
+                PartitionSum {
+                    value,
+                    lost,
+                    reductions,
+                    rounds,
+                },
+                votes,
+            ));
+        }
+    }
+
+    /// Correction reductions for the partitions whose contributor's data
+    /// did not make it: the next live holder contributes each, until none
+    /// is missing or a partition has no live holder left. Returns the
+    /// reductions, their rounds, and (the corrections' sum, the lost
+    /// partitions).
+    #[allow(clippy::type_complexity)]
+    fn correct<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        len: usize,
+        contributions: &BTreeMap<usize, Vec<f64>>,
+        mut missing: Vec<usize>,
+        ok: bool,
+        skip: &BTreeSet<usize>,
+    ) -> Result<(usize, u64, (Vec<f64>, Vec<usize>))> {
+        let me = comm.rank();
+        let mut total = vec![0.0; len];
+        let mut lost = Vec::new();
+        let (mut reductions, mut rounds) = (0, 0u64);
+        while !missing.is_empty() {
+            let mut data = vec![0.0; len];
+            let mut assigned = Vec::new();
+            for &p in &missing {
+                match self.contributor(p, skip) {
+                    None => lost.push(p),
+                    Some(who) => {
+                        self.events.push(ReplicaEvent::TookOver {
+                            partition: p,
+                            rank: who,
+                        });
+                        if who == me
+                            && ok
+                            && let Some(c) = contributions.get(&p)
+                        {
+                            data.iter_mut().zip(c).for_each(|(d, x)| *d += x);
+                        }
+                        assigned.push((p, who));
+                    }
+                }
+            }
+            if assigned.is_empty() {
+                break;
+            }
+            let red = self.sum(comm, &data)?;
+            reductions += 1;
+            rounds += u64::from(red.rounds);
+            total.iter_mut().zip(&red.value).for_each(|(t, x)| *t += x);
+            missing = assigned
+                .into_iter()
+                .filter(|(_, who)| !red.contributors.contains(*who))
+                .map(|(p, _)| p)
+                .collect();
+        }
+        Ok((reductions, rounds, (total, lost)))
+    }
+
+    /// One `allreduce_sum`, noting who departed.
+    fn sum<C: Communicator>(&mut self, comm: &mut C, payload: &[f64]) -> Result<Reduction> {
+        let red = comm.allreduce_sum(payload).map_err(|e| match e {
+            Error::DimensionMismatch {
+                rank, expected, found,
+            } => LinalgError::Shape {
+                reason: format!(
+                    "the replicated reduction differs between ranks (rank {rank} sent {found} values, a neighbour {expected}): every rank must pass the same len and placement"
+                ),
+            },
+            other => LinalgError::Consensus(other),
+        })?;
+        for r in 0..comm.size() {
+            if !red.contributors.contains(r) {
+                self.departed.insert(r);
+            }
+        }
+        Ok(red)
+    }
+
+    /// This rank's own problems with its contributions.
+    fn validate(
+        &self,
+        me: usize,
+        len: usize,
+        contributions: &BTreeMap<usize, Vec<f64>>,
+    ) -> (Option<String>, Option<String>) {
+        let held = self.placement.held_by(me);
+        let passed: Vec<usize> = contributions.keys().copied().collect();
+        let shape = if passed != held {
+            Some(format!(
+                "rank {me} holds partitions {held:?} but passed {passed:?}"
+            ))
+        } else {
+            contributions
+                .iter()
+                .find(|(_, c)| c.len() != len)
+                .map(|(p, c)| {
+                    format!(
+                        "rank {me}: partition {p}'s contribution has {} values, not {len}",
+                        c.len()
+                    )
+                })
+        };
+        let non_finite = contributions.iter().find_map(|(p, c)| {
+            c.iter()
+                .position(|x| !x.is_finite())
+                .map(|i| format!("rank {me}: partition {p}'s contribution[{i}] = {}", c[i]))
+        });
+        (shape, non_finite)
+    }
+
+    fn mismatch_len(&self) -> usize {
+        (0..self.placement.partitions())
+            .map(|p| self.placement.holders(p).len().pow(2))
+            .sum()
+    }
+
+    /// Reads the holders' mismatch reports. Returns whether anyone was
+    /// excluded; fails when a partition has no majority.
+    fn settle_mismatches(
+        &mut self,
+        flags: &[f64],
+        present: &[bool],
+        red: &Reduction,
+    ) -> Result<bool> {
+        let offsets = slot_offsets(&self.placement);
+        let before = self.excluded.clone();
+        let mut excluded_now = false;
+        let mut at = 0;
+        for p in 0..self.placement.partitions() {
+            let holders = self.placement.holders(p).to_vec();
+            let r = holders.len();
+            // Holders that published a hash and are not excluded.
+            let live: Vec<usize> = (0..r)
+                .filter(|&k| present[offsets[p] + k] && !before.contains(&holders[k]))
+                .collect();
+            let mut disagree = vec![vec![false; r]; r];
+            let mut any = false;
+            for &j in &live {
+                // Only reports of holders whose data reduction went through.
+                if !red.contributors.contains(holders[j]) {
+                    continue;
+                }
+                for &k in &live {
+                    if decode_flag(flags[at + j * r + k])? {
+                        disagree[j][k] = true;
+                        disagree[k][j] = true;
+                        any = true;
+                    }
+                }
+            }
+            at += r * r;
+            if !any {
+                continue;
+            }
+            // The largest group that agrees pairwise, if it is a majority.
+            let mut best: Vec<usize> = Vec::new();
+            for &j in &live {
+                let group: Vec<usize> = live
+                    .iter()
+                    .copied()
+                    .filter(|&k| k == j || !disagree[j][k])
+                    .collect();
+                let clique = group
+                    .iter()
+                    .all(|&a| group.iter().all(|&b| a == b || !disagree[a][b]));
+                if clique && group.len() > best.len() {
+                    best = group;
+                }
+            }
+            let minority: Vec<usize> = live
+                .iter()
+                .filter(|k| !best.contains(k))
+                .map(|&k| holders[k])
+                .collect();
+            if 2 * best.len() <= live.len() || r < 3 {
+                let ranks: Vec<usize> = live.iter().map(|&k| holders[k]).collect();
+                self.events.push(ReplicaEvent::ReplicaMismatch {
+                    partition: p,
+                    ranks: ranks.clone(),
+                });
+                return Err(LinalgError::ReplicaMismatch {
+                    partition: p,
+                    ranks,
+                });
+            }
+            self.events.push(ReplicaEvent::ReplicaMismatch {
+                partition: p,
+                ranks: minority.clone(),
+            });
+            for rank in minority {
+                if self.excluded.insert(rank) {
+                    self.events.push(ReplicaEvent::Excluded { rank });
+                    excluded_now = true;
+                }
+            }
+        }
+        Ok(excluded_now)
+    }
+}
+
+/// Fails on every rank when some rank flagged its contributions.
+fn fail_on_flags(
+    sum: &[f64],
+    size: usize,
+    shape: &Option<String>,
+    non_finite: &Option<String>,
+) -> Result<()> {
+    let flagged = |offset: usize| -> Result<Vec<usize>> {
+        let mut ranks = Vec::new();
+        for r in 0..size {
+            if decode_flag(sum[offset + r])? {
+                ranks.push(r);
+            }
+        }
+        Ok(ranks)
+    };
+    let bad_shape = flagged(0)?;
+    if !bad_shape.is_empty() {
+        let mine = shape.as_ref().map(|s| format!("; {s}")).unwrap_or_default();
+        return Err(LinalgError::Shape {
+            reason: format!(
+                "the partitions passed by rank(s) {bad_shape:?} do not fit the placement{mine}"
+            ),
+        });
+    }
+    let bad_values = flagged(size)?;
+    if !bad_values.is_empty() {
+        return Err(LinalgError::NonFinite {
+            ranks: bad_values,
+            detail: non_finite
+                .as_ref()
+                .map(|s| format!("; here: {s}"))
+                .unwrap_or_default(),
+        });
+    }
+    Ok(())
+}

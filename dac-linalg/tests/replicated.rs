@@ -1,0 +1,516 @@
+//! Replicated jobs: exactly-once contributions under departures, checkpoint
+//! hashes, exclusion of a minority holder, lost partitions.
+//!
+//! The communicator here is a test double that sums exactly what the live
+//! ranks submitted. It can lose a rank before or after its input to a given
+//! reduction was counted. It gives each rank a copy of the result that
+//! differs in the last bits, as consensus copies do. The real transports run
+//! the same code in `dac-examples` (`fault_tolerant_lstsq`, under `dacrun`,
+//! with a SIGKILL).
+// Helpers of tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex};
+
+use dac_core::{Communicator, Contributors, Error, Reduction};
+use dac_linalg::{LinalgError, Placement, ReplicaEvent, Replicated, ReplicatedOptions};
+
+/// When a rank is lost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Loss {
+    /// Before it submits to reduction `op` (its input is not counted).
+    Before(u64),
+    /// Right after it submitted to reduction `op` (its input is counted).
+    After(u64),
+}
+
+#[derive(Default)]
+struct State {
+    inputs: HashMap<u64, Vec<Option<Vec<f64>>>>,
+    dead: Vec<bool>,
+}
+
+struct Mock {
+    rank: usize,
+    size: usize,
+    op: u64,
+    loss: Option<Loss>,
+    shared: Arc<(Mutex<State>, Condvar)>,
+}
+
+impl Communicator for Mock {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn allreduce_mean(&mut self, _x: &[f64]) -> dac_core::Result<Reduction> {
+        unreachable!("the replicated layer sums")
+    }
+
+    fn allreduce_sum(&mut self, x: &[f64]) -> dac_core::Result<Reduction> {
+        let op = self.op;
+        self.op += 1;
+        let (lock, cv) = &*self.shared;
+        let mut state = lock.lock().unwrap();
+        let lost = Err(Error::Left { rank: self.rank });
+        if state.dead[self.rank] {
+            return lost;
+        }
+        if self.loss == Some(Loss::Before(op)) {
+            state.dead[self.rank] = true;
+            cv.notify_all();
+            return lost;
+        }
+        let size = self.size;
+        state.inputs.entry(op).or_insert_with(|| vec![None; size])[self.rank] = Some(x.to_vec());
+        if self.loss == Some(Loss::After(op)) {
+            state.dead[self.rank] = true;
+            cv.notify_all();
+            return lost;
+        }
+        cv.notify_all();
+        let state = cv
+            .wait_while(state, |s| {
+                (0..size).any(|r| !s.dead[r] && s.inputs[&op][r].is_none())
+            })
+            .unwrap();
+        let inputs = &state.inputs[&op];
+        let len = x.len();
+        if let Some(other) = inputs.iter().flatten().find(|v| v.len() != len) {
+            return Err(Error::DimensionMismatch {
+                rank: self.rank,
+                expected: len,
+                found: other.len(),
+            });
+        }
+        let mut value = vec![0.0; len];
+        for v in inputs.iter().flatten() {
+            value.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+        }
+        // Each rank's copy differs in the last bits.
+        let wobble = 1.0 + (self.rank as f64 - 3.5) * 1e-15;
+        value.iter_mut().for_each(|v| *v *= wobble);
+        let departed = (0..size).filter(|&r| inputs[r].is_none());
+        Ok(Reduction {
+            value,
+            rounds: 1,
+            residual: 0.0,
+            contributors: Contributors::excluding(size, departed),
+        })
+    }
+}
+
+/// Runs `body` on `size` ranks (threads), rank `r` lost as `losses[r]`
+/// says; returns each rank's result (`None` for lost ranks).
+fn run<T: Send>(
+    size: usize,
+    losses: &[(usize, Loss)],
+    body: impl Fn(&mut Mock) -> T + Sync,
+) -> Vec<Option<T>> {
+    let shared = Arc::new((
+        Mutex::new(State {
+            inputs: HashMap::new(),
+            dead: vec![false; size],
+        }),
+        Condvar::new(),
+    ));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let loss = losses.iter().find(|l| l.0 == rank).map(|l| l.1);
+                let mut comm = Mock {
+                    rank,
+                    size,
+                    op: 0,
+                    loss,
+                    shared: Arc::clone(&shared),
+                };
+                let body = &body;
+                s.spawn(move || {
+                    let out = body(&mut comm);
+                    loss.is_none().then_some(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Partition `p`'s contribution (the same on every holder).
+fn contribution(p: usize, len: usize) -> Vec<f64> {
+    (0..len)
+        .map(|j| ((p * 7 + j * 3) as f64 * 0.37).sin() * 10f64.powi((j % 4) as i32))
+        .collect()
+}
+
+fn exact(partitions: impl IntoIterator<Item = usize>, len: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; len];
+    for p in partitions {
+        sum.iter_mut()
+            .zip(contribution(p, len))
+            .for_each(|(s, x)| *s += x);
+    }
+    sum
+}
+
+fn held(pl: &Placement, rank: usize, len: usize) -> BTreeMap<usize, Vec<f64>> {
+    pl.held_by(rank)
+        .into_iter()
+        .map(|p| (p, contribution(p, len)))
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64]) {
+    let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-12 * scale, "{got:?} vs {want:?}");
+    }
+}
+
+const LEN: usize = 5;
+
+#[test]
+fn without_faults_every_partition_counts_once() {
+    let pl = Placement::new(16, 8, 2).unwrap();
+    let results = run(8, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+        let first = job
+            .allreduce_sum(comm, LEN, &held(&pl, comm.rank(), LEN), true)
+            .unwrap();
+        let unchecked = job
+            .allreduce_sum(comm, LEN, &held(&pl, comm.rank(), LEN), false)
+            .unwrap();
+        (first, unchecked, job.take_events())
+    });
+    for (first, unchecked, events) in results.into_iter().flatten() {
+        assert_close(&first.value, &exact(0..16, LEN));
+        assert_close(&unchecked.value, &exact(0..16, LEN));
+        // One hash reduction, one data reduction; unchecked: data only.
+        assert_eq!((first.reductions, unchecked.reductions), (2, 1));
+        assert!(first.lost.is_empty() && events.is_empty(), "{events:?}");
+    }
+}
+
+#[test]
+fn a_departed_contributor_is_replaced_by_a_standby_at_every_point() {
+    let pl = Placement::new(16, 8, 2).unwrap();
+    // Rank 3 lost before the hash round, before the data round (after
+    // its hash was counted), and after its data was counted; and rank 5
+    // lost in the second call's correction.
+    // Whether a standby must step in after a data reduction went without
+    // its contributor (a loss before the hash round is known in time).
+    // A second rank that shares no partition with rank 3 (losing both
+    // holders of a partition is another test).
+    let other = (0..8)
+        .find(|&r| {
+            r != 3 && (0..16).all(|p| !(pl.holders(p).contains(&3) && pl.holders(p).contains(&r)))
+        })
+        .unwrap();
+    for (losses, takeover) in [
+        (vec![(3, Loss::Before(0))], false),
+        (vec![(3, Loss::Before(1))], true),
+        (vec![(3, Loss::After(1))], false),
+        (vec![(3, Loss::Before(1)), (other, Loss::Before(2))], true),
+        (vec![(3, Loss::Before(3)), (other, Loss::Before(4))], true),
+    ] {
+        let results = run(8, &losses, |comm| {
+            let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+            let mut sums = Vec::new();
+            for _ in 0..3 {
+                sums.push(job.allreduce_sum(comm, LEN, &held(&pl, comm.rank(), LEN), true));
+            }
+            (sums, job.departed(), job.take_events())
+        });
+        let survivors: Vec<_> = results.into_iter().flatten().collect();
+        assert_eq!(survivors.len(), 8 - losses.len());
+        for (sums, departed, events) in survivors {
+            for s in sums {
+                let s = s.unwrap();
+                assert_close(&s.value, &exact(0..16, LEN));
+                assert!(s.lost.is_empty());
+            }
+            let mut lost: Vec<usize> = losses.iter().map(|l| l.0).collect();
+            lost.sort_unstable();
+            assert_eq!(departed, lost, "{losses:?}");
+            assert_eq!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, ReplicaEvent::TookOver { .. })),
+                takeover,
+                "{losses:?}: {events:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn with_one_replica_a_lost_holder_fails_every_survivor_or_is_listed() {
+    let pl = Placement::new(8, 4, 1).unwrap();
+    let gone = pl.held_by(2);
+    for degraded in [false, true] {
+        let options = ReplicatedOptions {
+            allow_degraded: degraded,
+            ..ReplicatedOptions::default()
+        };
+        let results = run(4, &[(2, Loss::Before(1))], |comm| {
+            let mut job = Replicated::new(pl.clone(), options);
+            job.allreduce_sum(comm, LEN, &held(&pl, comm.rank(), LEN), true)
+        });
+        for r in results.into_iter().flatten() {
+            if degraded {
+                let s = r.unwrap();
+                assert_eq!(s.lost, gone);
+                assert_close(&s.value, &exact((0..8).filter(|p| !gone.contains(p)), LEN));
+            } else {
+                assert_eq!(r, Err(LinalgError::PartitionLost { partition: gone[0] }));
+            }
+        }
+    }
+}
+
+/// Rank `cheat` adds 1e-9 to its contribution of every partition it holds.
+fn cheating(pl: &Placement, rank: usize, cheat: usize) -> BTreeMap<usize, Vec<f64>> {
+    let mut parts = held(pl, rank, LEN);
+    if rank == cheat {
+        for c in parts.values_mut() {
+            c[1] += 1e-9;
+        }
+    }
+    parts
+}
+
+#[test]
+fn with_three_replicas_the_minority_holder_is_excluded_and_the_result_is_exact() {
+    let pl = Placement::new(8, 6, 3).unwrap();
+    let cheat = 2;
+    let results = run(6, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+        let first = job.allreduce_sum(comm, LEN, &cheating(&pl, comm.rank(), cheat), true);
+        let second = job.allreduce_sum(comm, LEN, &cheating(&pl, comm.rank(), cheat), true);
+        (first, second, job.excluded(), job.take_events())
+    });
+    for (first, second, excluded, events) in results.into_iter().flatten() {
+        let first = first.unwrap();
+        assert_close(&first.value, &exact(0..8, LEN));
+        assert_close(&second.unwrap().value, &exact(0..8, LEN));
+        assert_eq!(excluded, vec![cheat]);
+        // Every partition rank 2 holds is reported, naming rank 2 only.
+        let mut reported: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                ReplicaEvent::ReplicaMismatch { partition, ranks } => {
+                    assert_eq!(ranks, &vec![cheat]);
+                    Some(*partition)
+                }
+                _ => None,
+            })
+            .collect();
+        reported.sort_unstable();
+        assert_eq!(reported, pl.held_by(cheat));
+        assert!(events.contains(&ReplicaEvent::Excluded { rank: cheat }));
+    }
+}
+
+#[test]
+fn with_two_replicas_a_mismatch_fails_every_rank() {
+    let pl = Placement::new(8, 4, 2).unwrap();
+    let cheat = 1;
+    let bad = pl.held_by(cheat)[0];
+    let results = run(4, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+        job.allreduce_sum(comm, LEN, &cheating(&pl, comm.rank(), cheat), true)
+    });
+    for r in results.into_iter().flatten() {
+        match r {
+            Err(LinalgError::ReplicaMismatch { partition, ranks }) => {
+                assert_eq!(partition, bad);
+                assert!(ranks.contains(&cheat) && ranks.len() == 2, "{ranks:?}");
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+    }
+    // Without a checkpoint the cheat is not looked for (and not caught).
+    let unchecked = ReplicatedOptions {
+        checkpoint_every: 0,
+        ..ReplicatedOptions::default()
+    };
+    for r in run(4, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), unchecked);
+        job.allreduce_sum(comm, LEN, &cheating(&pl, comm.rank(), cheat), true)
+    })
+    .into_iter()
+    .flatten()
+    {
+        assert_eq!(r.unwrap().reductions, 1);
+    }
+}
+
+#[test]
+fn bad_contributions_fail_every_rank() {
+    let pl = Placement::new(8, 4, 2).unwrap();
+    for check in [true, false] {
+        // Rank 1 passes a partition it does not hold.
+        for r in run(4, &[], |comm| {
+            let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+            let mut parts = held(&pl, comm.rank(), LEN);
+            if comm.rank() == 1 {
+                let other = (0..8).find(|p| !parts.contains_key(p)).unwrap();
+                parts.insert(other, contribution(other, LEN));
+            }
+            job.allreduce_sum(comm, LEN, &parts, check)
+        })
+        .into_iter()
+        .flatten()
+        {
+            assert!(matches!(r, Err(LinalgError::Shape { .. })), "{r:?}");
+        }
+        // Rank 2 has a NaN.
+        for r in run(4, &[], |comm| {
+            let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+            let mut parts = held(&pl, comm.rank(), LEN);
+            if comm.rank() == 2 {
+                parts.values_mut().next().unwrap()[0] = f64::NAN;
+            }
+            job.allreduce_sum(comm, LEN, &parts, check)
+        })
+        .into_iter()
+        .flatten()
+        {
+            assert!(
+                matches!(&r, Err(LinalgError::NonFinite { ranks, .. }) if ranks == &vec![2]),
+                "{r:?}"
+            );
+        }
+    }
+    // A placement for another job size.
+    for r in run(4, &[], |comm| {
+        let mut job = Replicated::new(
+            Placement::new(8, 5, 2).unwrap(),
+            ReplicatedOptions::default(),
+        );
+        job.allreduce_sum(comm, LEN, &BTreeMap::new(), true)
+    })
+    .into_iter()
+    .flatten()
+    {
+        assert!(
+            matches!(r, Err(LinalgError::InvalidArgument { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+/// A least-squares problem cut into `partitions` blocks of rows: the
+/// blocks, and the central solution (QR of all the rows).
+#[allow(clippy::type_complexity)]
+fn problem(partitions: usize) -> (Vec<(ndarray::Array2<f64>, ndarray::Array2<f64>)>, Vec<f64>) {
+    let (rows, n) = (10, 4);
+    let blocks: Vec<_> = (0..partitions)
+        .map(|p| {
+            let a = ndarray::Array2::from_shape_fn((rows, n), |(i, j)| {
+                let x = ((p * rows + i) as f64 * 0.731 * (j as f64 + 1.0)).sin();
+                // Columns in different units, plus an intercept.
+                if j == 0 {
+                    1.0
+                } else {
+                    x * 10f64.powi(j as i32)
+                }
+            });
+            let b = ndarray::Array2::from_shape_fn((rows, 1), |(i, _)| {
+                a.row(i).sum() + ((p * rows + i) as f64 * 2.3).cos()
+            });
+            (a, b)
+        })
+        .collect();
+    let m = rows * partitions;
+    let a = nalgebra::DMatrix::from_fn(m, n, |i, j| blocks[i / rows].0[(i % rows, j)]);
+    let b = nalgebra::DVector::from_fn(m, |i, _| blocks[i / rows].1[(i % rows, 0)]);
+    let qr = a.qr();
+    let x = qr
+        .r()
+        .solve_upper_triangular(&(qr.q().transpose() * b))
+        .unwrap();
+    (blocks, x.iter().copied().collect())
+}
+
+fn my_blocks(
+    pl: &Placement,
+    rank: usize,
+    blocks: &[(ndarray::Array2<f64>, ndarray::Array2<f64>)],
+) -> BTreeMap<usize, (ndarray::Array2<f64>, ndarray::Array2<f64>)> {
+    pl.held_by(rank)
+        .into_iter()
+        .map(|p| (p, blocks[p].clone()))
+        .collect()
+}
+
+fn rel_err(x: &ndarray::Array2<f64>, want: &[f64]) -> f64 {
+    let diff: f64 = x.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum();
+    let norm: f64 = want.iter().map(|b| b * b).sum();
+    (diff / norm).sqrt()
+}
+
+#[test]
+fn replicated_least_squares_keeps_the_full_data_answer_when_a_holder_departs() {
+    let (blocks, want) = problem(16);
+    let pl = Placement::new(16, 8, 2).unwrap();
+    // Lost before the hash round, before the data round, in a refinement.
+    for loss in [Loss::Before(0), Loss::Before(1), Loss::Before(3)] {
+        let results = run(8, &[(5, loss)], |comm| {
+            let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+            let fit = dac_linalg::lstsq_replicated(
+                comm,
+                &mut job,
+                (4, 1),
+                &my_blocks(&pl, comm.rank(), &blocks),
+                &dac_linalg::LstsqOptions::default(),
+            );
+            (fit, job.departed())
+        });
+        let survivors: Vec<_> = results.into_iter().flatten().collect();
+        assert_eq!(survivors.len(), 7);
+        for (fit, departed) in survivors {
+            let fit = fit.unwrap();
+            assert!(
+                rel_err(&fit.x, &want) <= 1e-9,
+                "{loss:?}: {}",
+                rel_err(&fit.x, &want)
+            );
+            assert_eq!(departed, vec![5]);
+        }
+    }
+}
+
+#[test]
+fn replicated_least_squares_excludes_a_cheating_holder() {
+    let (blocks, want) = problem(12);
+    let pl = Placement::new(12, 6, 3).unwrap();
+    let cheat = 4;
+    let results = run(6, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+        let mut mine = my_blocks(&pl, comm.rank(), &blocks);
+        if comm.rank() == cheat {
+            // Skipped work: one row of one partition is left out.
+            let (a, b) = mine.values_mut().next().unwrap();
+            a.row_mut(0).fill(0.0);
+            b[(0, 0)] = 0.0;
+        }
+        let fit = dac_linalg::lstsq_replicated(
+            comm,
+            &mut job,
+            (4, 1),
+            &mine,
+            &dac_linalg::LstsqOptions::default(),
+        );
+        (fit, job.excluded())
+    });
+    for (fit, excluded) in results.into_iter().flatten() {
+        assert!(rel_err(&fit.unwrap().x, &want) <= 1e-9);
+        assert_eq!(excluded, vec![cheat]);
+    }
+}
