@@ -93,6 +93,12 @@ pub enum ReplicaEvent {
         /// The excluded rank.
         rank: usize,
     },
+    /// Every holder of `partition` is gone; the job goes on without it
+    /// ([`ReplicatedOptions::allow_degraded`]).
+    Lost {
+        /// The partition.
+        partition: usize,
+    },
     /// `partition`'s contributor was missing, and `rank`, a standby holder,
     /// contributed it instead.
     TookOver {
@@ -138,6 +144,7 @@ pub struct Replicated {
     op: u64,
     departed: BTreeSet<usize>,
     excluded: BTreeSet<usize>,
+    lost: BTreeSet<usize>,
     events: Vec<ReplicaEvent>,
 }
 
@@ -162,6 +169,7 @@ impl Replicated {
             op: 0,
             departed: BTreeSet::new(),
             excluded: BTreeSet::new(),
+            lost: BTreeSet::new(),
             events: Vec::new(),
         }
     }
@@ -179,6 +187,12 @@ impl Replicated {
     /// The ranks excluded after a replica mismatch, ascending.
     pub fn excluded(&self) -> Vec<usize> {
         self.excluded.iter().copied().collect()
+    }
+
+    /// The partitions lost so far (only with
+    /// [`ReplicatedOptions::allow_degraded`]), ascending.
+    pub fn lost(&self) -> Vec<usize> {
+        self.lost.iter().copied().collect()
     }
 
     /// The events since the last call (and forgets them).
@@ -406,6 +420,11 @@ impl Replicated {
                 && !self.options.allow_degraded
             {
                 return Err(LinalgError::PartitionLost { partition });
+            }
+            for &partition in &lost {
+                if self.lost.insert(partition) {
+                    self.events.push(ReplicaEvent::Lost { partition });
+                }
             }
             return Ok((
                 PartitionSum {

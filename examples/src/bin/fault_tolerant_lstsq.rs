@@ -1,0 +1,182 @@
+//! `fault_tolerant_lstsq`: least squares on the diabetes data cut into
+//! partitions, each partition held by several ranks, so that the answer
+//! stays the full-data one when a rank dies mid-run.
+//!
+//! ```text
+//! target/debug/dacrun -n 8 --keep-going -- target/debug/fault_tolerant_lstsq \
+//!     --partitions 16 --replicas 2 --kill-rank 3 --kill-after-ms 300
+//! ```
+//!
+//! Options:
+//! - `--partitions P` (default 16) and `--replicas R` (default 2): the 442
+//!   patients are cut into `P` blocks of rows, and each block is held by
+//!   `R` ranks (`dac_linalg::Placement`).
+//! - `--fits N` (default 20): the fit is repeated `N` times, so that a kill
+//!   lands in the middle of one.
+//! - `--kill-rank K --kill-after-ms T`: rank `K` SIGKILLs itself `T` ms
+//!   after its first fit starts.
+//! - `--cheat-rank K`: a test-only fault. Rank `K` leaves out the first row
+//!   of every partition it holds (skipped work). With `R ≥ 3` the other
+//!   holders outvote it and it is excluded; with `R = 2` every rank fails.
+//! - `--allow-degraded`: when every holder of a partition is gone, fit the
+//!   surviving partitions and say which were lost, instead of failing.
+//! - `--data CSV`: another data set (default `examples/data/diabetes.csv`).
+//!
+//! Every surviving rank checks every fit against a QR solve of all the data
+//! (relative error ≤ 1e-9). It prints the events it saw and a last line
+//! `rank R: N fits agree … departed [..] excluded [..]`. It exits 1 on a
+//! disagreement and 2 on an error (for example `partition 5 is lost`).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dac_examples::{BoxError, Check, Comm, block, read_csv, relative_error, run};
+use dac_linalg::{LstsqOptions, Placement, Replicated, ReplicatedOptions, lstsq_replicated};
+use nalgebra::{DMatrix, DVector};
+use ndarray::{Array2, Axis, Slice};
+
+struct Args {
+    partitions: usize,
+    replicas: usize,
+    fits: usize,
+    kill: Option<(usize, u64)>,
+    cheat: Option<usize>,
+    degraded: bool,
+    data: String,
+}
+
+fn parse() -> Result<Args, BoxError> {
+    let mut args = Args {
+        partitions: 16,
+        replicas: 2,
+        fits: 20,
+        kill: None,
+        cheat: None,
+        degraded: false,
+        data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/diabetes.csv").into(),
+    };
+    let (mut kill_rank, mut kill_after) = (None, None);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64, BoxError> {
+            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            Ok(v.parse()
+                .map_err(|_| format!("{name}: {v:?} is not a non-negative integer"))?)
+        };
+        match flag.as_str() {
+            "--partitions" => args.partitions = value("--partitions")? as usize,
+            "--replicas" => args.replicas = value("--replicas")? as usize,
+            "--fits" => args.fits = value("--fits")? as usize,
+            "--kill-rank" => kill_rank = Some(value("--kill-rank")? as usize),
+            "--kill-after-ms" => kill_after = Some(value("--kill-after-ms")?),
+            "--cheat-rank" => args.cheat = Some(value("--cheat-rank")? as usize),
+            "--allow-degraded" => args.degraded = true,
+            "--data" => args.data = it.next().ok_or("--data needs a path")?,
+            other => return Err(format!("unknown option {other:?}").into()),
+        }
+    }
+    args.kill = match (kill_rank, kill_after) {
+        (Some(rank), Some(after)) => Some((rank, after)),
+        (None, None) => None,
+        _ => return Err("--kill-rank and --kill-after-ms go together".into()),
+    };
+    Ok(args)
+}
+
+fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let args = parse()?;
+    let (rank, size) = (comm.rank(), comm.size());
+    let (_, data) = read_csv(&args.data)?;
+    let (m, n) = data.dim();
+    let a = Array2::from_shape_fn((m, n), |(i, j)| if j == 0 { 1.0 } else { data[(i, j - 1)] });
+    let b = data.slice_axis(Axis(1), Slice::from(n - 1..)).to_owned();
+
+    // The partitions this rank holds: blocks of rows.
+    let placement = Placement::new(args.partitions, size, args.replicas)?;
+    let mut parts = BTreeMap::new();
+    for p in placement.held_by(rank) {
+        let rows = Slice::from(block(m, p, args.partitions));
+        let (mut ap, mut bp) = (
+            a.slice_axis(Axis(0), rows).to_owned(),
+            b.slice_axis(Axis(0), rows).to_owned(),
+        );
+        if args.cheat == Some(rank) && ap.nrows() > 0 {
+            ap.row_mut(0).fill(0.0);
+            bp.row_mut(0).fill(0.0);
+        }
+        parts.insert(p, (ap, bp));
+    }
+    let options = ReplicatedOptions {
+        allow_degraded: args.degraded,
+        ..ReplicatedOptions::default()
+    };
+    let mut job = Replicated::new(placement, options);
+
+    // The fit of all the data (of the partitions not lost) in one process:
+    // A = QR, R β = Qᵀb.
+    let central = |lost: &[usize]| -> Result<DVector<f64>, BoxError> {
+        let rows: Vec<usize> = (0..args.partitions)
+            .filter(|p| !lost.contains(p))
+            .flat_map(|p| block(m, p, args.partitions))
+            .collect();
+        let qr = DMatrix::from_fn(rows.len(), n, |i, j| a[(rows[i], j)]).qr();
+        let rhs = qr.q().transpose() * DVector::from_fn(rows.len(), |i, _| b[(rows[i], 0)]);
+        Ok(qr.r().solve_upper_triangular(&rhs).ok_or("R is singular")?)
+    };
+    let mut beta = central(&[])?;
+
+    if let Some((victim, after)) = args.kill
+        && victim == rank
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(after));
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        });
+    }
+    let mut worst = 0.0f64;
+    for fit in 1..=args.fits {
+        let result = lstsq_replicated(comm, &mut job, (n, 1), &parts, &LstsqOptions::default());
+        for event in job.take_events() {
+            println!("fit {fit}: {event:?}");
+        }
+        let result = result?;
+        if !job.lost().is_empty() {
+            beta = central(&job.lost())?;
+        }
+        let err = relative_error(
+            &result.x.iter().copied().collect::<Vec<_>>(),
+            beta.as_slice(),
+        );
+        worst = worst.max(err);
+        // Rank 0 shows the first and the last comparison; any rank shows
+        // a disagreement.
+        if fit == 1 || fit == args.fits || err > 1e-9 {
+            check.vector(&format!("fit {fit}: β"), &result.x, &beta, 1e-9);
+        }
+        if check.verbose() && fit == 1 {
+            println!(
+                "{} partitions × {} replicas over {size} ranks; rank 0 holds {:?}",
+                args.partitions,
+                args.replicas,
+                parts.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    println!(
+        "rank {rank}: {} fits agree with the central QR (max relative error {worst:.1e}); \
+         departed {:?} excluded {:?} lost {:?}",
+        args.fits,
+        job.departed(),
+        job.excluded(),
+        job.lost()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    run("fault_tolerant_lstsq", body)
+}
