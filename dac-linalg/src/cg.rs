@@ -5,6 +5,7 @@ use dac_core::Communicator;
 use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
 
 use crate::check::{Verdict, reduce_checked, row_layout};
+use crate::checkpoint::{Checkpoints, Saved, fingerprint};
 use crate::error::{LinalgError, Result};
 
 /// Options of [`cg`].
@@ -37,6 +38,9 @@ pub struct Cg {
     pub residual_norm: f64,
     /// Consensus rounds used, over all the reductions.
     pub rounds: u64,
+    /// The iteration this run resumed from ([`cg_checkpointed`]; 0 when
+    /// it started from scratch).
+    pub resumed_from: usize,
 }
 
 /// Solves `A x = b` for a symmetric positive definite `A` (`n × n`) whose
@@ -62,6 +66,49 @@ pub fn cg<C, S, T>(
     a_rows: &ArrayBase<S, Ix2>,
     b: &ArrayBase<T, Ix1>,
     options: &CgOptions,
+) -> Result<Cg>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    T: Data<Elem = f64>,
+{
+    cg_inner(comm, a_rows, b, options, None)
+}
+
+/// [`cg`] that saves its state every [`Checkpoints::every`] iterations and,
+/// when started again on the same problem (the same ranks with the same
+/// data), resumes from the latest iteration every rank saved.
+///
+/// Kill the whole job at any point and start it again: it continues from
+/// the last complete checkpoint and converges to the same solution (within
+/// `tol`). [`Cg::resumed_from`] says where it resumed. Saving costs one
+/// file write per rank per checkpoint, and starting costs one more
+/// reduction, in which the ranks agree on where to resume.
+///
+/// # Errors
+/// As [`cg`]. A rank that cannot write its checkpoint makes every rank
+/// fail with [`LinalgError::InvalidArgument`] naming it.
+pub fn cg_checkpointed<C, S, T>(
+    comm: &mut C,
+    a_rows: &ArrayBase<S, Ix2>,
+    b: &ArrayBase<T, Ix1>,
+    options: &CgOptions,
+    checkpoints: &Checkpoints,
+) -> Result<Cg>
+where
+    C: Communicator,
+    S: Data<Elem = f64>,
+    T: Data<Elem = f64>,
+{
+    cg_inner(comm, a_rows, b, options, Some(checkpoints))
+}
+
+fn cg_inner<C, S, T>(
+    comm: &mut C,
+    a_rows: &ArrayBase<S, Ix2>,
+    b: &ArrayBase<T, Ix1>,
+    options: &CgOptions,
+    checkpoints: Option<&Checkpoints>,
 ) -> Result<Cg>
 where
     C: Communicator,
@@ -96,22 +143,25 @@ where
     // Assembles the ranks' pieces (`local`, r values) into a full vector,
     // with this rank's votes after it.
     let mut assemble =
-        |comm: &mut C, local: &[f64], votes: [f64; 2]| -> Result<(Vec<f64>, [usize; 2])> {
-            let mut full = vec![0.0; n + 2];
+        |comm: &mut C, local: &[f64], votes: [f64; 3]| -> Result<(Vec<f64>, [usize; 3])> {
+            let mut full = vec![0.0; n + 3];
             if ok {
                 full[offset..offset + r].copy_from_slice(local);
             }
-            full[n] = votes[0];
-            full[n + 1] = votes[1];
+            full[n..].copy_from_slice(&votes);
             let sum = reduce_checked(comm, Verdict::ok(), &[], &full, "A p")?;
             rounds += u64::from(sum.rounds);
             let count = |v: f64| v.round().max(0.0) as usize;
-            let votes = [count(sum.data[n]), count(sum.data[n + 1])];
+            let votes = [
+                count(sum.data[n]),
+                count(sum.data[n + 1]),
+                count(sum.data[n + 2]),
+            ];
             let mut data = sum.data;
             data.truncate(n);
             Ok((data, votes))
         };
-    let (b_full, _) = assemble(comm, &b.to_vec(), [0.0, 0.0])?;
+    let (b_full, _) = assemble(comm, &b.to_vec(), [0.0; 3])?;
     let b_full = Array1::from(b_full);
     let b_norm = b_full.dot(&b_full).sqrt();
     let mut x = Array1::<f64>::zeros(n);
@@ -119,11 +169,61 @@ where
     let mut p = res.clone();
     let mut rs = res.dot(&res);
     let mut iterations = 0;
-    // Votes: [converged, breakdown (pᵀA p ≤ 0)].
-    let mut vote = [f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)), 0.0];
+    let rank = comm.rank();
+    let problem = fingerprint(
+        a_rows.iter().chain(b.iter()),
+        &[rank as u64, size as u64, n as u64],
+    );
+    let mut resumed_from = 0;
+    let mut agree_rounds = 0;
+    if let Some(store) = checkpoints {
+        // Agree on the latest iteration every rank has saved.
+        let saved = store.load(rank, &problem);
+        let mine: Vec<f64> = saved
+            .iter()
+            .map(|s| s.as_ref().map_or(0.0, |s| s.iteration as f64 + 1.0))
+            .collect();
+        let all = reduce_checked(comm, Verdict::ok(), &mine, &[], "the checkpoints")?;
+        agree_rounds = u64::from(all.rounds);
+        let has = |r: usize, it: usize| (0..2).any(|j| all.count(r, j) == it + 1);
+        let mut candidates: Vec<usize> = (0..2)
+            .filter_map(|j| all.count(0, j).checked_sub(1))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&it) = candidates.iter().find(|&&it| (0..size).all(|r| has(r, it)))
+            && let Some(state) = saved.iter().flatten().find(|s| s.iteration as usize == it)
+            && let [rs_saved] = state.scalars[..]
+            && let [xs, rss, ps] = &state.vectors[..]
+            && xs.len() == n
+            && rss.len() == n
+            && ps.len() == n
+        {
+            x = Array1::from(xs.clone());
+            res = Array1::from(rss.clone());
+            p = Array1::from(ps.clone());
+            rs = rs_saved;
+            iterations = it;
+            resumed_from = it;
+        }
+    }
+    // Votes: [converged, breakdown (pᵀA p ≤ 0), checkpoint not written].
+    let mut vote = [
+        f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)),
+        0.0,
+        0.0,
+    ];
     loop {
         let (q, votes) = assemble(comm, &a_rows.dot(&p).to_vec(), vote)?;
         let majority = |v: usize| 2 * v > size;
+        if votes[2] > 0 {
+            return Err(LinalgError::InvalidArgument {
+                ranks: (0..size).collect(),
+                detail: format!(
+                    "; {} rank(s) could not write their checkpoint at iteration {iterations}",
+                    votes[2]
+                ),
+            });
+        }
         if majority(votes[1]) {
             return Err(LinalgError::InvalidArgument {
                 ranks: (0..size).collect(),
@@ -145,7 +245,7 @@ where
         let pq = p.dot(&q);
         // Also catches NaN: a system that is not positive definite.
         if pq.is_nan() || pq <= 0.0 {
-            vote = [0.0, 1.0];
+            vote = [0.0, 1.0, 0.0];
             continue;
         }
         let alpha = rs / pq;
@@ -155,12 +255,30 @@ where
         p = &res + &(&p * (rs_new / rs));
         rs = rs_new;
         iterations += 1;
-        vote = [f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)), 0.0];
+        vote = [
+            f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)),
+            0.0,
+            0.0,
+        ];
+        if let Some(store) = checkpoints
+            && iterations.is_multiple_of(store.every())
+        {
+            let state = Saved {
+                iteration: iterations as u64,
+                scalars: vec![rs],
+                vectors: vec![x.to_vec(), res.to_vec(), p.to_vec()],
+            };
+            let slot = (iterations / store.every()) % 2;
+            if store.save(rank, slot, &state, &problem).is_err() {
+                vote[2] = 1.0;
+            }
+        }
     }
     Ok(Cg {
         x,
         iterations,
         residual_norm: rs.sqrt(),
-        rounds,
+        rounds: rounds + agree_rounds,
+        resumed_from,
     })
 }

@@ -40,13 +40,15 @@
 mod bayes;
 mod cg;
 mod check;
+mod checkpoint;
 mod error;
 mod lstsq;
 mod ops;
 pub mod replicated;
 
 pub use bayes::{Posterior, gaussian_linear, grid_posterior};
-pub use cg::{Cg, CgOptions, cg};
+pub use cg::{Cg, CgOptions, cg, cg_checkpointed};
+pub use checkpoint::Checkpoints;
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
 pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq, lstsq_replicated};

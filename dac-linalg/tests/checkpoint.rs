@@ -1,0 +1,219 @@
+//! Resumable conjugate gradient: kill the whole job after some checkpoints,
+//! start it again, and it resumes and reaches the same solution.
+// Helpers of tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use dac_core::{Communicator, Error, Reduction, threaded};
+use dac_linalg::{Cg, CgOptions, Checkpoints, LinalgError, cg, cg_checkpointed};
+use nalgebra::{DMatrix, DVector};
+use ndarray::{Array1, Array2, Axis, Slice};
+
+/// A communicator whose job "dies" (every rank fails) after `left`
+/// reductions, as if the whole job were killed.
+struct Doomed<'a, C> {
+    inner: &'a mut C,
+    left: usize,
+}
+
+impl<C: Communicator> Communicator for Doomed<'_, C> {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+
+    fn allreduce_mean(&mut self, x: &[f64]) -> dac_core::Result<Reduction> {
+        if self.left == 0 {
+            return Err(Error::Transport {
+                reason: "the job was killed".into(),
+            });
+        }
+        self.left -= 1;
+        self.inner.allreduce_mean(x)
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("dac-ckpt-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&path).unwrap();
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A 1-D Poisson system (n = 60: CG needs many iterations) and its solution.
+fn system() -> (Array2<f64>, Array1<f64>, Vec<f64>) {
+    let n = 60;
+    let a = Array2::from_shape_fn((n, n), |(i, j)| match i.abs_diff(j) {
+        0 => 2.0,
+        1 => -1.0,
+        _ => 0.0,
+    });
+    let b = Array1::from_shape_fn(n, |i| ((i * 7) as f64 * 0.3).sin());
+    let an = DMatrix::from_fn(n, n, |i, j| a[(i, j)]);
+    let x = an
+        .cholesky()
+        .unwrap()
+        .solve(&DVector::from_iterator(n, b.iter().copied()));
+    (a, b, x.iter().copied().collect())
+}
+
+const SIZE: usize = 3;
+const OPTIONS: CgOptions = CgOptions {
+    tol: 1e-12,
+    max_iter: 1000,
+};
+
+/// Runs CG over 3 ranks with checkpoints in `dir`, the job dying after
+/// `reductions` reductions (if given).
+fn solve(dir: &Path, reductions: Option<usize>) -> Vec<Result<Cg, LinalgError>> {
+    let (a, b, _) = system();
+    let store = Checkpoints::new(dir, 5);
+    threaded::run(SIZE, threaded::Options::default(), |comm| {
+        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
+        let (a_rows, b_rows) = (a.slice_axis(Axis(0), rows), b.slice_axis(Axis(0), rows));
+        match reductions {
+            Some(left) => {
+                let mut doomed = Doomed { inner: comm, left };
+                cg_checkpointed(&mut doomed, &a_rows, &b_rows, &OPTIONS, &store)
+            }
+            None => cg_checkpointed(comm, &a_rows, &b_rows, &OPTIONS, &store),
+        }
+    })
+    .unwrap()
+}
+
+fn assert_solves(r: &Cg, want: &[f64]) {
+    let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    for (u, v) in r.x.iter().zip(want) {
+        assert!((u - v).abs() <= 1e-9 * scale, "{u} vs {v}");
+    }
+}
+
+#[test]
+fn a_killed_job_resumes_from_its_last_checkpoint_and_converges_to_the_same_solution() {
+    let (a, b, want) = system();
+    // Uninterrupted, without checkpoints.
+    let plain = threaded::run(SIZE, threaded::Options::default(), |comm| {
+        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
+        cg(
+            comm,
+            &a.slice_axis(Axis(0), rows),
+            &b.slice_axis(Axis(0), rows),
+            &OPTIONS,
+        )
+        .unwrap()
+    })
+    .unwrap();
+    assert!(
+        plain[0].iterations > 25,
+        "{} iterations",
+        plain[0].iterations
+    );
+
+    let dir = Dir::new("resume");
+    // Killed after 24 reductions: the layout, b, the agreement, then 21
+    // iterations (checkpoints at 5, 10, 15 and 20).
+    for r in solve(&dir.0, Some(24)) {
+        assert!(matches!(r, Err(LinalgError::Consensus(_))), "{r:?}");
+    }
+    for r in solve(&dir.0, None) {
+        let r = r.unwrap();
+        assert_eq!(r.resumed_from, 20);
+        assert_solves(&r, &want);
+        assert!(r.residual_norm <= OPTIONS.tol * b.dot(&b).sqrt());
+        // The same number of iterations as the run that was never stopped
+        // (give or take one: the last bits of the consensus copies).
+        assert!(
+            r.iterations.abs_diff(plain[0].iterations) <= 1,
+            "{} vs {}",
+            r.iterations,
+            plain[0].iterations
+        );
+    }
+}
+
+#[test]
+fn a_damaged_checkpoint_falls_back_to_the_previous_one_every_rank_has() {
+    let (_, _, want) = system();
+    let dir = Dir::new("damaged");
+    for r in solve(&dir.0, Some(24)) {
+        assert!(r.is_err());
+    }
+    // Rank 1's newest file (iteration 20, slot 0) is damaged, as if the
+    // kill came in the middle of writing it.
+    let newest = dir.0.join("cg.rank1.0");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 40;
+    bytes[last] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    for r in solve(&dir.0, None) {
+        let r = r.unwrap();
+        assert_eq!(r.resumed_from, 15);
+        assert_solves(&r, &want);
+    }
+    // Checkpoints of another problem are not used.
+    let other = Dir::new("other");
+    for r in solve(&other.0, None) {
+        assert_eq!(r.unwrap().resumed_from, 0);
+    }
+    let foreign = threaded::run(SIZE, threaded::Options::default(), |comm| {
+        let n = 60;
+        let a = Array2::<f64>::eye(n) * 3.0;
+        let b = Array1::<f64>::ones(n);
+        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
+        cg_checkpointed(
+            comm,
+            &a.slice_axis(Axis(0), rows),
+            &b.slice_axis(Axis(0), rows),
+            &OPTIONS,
+            &Checkpoints::new(&dir.0, 5),
+        )
+    })
+    .unwrap();
+    for r in foreign {
+        let r = r.unwrap();
+        assert_eq!(r.resumed_from, 0);
+        assert!(r.x.iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-12));
+    }
+}
+
+#[test]
+fn an_unwritable_checkpoint_directory_fails_every_rank() {
+    let (a, b, _) = system();
+    let missing = std::env::temp_dir().join("dac-ckpt-does-not-exist/nested");
+    let results = threaded::run(SIZE, threaded::Options::default(), |comm| {
+        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
+        cg_checkpointed(
+            comm,
+            &a.slice_axis(Axis(0), rows),
+            &b.slice_axis(Axis(0), rows),
+            &OPTIONS,
+            &Checkpoints::new(&missing, 5),
+        )
+    })
+    .unwrap();
+    for r in results {
+        assert!(
+            matches!(r, Err(LinalgError::InvalidArgument { .. })),
+            "{r:?}"
+        );
+    }
+}
