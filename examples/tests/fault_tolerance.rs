@@ -45,9 +45,13 @@ struct Rank {
 }
 
 fn launch(size: usize, dir: &RunDir, args: &[&str]) -> Vec<Rank> {
+    launch_program(env!("CARGO_BIN_EXE_fault_tolerant_lstsq"), size, dir, args)
+}
+
+fn launch_program(program: &str, size: usize, dir: &RunDir, args: &[&str]) -> Vec<Rank> {
     (0..size)
         .map(|rank| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_fault_tolerant_lstsq"))
+            let mut child = Command::new(program)
                 .args(args)
                 .env("DAC_RANK", rank.to_string())
                 .env("DAC_SIZE", size.to_string())
@@ -248,6 +252,44 @@ fn one_replica_loses_the_partition_and_says_so_never_a_wrong_answer() {
                 );
                 assert!(!out.contains("MISMATCH"), "rank {rank}: {out}");
             }
+        }
+    }
+}
+
+#[test]
+fn a_killed_cg_job_resumes_from_its_last_checkpoint() {
+    let store = RunDir::new("ckpt");
+    let store_path = store.0.to_str().unwrap().to_string();
+    let args = ["40", "--checkpoint", store_path.as_str()];
+    let first = RunDir::new("ckpt-run1");
+    let mut ranks = launch_program(env!("CARGO_BIN_EXE_cg"), 3, &first, &args);
+    // Kill the whole job once every rank has saved iteration 10 (slot 0).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(0..3).all(|r| store.0.join(format!("cg.rank{r}.0")).exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoints appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for r in &mut ranks {
+        let _ = r.child.kill();
+    }
+    for (rank, r) in ranks.iter_mut().enumerate() {
+        let (code, out, _) = finish(r);
+        assert_eq!(code, None, "rank {rank} finished before the kill:\n{out}");
+    }
+    // Start it again: it resumes and agrees with the central solve.
+    let second = RunDir::new("ckpt-run2");
+    let mut ranks = launch_program(env!("CARGO_BIN_EXE_cg"), 3, &second, &args);
+    for (rank, r) in ranks.iter_mut().enumerate() {
+        let (code, out, err) = finish(r);
+        assert_eq!(code, Some(0), "rank {rank}:\n{out}\n{err}");
+        if rank == 0 {
+            let at = out.find("resumed from iteration ").unwrap() + "resumed from iteration ".len();
+            let resumed: usize = out[at..].split(')').next().unwrap().parse().unwrap();
+            assert!(resumed >= 10 && resumed.is_multiple_of(5), "{out}");
+            assert!(out.contains("cg: ok on 3 rank(s)"), "{out}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! matrix split across ranks.
 //!
 //! ```text
-//! target/debug/dacrun -n 4 -- target/debug/cg [GRID]
+//! target/debug/dacrun -n 4 -- target/debug/cg [GRID] [--checkpoint DIR]
 //! ```
 //!
 //! `A` is the 5-point Laplacian on a `GRID × GRID` mesh (default 24, so
@@ -10,12 +10,14 @@
 //! vector. Rank `r` builds only its block of rows of `A` and entries of
 //! `b`; `dac_linalg::cg` iterates with one consensus reduction per step.
 //! Every rank compares the solution with a Cholesky solve of the whole
-//! system in one process.
+//! system in one process. With `--checkpoint DIR` the ranks save their
+//! state every 5 iterations (`cg_checkpointed`); kill the job, start it
+//! again with the same `DIR`, and it resumes where it left off.
 
 use std::process::ExitCode;
 
 use dac_examples::{BoxError, Check, Comm, block, run, uniform};
-use dac_linalg::CgOptions;
+use dac_linalg::{CgOptions, Checkpoints};
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2};
 
@@ -32,12 +34,18 @@ fn laplacian(g: usize, i: usize, j: usize) -> f64 {
 }
 
 fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let g: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|_| format!("GRID: {arg:?} is not a positive integer"))?,
-        None => 24,
-    };
+    let (mut g, mut store) = (24, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--checkpoint" {
+            let dir = args.next().ok_or("--checkpoint needs a directory")?;
+            store = Some(Checkpoints::new(dir, 5));
+        } else {
+            g = arg
+                .parse()
+                .map_err(|_| format!("GRID: {arg:?} is not a positive integer"))?;
+        }
+    }
     let n = g * g;
     let b_at = |i: usize| uniform(10, i as u64);
 
@@ -49,7 +57,10 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
         tol: 1e-12,
         max_iter: 10 * n,
     };
-    let solution = dac_linalg::cg(comm, &a_rows, &b, &options)?;
+    let solution = match &store {
+        Some(store) => dac_linalg::cg_checkpointed(comm, &a_rows, &b, &options, store)?,
+        None => dac_linalg::cg(comm, &a_rows, &b, &options)?,
+    };
 
     // The same system solved directly in one process.
     let a = DMatrix::from_fn(n, n, |i, j| laplacian(g, i, j));
@@ -62,10 +73,11 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     let x_cg = DVector::from_iterator(n, solution.x.iter().copied());
     if check.verbose() {
         println!(
-            "Poisson on a {g} × {g} mesh (n = {n}) over {} rank(s): {} iterations, \
-                  {} consensus rounds",
+            "Poisson on a {g} × {g} mesh (n = {n}) over {} rank(s): {} iterations \
+             (resumed from iteration {}), {} consensus rounds",
             comm.size(),
             solution.iterations,
+            solution.resumed_from,
             solution.rounds
         );
     }
