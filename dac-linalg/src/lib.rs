@@ -16,7 +16,14 @@
 //!   (information form, exact); [`grid_posterior`]: any likelihood on a
 //!   parameter grid.
 //! - [`cg`]: conjugate gradient for a symmetric positive definite system
-//!   split by rows.
+//!   split by rows; [`cg_checkpointed`] saves its state every `k`
+//!   iterations ([`Checkpoints`]) and resumes after the whole job is
+//!   restarted.
+//! - [`replicated`]: data cut into partitions held by several ranks each
+//!   ([`Placement`], [`replication_factor`]), every partition contributed
+//!   exactly once even when its holder dies mid-reduction, and holders
+//!   checked against each other by hashes ([`Replicated`],
+//!   [`lstsq_replicated`]).
 //! - Errors are [`LinalgError`], the same on every rank: a rank whose
 //!   local shapes do not fit, or whose data holds a NaN, says so in the
 //!   call's reduction, so no rank waits for one that gave up.
