@@ -87,7 +87,8 @@ where
 ///
 /// # Errors
 /// As [`cg`]. A rank that cannot write its checkpoint makes every rank
-/// fail with [`LinalgError::InvalidArgument`] naming it.
+/// fail with [`LinalgError::InvalidArgument`] (saying how many ranks could
+/// not write, and at which iteration).
 pub fn cg_checkpointed<C, S, T>(
     comm: &mut C,
     a_rows: &ArrayBase<S, Ix2>,
@@ -170,15 +171,19 @@ where
     let mut rs = res.dot(&res);
     let mut iterations = 0;
     let rank = comm.rank();
-    let problem = fingerprint(
-        a_rows.iter().chain(b.iter()),
-        &[rank as u64, size as u64, n as u64],
-    );
+    // This rank's problem, so that another problem's checkpoints are not
+    // used (computed only when checkpointing).
+    let problem = checkpoints.map(|_| {
+        fingerprint(
+            a_rows.iter().chain(b.iter()),
+            &[rank as u64, size as u64, n as u64],
+        )
+    });
     let mut resumed_from = 0;
     let mut agree_rounds = 0;
-    if let Some(store) = checkpoints {
+    if let (Some(store), Some(problem)) = (checkpoints, &problem) {
         // Agree on the latest iteration every rank has saved.
-        let saved = store.load(rank, &problem);
+        let saved = store.load(rank, problem);
         let mine: Vec<f64> = saved
             .iter()
             .map(|s| s.as_ref().map_or(0.0, |s| s.iteration as f64 + 1.0))
@@ -260,7 +265,7 @@ where
             0.0,
             0.0,
         ];
-        if let Some(store) = checkpoints
+        if let (Some(store), Some(problem)) = (checkpoints, &problem)
             && iterations.is_multiple_of(store.every())
         {
             let state = Saved {
@@ -269,7 +274,7 @@ where
                 vectors: vec![x.to_vec(), res.to_vec(), p.to_vec()],
             };
             let slot = (iterations / store.every()) % 2;
-            if store.save(rank, slot, &state, &problem).is_err() {
+            if store.save(rank, slot, &state, problem).is_err() {
                 vote[2] = 1.0;
             }
         }
