@@ -240,7 +240,7 @@ where
         if majority(votes[0]) {
             break;
         }
-        if iterations == options.max_iter {
+        if iterations >= options.max_iter {
             return Err(LinalgError::NotConverged {
                 iterations,
                 residual: rs.sqrt() / b_norm.max(f64::MIN_POSITIVE),

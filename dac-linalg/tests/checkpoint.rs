@@ -81,23 +81,37 @@ const OPTIONS: CgOptions = CgOptions {
     max_iter: 1000,
 };
 
-/// Runs CG over 3 ranks with checkpoints in `dir`, the job dying after
-/// `reductions` reductions (if given).
-fn solve(dir: &Path, reductions: Option<usize>) -> Vec<Result<Cg, LinalgError>> {
-    let (a, b, _) = system();
-    let store = Checkpoints::new(dir, 5);
+/// Runs `cg` (`dir: None`) or `cg_checkpointed` every 5 iterations into
+/// `dir` over 3 ranks, each holding 20 rows of `a` and `b`; the job dies
+/// after `reductions` reductions (if given).
+fn run_cg(
+    (a, b): (&Array2<f64>, &Array1<f64>),
+    dir: Option<&Path>,
+    options: CgOptions,
+    reductions: Option<usize>,
+) -> Vec<Result<Cg, LinalgError>> {
     threaded::run(SIZE, threaded::Options::default(), |comm| {
         let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
         let (a_rows, b_rows) = (a.slice_axis(Axis(0), rows), b.slice_axis(Axis(0), rows));
-        match reductions {
-            Some(left) => {
-                let mut doomed = Doomed { inner: comm, left };
-                cg_checkpointed(&mut doomed, &a_rows, &b_rows, &OPTIONS, &store)
+        let mut doomed = Doomed {
+            inner: comm,
+            left: reductions.unwrap_or(usize::MAX),
+        };
+        match dir {
+            Some(dir) => {
+                let store = Checkpoints::new(dir, 5);
+                cg_checkpointed(&mut doomed, &a_rows, &b_rows, &options, &store)
             }
-            None => cg_checkpointed(comm, &a_rows, &b_rows, &OPTIONS, &store),
+            None => cg(&mut doomed, &a_rows, &b_rows, &options),
         }
     })
     .unwrap()
+}
+
+/// The Poisson system with checkpoints in `dir`.
+fn solve(dir: &Path, reductions: Option<usize>) -> Vec<Result<Cg, LinalgError>> {
+    let (a, b, _) = system();
+    run_cg((&a, &b), Some(dir), OPTIONS, reductions)
 }
 
 fn assert_solves(r: &Cg, want: &[f64]) {
@@ -111,17 +125,10 @@ fn assert_solves(r: &Cg, want: &[f64]) {
 fn a_killed_job_resumes_from_its_last_checkpoint_and_converges_to_the_same_solution() {
     let (a, b, want) = system();
     // Uninterrupted, without checkpoints.
-    let plain = threaded::run(SIZE, threaded::Options::default(), |comm| {
-        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
-        cg(
-            comm,
-            &a.slice_axis(Axis(0), rows),
-            &b.slice_axis(Axis(0), rows),
-            &OPTIONS,
-        )
-        .unwrap()
-    })
-    .unwrap();
+    let plain: Vec<Cg> = run_cg((&a, &b), None, OPTIONS, None)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert!(
         plain[0].iterations > 25,
         "{} iterations",
@@ -174,21 +181,8 @@ fn a_damaged_checkpoint_falls_back_to_the_previous_one_every_rank_has() {
     for r in solve(&other.0, None) {
         assert_eq!(r.unwrap().resumed_from, 0);
     }
-    let foreign = threaded::run(SIZE, threaded::Options::default(), |comm| {
-        let n = 60;
-        let a = Array2::<f64>::eye(n) * 3.0;
-        let b = Array1::<f64>::ones(n);
-        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
-        cg_checkpointed(
-            comm,
-            &a.slice_axis(Axis(0), rows),
-            &b.slice_axis(Axis(0), rows),
-            &OPTIONS,
-            &Checkpoints::new(&dir.0, 5),
-        )
-    })
-    .unwrap();
-    for r in foreign {
+    let (a, b) = (Array2::<f64>::eye(60) * 3.0, Array1::<f64>::ones(60));
+    for r in run_cg((&a, &b), Some(&dir.0), OPTIONS, None) {
         let r = r.unwrap();
         assert_eq!(r.resumed_from, 0);
         assert!(r.x.iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-12));
@@ -199,20 +193,30 @@ fn a_damaged_checkpoint_falls_back_to_the_previous_one_every_rank_has() {
 fn an_unwritable_checkpoint_directory_fails_every_rank() {
     let (a, b, _) = system();
     let missing = std::env::temp_dir().join("dac-ckpt-does-not-exist/nested");
-    let results = threaded::run(SIZE, threaded::Options::default(), |comm| {
-        let rows = Slice::from(comm.rank() * 20..comm.rank() * 20 + 20);
-        cg_checkpointed(
-            comm,
-            &a.slice_axis(Axis(0), rows),
-            &b.slice_axis(Axis(0), rows),
-            &OPTIONS,
-            &Checkpoints::new(&missing, 5),
-        )
-    })
-    .unwrap();
-    for r in results {
+    for r in run_cg((&a, &b), Some(&missing), OPTIONS, None) {
         assert!(
             matches!(r, Err(LinalgError::InvalidArgument { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn resuming_past_a_smaller_iteration_limit_is_not_converged() {
+    let (a, b, _) = system();
+    let dir = Dir::new("limit");
+    for r in solve(&dir.0, Some(24)) {
+        assert!(r.is_err());
+    }
+    // Restarted with max_iter = 10, below the checkpoint at 20: it stops
+    // at once instead of running on.
+    let fewer = CgOptions {
+        max_iter: 10,
+        ..OPTIONS
+    };
+    for r in run_cg((&a, &b), Some(&dir.0), fewer, None) {
+        assert!(
+            matches!(r, Err(LinalgError::NotConverged { iterations: 20, .. })),
             "{r:?}"
         );
     }

@@ -19,7 +19,8 @@ use std::error::Error;
 use std::ops::Range;
 use std::process::ExitCode;
 
-use ndarray::Array2;
+use nalgebra::{DMatrix, DVector};
+use ndarray::{Array2, Axis, Slice};
 
 pub use dac_net::{Comm, Communicator};
 
@@ -175,6 +176,40 @@ pub fn read_csv(path: &str) -> Result<(Vec<String>, Array2<f64>), BoxError> {
     ))
 }
 
+/// A linear model `A β ≈ b` read from a CSV file.
+#[derive(Debug)]
+pub struct Regression {
+    /// The names of the columns of `a` (`intercept`, then the features).
+    pub names: Vec<String>,
+    /// The design matrix `[1 | features]`.
+    pub a: Array2<f64>,
+    /// The response, `m × 1`.
+    pub b: Array2<f64>,
+}
+
+impl Regression {
+    /// Reads a CSV file of numbers ([`read_csv`]): the last column is the
+    /// response, the others the features; an intercept column comes first.
+    pub fn from_csv(path: &str) -> Result<Regression, BoxError> {
+        let (mut names, data) = read_csv(path)?;
+        let (m, n) = data.dim();
+        let a = Array2::from_shape_fn((m, n), |(i, j)| if j == 0 { 1.0 } else { data[(i, j - 1)] });
+        let b = data.slice_axis(Axis(1), Slice::from(n - 1..)).to_owned();
+        names.pop();
+        names.insert(0, "intercept".into());
+        Ok(Regression { names, a, b })
+    }
+}
+
+/// The least-squares solution of `A β ≈ b` (`b` is `m × 1`) in one
+/// process, by a QR decomposition: `A = QR`, `R β = Qᵀb`.
+pub fn qr_solve(a: &Array2<f64>, b: &Array2<f64>) -> Result<DVector<f64>, BoxError> {
+    let (m, n) = a.dim();
+    let qr = DMatrix::from_fn(m, n, |i, j| a[(i, j)]).qr();
+    let rhs = qr.q().transpose() * DVector::from_fn(m, |i, _| b[(i, 0)]);
+    Ok(qr.r().solve_upper_triangular(&rhs).ok_or("R is singular")?)
+}
+
 /// Runs an example on this rank: joins the job from `dacrun`'s environment
 /// ([`Comm::from_env`]), runs `body`, closes the communicator and turns the
 /// outcome into the exit status: 0 when everything agreed, 1 when a
@@ -241,6 +276,27 @@ mod tests {
                 assert_eq!(next, n);
             }
         }
+    }
+
+    #[test]
+    fn a_csv_regression_is_read_and_solved_exactly() {
+        let path = std::env::temp_dir().join(format!("dac-regression-{}.csv", std::process::id()));
+        // y = 1 + 2 t − 0.5 u exactly.
+        std::fs::write(&path, "t,u,y\n0,1,0.5\n1,0,3\n2,4,3\n3,1,6.5\n").unwrap();
+        let r = Regression::from_csv(path.to_str().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(r.names, ["intercept", "t", "u"]);
+        assert_eq!(r.a.dim(), (4, 3));
+        assert_eq!(r.b.column(0).to_vec(), [0.5, 3.0, 3.0, 6.5]);
+        let beta = qr_solve(&r.a, &r.b).unwrap();
+        for (got, want) in beta.iter().zip([1.0, 2.0, -0.5]) {
+            assert!((got - want).abs() <= 1e-12, "{beta}");
+        }
+        let bad =
+            std::env::temp_dir().join(format!("dac-regression-bad-{}.csv", std::process::id()));
+        std::fs::write(&bad, "t,y\n1,2\n3\n").unwrap();
+        assert!(Regression::from_csv(bad.to_str().unwrap()).is_err());
+        let _ = std::fs::remove_file(&bad);
     }
 
     #[test]

@@ -407,14 +407,17 @@ impl Replicated {
                 .filter(|(_, who)| who.is_none())
                 .map(|(p, _)| p)
                 .collect();
-            let (more, extra_rounds, recovered_lost) =
-                self.correct(comm, len, contributions, missing, ok, &skip)?;
+            let (more, extra_rounds) = self.correct(
+                comm,
+                contributions,
+                missing,
+                ok,
+                &skip,
+                &mut value,
+                &mut lost,
+            )?;
             reductions += more;
             rounds += extra_rounds;
-            for (v, x) in value.iter_mut().zip(&recovered_lost.0) {
-                *v += x;
-            }
-            lost.extend(recovered_lost.1);
             lost.sort_unstable();
             if let Some(&partition) = lost.first()
                 && !self.options.allow_degraded
@@ -440,22 +443,22 @@ impl Replicated {
 
     /// Correction reductions for the partitions whose contributor's data
     /// did not make it: the next live holder contributes each, until none
-    /// is missing or a partition has no live holder left. Returns the
-    /// reductions, their rounds, and (the corrections' sum, the lost
-    /// partitions).
-    #[allow(clippy::type_complexity)]
+    /// is missing or a partition has no live holder left. Adds the
+    /// corrections to `value` and the partitions left without a holder to
+    /// `lost`; returns the reductions and their rounds.
+    #[allow(clippy::too_many_arguments)]
     fn correct<C: Communicator>(
         &mut self,
         comm: &mut C,
-        len: usize,
         contributions: &BTreeMap<usize, Vec<f64>>,
         mut missing: Vec<usize>,
         ok: bool,
         skip: &BTreeSet<usize>,
-    ) -> Result<(usize, u64, (Vec<f64>, Vec<usize>))> {
+        value: &mut [f64],
+        lost: &mut Vec<usize>,
+    ) -> Result<(usize, u64)> {
         let me = comm.rank();
-        let mut total = vec![0.0; len];
-        let mut lost = Vec::new();
+        let len = value.len();
         let (mut reductions, mut rounds) = (0, 0u64);
         while !missing.is_empty() {
             let mut data = vec![0.0; len];
@@ -484,14 +487,14 @@ impl Replicated {
             let red = self.sum(comm, &data)?;
             reductions += 1;
             rounds += u64::from(red.rounds);
-            total.iter_mut().zip(&red.value).for_each(|(t, x)| *t += x);
+            value.iter_mut().zip(&red.value).for_each(|(t, x)| *t += x);
             missing = assigned
                 .into_iter()
                 .filter(|(_, who)| !red.contributors.contains(*who))
                 .map(|(p, _)| p)
                 .collect();
         }
-        Ok((reductions, rounds, (total, lost)))
+        Ok((reductions, rounds))
     }
 
     /// One `allreduce_sum`, noting who departed.

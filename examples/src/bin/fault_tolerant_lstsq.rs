@@ -31,10 +31,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dac_examples::{BoxError, Check, Comm, block, read_csv, relative_error, run};
+use dac_examples::{BoxError, Check, Comm, Regression, block, qr_solve, relative_error, run};
 use dac_linalg::{LstsqOptions, Placement, Replicated, ReplicatedOptions, lstsq_replicated};
-use nalgebra::{DMatrix, DVector};
-use ndarray::{Array2, Axis, Slice};
+use nalgebra::DVector;
+use ndarray::{Axis, Slice};
 
 struct Args {
     partitions: usize,
@@ -87,10 +87,8 @@ fn parse() -> Result<Args, BoxError> {
 fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     let args = parse()?;
     let (rank, size) = (comm.rank(), comm.size());
-    let (_, data) = read_csv(&args.data)?;
-    let (m, n) = data.dim();
-    let a = Array2::from_shape_fn((m, n), |(i, j)| if j == 0 { 1.0 } else { data[(i, j - 1)] });
-    let b = data.slice_axis(Axis(1), Slice::from(n - 1..)).to_owned();
+    let Regression { a, b, .. } = Regression::from_csv(&args.data)?;
+    let (m, n) = a.dim();
 
     // The partitions this rank holds: blocks of rows.
     let placement = Placement::new(args.partitions, size, args.replicas)?;
@@ -120,9 +118,7 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
             .filter(|p| !lost.contains(p))
             .flat_map(|p| block(m, p, args.partitions))
             .collect();
-        let qr = DMatrix::from_fn(rows.len(), n, |i, j| a[(rows[i], j)]).qr();
-        let rhs = qr.q().transpose() * DVector::from_fn(rows.len(), |i, _| b[(rows[i], 0)]);
-        Ok(qr.r().solve_upper_triangular(&rhs).ok_or("R is singular")?)
+        qr_solve(&a.select(Axis(0), &rows), &b.select(Axis(0), &rows))
     };
     let mut beta = central(&[])?;
 

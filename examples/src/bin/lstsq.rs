@@ -15,36 +15,28 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, block, read_csv, run};
+use dac_examples::{BoxError, Check, Comm, Regression, block, qr_solve, run};
 use dac_linalg::LstsqOptions;
 use nalgebra::{DMatrix, DVector};
-use ndarray::{Array2, Axis, Slice};
+use ndarray::{Axis, Slice};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/diabetes.csv");
 
 fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     let path = std::env::args().nth(1).unwrap_or_else(|| DATA.to_string());
-    let (mut names, data) = read_csv(&path)?;
     // A = [1 | features], b = the last column (the response).
-    let (m, n) = (data.nrows(), data.ncols());
-    let a = Array2::from_shape_fn((m, n), |(i, j)| if j == 0 { 1.0 } else { data[(i, j - 1)] });
-    let b = data.slice_axis(Axis(1), Slice::from(n - 1..));
-    names.pop();
-    names.insert(0, "intercept".into());
+    let Regression { names, a, b } = Regression::from_csv(&path)?;
+    let (m, n) = a.dim();
 
     // This rank's block of patients.
     let mine = Slice::from(block(m, comm.rank(), comm.size()));
     let (a_mine, b_mine) = (a.slice_axis(Axis(0), mine), b.slice_axis(Axis(0), mine));
     let fit = dac_linalg::lstsq(comm, &a_mine, &b_mine, &LstsqOptions::default())?;
 
-    // The same fit of all the data in one process: A = QR, R β = Qᵀb.
+    // The same fit of all the data in one process.
+    let beta = qr_solve(&a, &b)?;
     let a_all = DMatrix::from_fn(m, n, |i, j| a[(i, j)]);
     let b_all = DVector::from_fn(m, |i, _| b[(i, 0)]);
-    let qr = a_all.clone().qr();
-    let beta = qr
-        .r()
-        .solve_upper_triangular(&(qr.q().transpose() * &b_all))
-        .ok_or("R is singular")?;
     let residual = (&a_all * &beta - &b_all).norm();
     let sv = a_all.singular_values();
 
