@@ -1,0 +1,188 @@
+"""The SPMD handle: join a job, reduce, leave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Sequence, Type, Union
+
+import numpy as np
+
+from . import _native
+from ._arrays import Float64Array, as_float
+from .errors import ArgumentError
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The outcome of :meth:`Comm.allreduce`, the same on every member (up
+    to ``residual``)."""
+
+    value: Union[float, Float64Array]
+    """The mean or sum, shaped like the input (a float for a scalar)."""
+    rounds: int
+    """Consensus rounds it took."""
+    residual: float
+    """Bound on the relative distance of any member's mean from the exact
+    mean of the contributors' inputs (0 for the exact schedule)."""
+    contributors: List[int]
+    """The ranks whose inputs are in ``value``: a member that left or
+    crashed before its input was counted is not."""
+
+
+class Comm:
+    """One member's handle on a networked job, like an MPI communicator.
+
+    Made by :func:`init`. Every member makes the same calls in the same
+    order, each with its own data. Calls release the GIL while they wait
+    on the network, and Ctrl-C interrupts them (the member then leaves the
+    job). Use it as a context manager, or call :meth:`close`.
+
+    >>> import dac
+    >>> with dac.init(size=1, rank=0) as comm:
+    ...     comm.rank, comm.size
+    (0, 1)
+    """
+
+    def __init__(self, native: _native.Comm) -> None:
+        self._native = native
+
+    @property
+    def rank(self) -> int:
+        """This member's rank, in ``0..size``."""
+        return self._native.rank
+
+    @property
+    def size(self) -> int:
+        """Members the job started with."""
+        return self._native.size
+
+    @property
+    def closed(self) -> bool:
+        """Whether the member has left the job."""
+        return self._native.closed
+
+    def allreduce(self, x: Any, op: str = "mean") -> Reduction:
+        """The mean (``op="mean"``) or sum (``op="sum"``) of every member's
+        ``x`` (a float or an array; all members pass the same shape).
+
+        The sum is the mean times the number of contributors, so after a
+        member vanishes it is the sum over the survivors (see
+        ``contributors``). Raises :class:`~dac.ShapeError` on every member
+        if the shapes differ, :class:`~dac.NonFiniteError` on every member
+        if one passes NaN or infinity, :class:`~dac.ConvergenceError`,
+        :class:`~dac.NetworkError`.
+
+        >>> import numpy as np, dac
+        >>> with dac.init(size=1, rank=0) as comm:
+        ...     red = comm.allreduce(np.array([1.0, 2.0]), op="sum")
+        ...     red.value.tolist(), red.contributors
+        ([1.0, 2.0], [0])
+        """
+        if op not in ("mean", "sum"):
+            raise ArgumentError(
+                f"rank {self.rank}: op={op!r}; expected 'mean' or 'sum'", rank=self.rank
+            )
+        arr = np.asarray(as_float(x, "x", tuple(range(33)), self.rank))
+        value, rounds, residual, contributors = self._native.allreduce(
+            arr.reshape(-1), op == "sum"
+        )
+        shaped: Union[float, Float64Array] = (
+            float(value[0]) if arr.ndim == 0 else value.reshape(arr.shape)
+        )
+        return Reduction(shaped, rounds, residual, contributors)
+
+    def departed(self) -> List[int]:
+        """Members known to have left or crashed, in increasing order.
+
+        >>> import dac
+        >>> with dac.init(size=1, rank=0) as comm:
+        ...     comm.departed()
+        []
+        """
+        return self._native.departed()
+
+    def close(self) -> None:
+        """Leaves the job (flushing what is queued, at most 2 s). Closing
+        twice is harmless; any later call raises :class:`~dac.NetworkError`.
+
+        >>> import dac
+        >>> comm = dac.init(size=1, rank=0)
+        >>> comm.close(); comm.close()
+        >>> comm.closed
+        True
+        """
+        self._native.close()
+
+    def __enter__(self) -> Comm:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def init(
+    *,
+    rank: Optional[int] = None,
+    size: Optional[int] = None,
+    listen: Optional[str] = None,
+    bootstrap: Union[str, Sequence[str], None] = None,
+    run_dir: Optional[str] = None,
+    key: Optional[str] = None,
+    key_file: Optional[str] = None,
+    topology: Optional[str] = None,
+    schedule: Optional[str] = None,
+    tol: Optional[float] = None,
+    max_rounds: Optional[int] = None,
+    seed: Optional[int] = None,
+    peer_timeout: Optional[float] = None,
+    startup_timeout: Optional[float] = None,
+) -> Comm:
+    """Joins a networked job and returns this member's :class:`Comm`.
+
+    Under ``dacrun -n N python script.py`` call it with no arguments: rank,
+    size and addresses come from the environment ``dacrun`` sets. Outside
+    ``dacrun``, pass ``size`` and ``rank``; rank 0 listens on ``listen`` (a
+    multiaddr such as ``/ip4/0.0.0.0/tcp/7000``) and the others name it in
+    ``bootstrap`` (or share a ``run_dir``). Every member must pass the same
+    ``topology``, ``schedule``, ``tol``, ``max_rounds``, ``seed`` and
+    ``key`` (a 64-hex-digit job key; members without it cannot join).
+    ``peer_timeout`` (seconds, default 10) is how long a silent peer has
+    before it counts as gone; ``startup_timeout`` (default 60) bounds the
+    wait for the others to join.
+
+    Raises :class:`~dac.ArgumentError` for invalid settings (or a ``size``
+    or ``rank`` that contradicts ``dacrun``), :class:`~dac.NetworkError`
+    if the job cannot be formed.
+
+    >>> import dac
+    >>> comm = dac.init(size=1, rank=0)
+    >>> comm.allreduce(2.5).value
+    2.5
+    >>> comm.close()
+    """
+    options: Dict[str, Any] = {
+        "rank": rank,
+        "size": size,
+        "listen": listen,
+        "bootstrap": [bootstrap] if isinstance(bootstrap, str) else bootstrap,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "key": key,
+        "key_file": None if key_file is None else str(key_file),
+        "topology": topology,
+        "schedule": schedule,
+        "tol": tol,
+        "max_rounds": max_rounds,
+        "seed": seed,
+        "peer_timeout": peer_timeout,
+        "startup_timeout": startup_timeout,
+    }
+    return Comm(_native.init(options))

@@ -1,0 +1,320 @@
+//! The networked SPMD handle: `dac.init()` and `Comm.allreduce`.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use dac_core::{Communicator, Schedule, Topology};
+use dac_net::CommBuilder;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+
+use crate::arrays::flat;
+use crate::blocking::{Outcome, interruptible, run};
+use crate::errors::{Failure, argument, network, to_py};
+
+/// Where a member's handle is between calls.
+#[derive(Debug)]
+enum Slot {
+    /// Idle, ready for the next call.
+    Ready(Box<dac_net::Comm>),
+    /// A call has it on its worker thread.
+    Busy,
+    /// A call was interrupted (Ctrl-C); its worker still has the handle
+    /// and drops it when it finishes, which leaves the job.
+    Interrupted,
+    /// `close()` was called.
+    Closed,
+}
+
+/// One member of a networked job (the native half of `dac.Comm`).
+#[pyclass(module = "dac._native", frozen)]
+#[derive(Debug)]
+pub struct Comm {
+    /// The handle, moved to a worker thread during each call.
+    slot: Mutex<Slot>,
+    /// This member's rank.
+    rank: usize,
+    /// Members the job started with.
+    size: usize,
+}
+
+/// A reduction's result as Python gets it: value, rounds, residual,
+/// contributors.
+type ReductionParts<'py> = (Bound<'py, PyArray1<f64>>, u32, f64, Vec<usize>);
+
+impl Comm {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the handle out for one call.
+    fn take(&self) -> Result<Box<dac_net::Comm>, Failure> {
+        let mut slot = self.slot();
+        match std::mem::replace(&mut *slot, Slot::Busy) {
+            Slot::Ready(comm) => Ok(comm),
+            other => {
+                let message = match &other {
+                    Slot::Busy => {
+                        "the comm is in use by another call: calls on one comm must not \
+                         overlap (every rank makes the same calls in the same order)"
+                    }
+                    Slot::Interrupted => {
+                        "a call on this comm was interrupted (Ctrl-C), so this member has \
+                         left the job; start a new job"
+                    }
+                    _ => "the comm is closed",
+                };
+                *slot = other;
+                Err(network(message))
+            }
+        }
+    }
+
+    /// Runs `work` with the handle on a worker thread (see
+    /// [`crate::blocking`]); errors name this rank.
+    ///
+    /// # Errors
+    /// The work's failure as a `dac.errors` exception; `NetworkError` if
+    /// the comm is closed, interrupted or busy; `KeyboardInterrupt`.
+    pub fn call<T, F>(&self, py: Python<'_>, work: F) -> PyResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dac_net::Comm) -> Result<T, Failure> + Send + 'static,
+    {
+        let mut comm = self.take().map_err(|f| to_py(py, Some(self.rank), f))?;
+        let name = format!("dac-rank{}", self.rank);
+        match interruptible(py, name, move || {
+            let out = work(&mut comm);
+            (comm, out)
+        }) {
+            Ok(Outcome::Done((comm, out))) => {
+                *self.slot() = Slot::Ready(comm);
+                out.map_err(|f| to_py(py, Some(self.rank), f))
+            }
+            Ok(Outcome::Interrupted(e)) => {
+                *self.slot() = Slot::Interrupted;
+                Err(e)
+            }
+            Err(f) => {
+                *self.slot() = Slot::Closed;
+                Err(to_py(py, Some(self.rank), f))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Comm {
+    /// This member's rank, in `0..size`.
+    #[getter]
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Members the job started with.
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether `close()` was called (or a call was interrupted).
+    #[getter]
+    fn closed(&self) -> bool {
+        matches!(*self.slot(), Slot::Closed | Slot::Interrupted)
+    }
+
+    /// The mean (`sum = false`) or sum of every member's `x`; returns the
+    /// value, the rounds, the residual bound and the contributors.
+    fn allreduce<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray1<'py, f64>,
+        sum: bool,
+    ) -> PyResult<ReductionParts<'py>> {
+        let x = flat(py, x.as_slice())?;
+        let r = self.call(py, move |comm| {
+            let r = if sum {
+                comm.allreduce_sum(&x)
+            } else {
+                comm.allreduce_mean(&x)
+            };
+            Ok(r?)
+        })?;
+        Ok((
+            r.value.into_pyarray(py),
+            r.rounds,
+            r.residual,
+            r.contributors.to_vec(),
+        ))
+    }
+
+    /// Members known to have departed the job.
+    fn departed(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        match &*self.slot() {
+            Slot::Ready(comm) => Ok(comm.departed()),
+            _ => Err(to_py(
+                py,
+                Some(self.rank),
+                network("the comm is closed or in use"),
+            )),
+        }
+    }
+
+    /// Leaves the job: flushes what is queued (at most 2 s) and closes the
+    /// links. Closing twice is harmless.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let comm = {
+            let mut slot = self.slot();
+            match std::mem::replace(&mut *slot, Slot::Closed) {
+                Slot::Ready(comm) => comm,
+                Slot::Busy => {
+                    *slot = Slot::Busy;
+                    return Err(to_py(
+                        py,
+                        Some(self.rank),
+                        network("cannot close the comm while a call is using it"),
+                    ));
+                }
+                Slot::Interrupted => {
+                    *slot = Slot::Interrupted;
+                    return Ok(());
+                }
+                Slot::Closed => return Ok(()),
+            }
+        };
+        let name = format!("dac-rank{}-close", self.rank);
+        run(py, Some(self.rank), name, move || Ok(comm.shutdown()?))
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match &*self.slot() {
+            Slot::Ready(_) | Slot::Busy => "open",
+            Slot::Interrupted => "interrupted",
+            Slot::Closed => "closed",
+        };
+        format!("<dac.Comm rank {} of {} ({state})>", self.rank, self.size)
+    }
+}
+
+/// Settings of `dac.init` beyond the environment.
+#[derive(Debug, Default, FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct InitOptions {
+    rank: Option<usize>,
+    size: Option<usize>,
+    listen: Option<String>,
+    bootstrap: Option<Vec<String>>,
+    run_dir: Option<String>,
+    key: Option<String>,
+    key_file: Option<String>,
+    topology: Option<String>,
+    schedule: Option<String>,
+    tol: Option<f64>,
+    max_rounds: Option<u32>,
+    seed: Option<u64>,
+    peer_timeout: Option<f64>,
+    startup_timeout: Option<f64>,
+}
+
+fn seconds(field: &str, value: f64) -> Result<Duration, Failure> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(argument(format!(
+            "{field}={value} must be a positive number of seconds"
+        )))
+    }
+}
+
+fn addr(field: &str, text: &str) -> Result<dac_net::Multiaddr, Failure> {
+    text.trim()
+        .parse()
+        .map_err(|e| argument(format!("{field}: {text:?} is not a multiaddr ({e})")))
+}
+
+/// The builder for `options`: the environment `dacrun` sets (if any),
+/// overridden by explicit options, which must agree with it on rank and
+/// size.
+fn builder(options: InitOptions) -> Result<CommBuilder, Failure> {
+    let under_dacrun = std::env::var_os("DAC_RANK").is_some();
+    let mut b = if under_dacrun {
+        let b = CommBuilder::from_env()?;
+        for (field, var, given) in [
+            ("rank", "DAC_RANK", options.rank),
+            ("size", "DAC_SIZE", options.size),
+        ] {
+            let env = std::env::var(var).unwrap_or_default();
+            if let Some(given) = given
+                && env.trim() != given.to_string()
+            {
+                return Err(argument(format!(
+                    "{field}={given} but this process was started by dacrun with \
+                     {var}={env}: leave {field} out under dacrun"
+                )));
+            }
+        }
+        b
+    } else {
+        let (Some(rank), Some(size)) = (options.rank, options.size) else {
+            return Err(argument(
+                "not started by dacrun (DAC_RANK and DAC_SIZE are not set): pass \
+                 size= and rank= (and bootstrap= or run_dir= for ranks above 0)",
+            ));
+        };
+        dac_net::Comm::builder().rank(rank).size(size)
+    };
+    if let Some(listen) = &options.listen {
+        b = b.listen(addr("listen", listen)?);
+    }
+    if let Some(list) = &options.bootstrap {
+        let addrs = list
+            .iter()
+            .map(|a| addr("bootstrap", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        b = b.bootstrap(addrs);
+    }
+    if let Some(dir) = options.run_dir {
+        b = b.run_dir(dir);
+    }
+    if let Some(key) = &options.key {
+        b = b.key(dac_net::parse_key(key)?);
+    }
+    if let Some(path) = options.key_file {
+        b = b.key_file(path);
+    }
+    if let Some(t) = &options.topology {
+        b = b.topology(t.parse::<Topology>()?);
+    }
+    if let Some(s) = &options.schedule {
+        b = b.schedule(s.parse::<Schedule>()?);
+    }
+    if let Some(tol) = options.tol {
+        b = b.tol(tol);
+    }
+    if let Some(rounds) = options.max_rounds {
+        b = b.max_rounds(rounds);
+    }
+    if let Some(seed) = options.seed {
+        b = b.seed(seed);
+    }
+    if let Some(t) = options.peer_timeout {
+        b = b.peer_timeout(seconds("peer_timeout", t)?);
+    }
+    if let Some(t) = options.startup_timeout {
+        b = b.startup_timeout(seconds("startup_timeout", t)?);
+    }
+    Ok(b)
+}
+
+/// Joins (or, on rank 0, forms) a job; `options` is a dict of the
+/// keyword arguments of `dac.init`.
+#[pyfunction]
+pub fn init(py: Python<'_>, options: InitOptions) -> PyResult<Comm> {
+    let b = builder(options).map_err(|f| to_py(py, None, f))?;
+    let comm = run(py, None, "dac-init".into(), move || Ok(b.build()?))?;
+    Ok(Comm {
+        rank: comm.rank(),
+        size: comm.size(),
+        slot: Mutex::new(Slot::Ready(Box::new(comm))),
+    })
+}

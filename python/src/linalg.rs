@@ -1,0 +1,171 @@
+//! Distributed linear algebra and Bayesian updates over a [`Comm`].
+//!
+//! Each function copies its array arguments once (so that the call can
+//! run on a worker thread, see [`crate::blocking`]) and returns numpy
+//! arrays without a copy.
+
+use dac_linalg::{CgOptions, LstsqOptions, Solver};
+use numpy::ndarray::{Array1, Array2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+use crate::arrays::{owned1, owned2};
+use crate::comm::Comm;
+
+/// `x · y` for vectors split across ranks.
+#[pyfunction]
+pub fn dot<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    x: PyReadonlyArray1<'py, f64>,
+    y: PyReadonlyArray1<'py, f64>,
+) -> PyResult<f64> {
+    let (x, y) = (owned1(py, &x)?, owned1(py, &y)?);
+    comm.get()
+        .call(py, move |c| Ok(dac_linalg::dot(c, &x, &y)?))
+}
+
+/// `‖x‖₂` for a vector split across ranks.
+#[pyfunction]
+pub fn norm<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    x: PyReadonlyArray1<'py, f64>,
+) -> PyResult<f64> {
+    let x = owned1(py, &x)?;
+    comm.get().call(py, move |c| Ok(dac_linalg::norm2(c, &x)?))
+}
+
+/// `A x` for `A` split by columns (this rank's columns and entries of `x`).
+#[pyfunction]
+pub fn matvec<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    a_cols: PyReadonlyArray2<'py, f64>,
+    x: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (a, x) = (owned2(py, &a_cols)?, owned1(py, &x)?);
+    let y = comm
+        .get()
+        .call(py, move |c| Ok(dac_linalg::matvec(c, &a, &x)?))?;
+    Ok(y.into_pyarray(py))
+}
+
+/// Least squares for `A` and `b` (`r × k`) split by rows; returns the
+/// solution (`n × k`), residual norm, condition estimate, rounds, solver
+/// name, numerical rank (rank-revealing solver only) and refinements.
+type LstsqParts<'py> = (
+    Bound<'py, PyArray2<f64>>,
+    f64,
+    f64,
+    u64,
+    &'static str,
+    Option<usize>,
+    usize,
+);
+
+/// Least squares `min ‖A x − b‖² + ridge‖x‖²` for rows split across ranks.
+#[pyfunction]
+pub fn lstsq<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    a_rows: PyReadonlyArray2<'py, f64>,
+    b: PyReadonlyArray2<'py, f64>,
+    ridge: f64,
+) -> PyResult<LstsqParts<'py>> {
+    let (a, b) = (owned2(py, &a_rows)?, owned2(py, &b)?);
+    let options = LstsqOptions {
+        ridge,
+        ..LstsqOptions::default()
+    };
+    let r = comm
+        .get()
+        .call(py, move |c| Ok(dac_linalg::lstsq(c, &a, &b, &options)?))?;
+    let (solver, rank) = match r.solver {
+        Solver::Cholesky => ("cholesky", None),
+        Solver::RankRevealing { rank } => ("rank-revealing", Some(rank)),
+    };
+    Ok((
+        r.x.into_pyarray(py),
+        r.residual_norm,
+        r.condition,
+        r.rounds,
+        solver,
+        rank,
+        r.refinements,
+    ))
+}
+
+/// Conjugate gradients for a symmetric positive definite `A` split by
+/// rows; returns `x`, iterations, residual norm and rounds.
+#[pyfunction]
+pub fn cg<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    a_rows: PyReadonlyArray2<'py, f64>,
+    b: PyReadonlyArray1<'py, f64>,
+    tol: f64,
+    max_iter: usize,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, usize, f64, u64)> {
+    let (a, b) = (owned2(py, &a_rows)?, owned1(py, &b)?);
+    let options = CgOptions { tol, max_iter };
+    let r = comm
+        .get()
+        .call(py, move |c| Ok(dac_linalg::cg(c, &a, &b, &options)?))?;
+    Ok((
+        r.x.into_pyarray(py),
+        r.iterations,
+        r.residual_norm,
+        r.rounds,
+    ))
+}
+
+/// The Gaussian linear posterior from rows split across ranks; returns
+/// the mean, the covariance and the rounds.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn gaussian_linear<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    x_rows: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray1<'py, f64>,
+    prior_mean: PyReadonlyArray1<'py, f64>,
+    prior_cov: PyReadonlyArray2<'py, f64>,
+    noise_var: f64,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, u32)> {
+    let (x, y) = (owned2(py, &x_rows)?, owned1(py, &y)?);
+    let (m, s) = (owned1(py, &prior_mean)?, owned2(py, &prior_cov)?);
+    let p = comm.get().call(py, move |c| {
+        Ok(dac_linalg::gaussian_linear(c, &x, &y, &m, &s, noise_var)?)
+    })?;
+    Ok((p.mean.into_pyarray(py), p.cov.into_pyarray(py), p.rounds))
+}
+
+/// The grid posterior from the log-prior and this rank's log-likelihood,
+/// already evaluated at every grid point (the Python wrapper evaluates
+/// them, so that no Python code runs on the worker thread).
+#[pyfunction]
+pub fn grid_posterior<'py>(
+    py: Python<'py>,
+    comm: &Bound<'py, Comm>,
+    log_prior: PyReadonlyArray1<'py, f64>,
+    local_loglik: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (prior, loglik) = (owned1(py, &log_prior)?, owned1(py, &local_loglik)?);
+    let posterior = comm.get().call(py, move |c| {
+        // The grid handed to the Rust function is the point index, which
+        // the two closures look their values up by.
+        let points = prior.len().max(loglik.len());
+        let index = Array2::from_shape_fn((points, 1), |(i, _)| i as f64);
+        let at = |values: &Array1<f64>, row: numpy::ndarray::ArrayView1<'_, f64>| {
+            values.get(row[0] as usize).copied().unwrap_or(f64::NAN)
+        };
+        Ok(dac_linalg::grid_posterior(
+            c,
+            &index,
+            |row| at(&prior, row),
+            |row| at(&loglik, row),
+        )?)
+    })?;
+    Ok(posterior.into_pyarray(py))
+}

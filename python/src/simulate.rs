@@ -1,0 +1,155 @@
+//! The in-process simulator and the topology helpers.
+
+use dac_core::graph::Weights;
+use dac_core::sim::{Faults, NodeOutcome, Options, Simulator};
+use dac_core::{Config, Graph, Schedule, Topology};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::arrays::flat;
+use crate::blocking::run;
+use crate::errors::{Failure, argument, to_py};
+
+/// A simulated run as Python gets it: estimates (NaN rows for members
+/// without a result), rounds, converged, contributors, residual and
+/// largest error after each round (rounds 1, 2, …).
+type SimulationParts<'py> = (
+    Bound<'py, PyArray2<f64>>,
+    u32,
+    bool,
+    Vec<usize>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// The graph `name` builds for `nodes` members.
+fn graph(name: &str, nodes: usize, seed: u64) -> Result<Graph, Failure> {
+    Ok(name.parse::<Topology>()?.build(nodes, seed)?)
+}
+
+/// Simulates one reduction of the rows of `inputs` (`nodes × d`) on the
+/// named topology and schedule, with faults.
+#[pyfunction]
+#[pyo3(signature = (inputs, topology, schedule, tol, max_rounds, drop_rate, delay, crash, seed))]
+#[allow(clippy::too_many_arguments)]
+pub fn simulate<'py>(
+    py: Python<'py>,
+    inputs: PyReadonlyArray2<'py, f64>,
+    topology: &str,
+    schedule: &str,
+    tol: f64,
+    max_rounds: u32,
+    drop_rate: f64,
+    delay: u32,
+    crash: Vec<(usize, u32)>,
+    seed: u64,
+) -> PyResult<SimulationParts<'py>> {
+    let (nodes, dim) = (inputs.shape()[0], inputs.shape()[1]);
+    let flat = flat(py, inputs.as_slice())?;
+    let topology = topology.to_owned();
+    let schedule = schedule.to_owned();
+    let report = run(py, None, "dac-simulate".into(), move || {
+        let graph = graph(&topology, nodes, seed)?;
+        let config = Config {
+            schedule: schedule.parse::<Schedule>()?,
+            tol,
+            max_rounds,
+        };
+        for &(node, _) in &crash {
+            if node >= nodes {
+                return Err(argument(format!(
+                    "crash names node {node}, but the nodes are 0..{nodes}"
+                )));
+            }
+        }
+        let options = Options {
+            config,
+            faults: Faults {
+                drop: drop_rate,
+                max_delay: delay,
+                crashes: crash,
+                ..Faults::default()
+            },
+            seed,
+            no_trace: false,
+        };
+        let mut sim = Simulator::new(graph, &flat, dim, options)?;
+        while sim.step() {}
+        Ok(sim.report())
+    })?;
+    let mut estimates = Array2::from_elem((nodes, dim), f64::NAN);
+    for (i, node) in report.nodes.iter().enumerate() {
+        if let NodeOutcome::Finished(r) = node {
+            for (e, v) in estimates.row_mut(i).iter_mut().zip(&r.value) {
+                *e = *v;
+            }
+        }
+    }
+    let contributors = report
+        .contributors
+        .as_ref()
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    // Row 0 of the trace is the start, before any exchange: no residual
+    // bound exists yet. Python gets rounds 1, 2, … at indices 0, 1, ….
+    let exchanged = || report.trace.iter().filter(|t| t.round > 0);
+    let residuals: Vec<f64> = exchanged().map(|t| t.residual).collect();
+    let errors: Vec<f64> = exchanged().map(|t| t.max_error).collect();
+    Ok((
+        estimates.into_pyarray(py),
+        report.rounds,
+        report.converged,
+        contributors,
+        residuals.into_pyarray(py),
+        errors.into_pyarray(py),
+    ))
+}
+
+/// The spectral gap `1 − max(|λ₂|, |λₙ|)` of the Metropolis matrix of the
+/// named topology on `nodes` members.
+#[pyfunction]
+pub fn spectral_gap(py: Python<'_>, name: &str, nodes: usize, seed: u64) -> PyResult<f64> {
+    let name = name.to_owned();
+    run(py, None, "dac-spectrum".into(), move || {
+        Ok(graph(&name, nodes, seed)?
+            .spectrum(Weights::Metropolis)?
+            .gap)
+    })
+}
+
+/// The diameter of the named topology on `nodes` members.
+#[pyfunction]
+pub fn diameter(py: Python<'_>, name: &str, nodes: usize, seed: u64) -> PyResult<usize> {
+    let name = name.to_owned();
+    run(py, None, "dac-diameter".into(), move || {
+        graph(&name, nodes, seed)?.diameter().ok_or_else(|| {
+            argument(format!(
+                "topology {name:?} on {nodes} nodes is disconnected"
+            ))
+        })
+    })
+}
+
+/// The neighbours of member `node` in the named topology on `nodes`
+/// members, in increasing order.
+#[pyfunction]
+pub fn neighbors(
+    py: Python<'_>,
+    name: &str,
+    nodes: usize,
+    node: usize,
+    seed: u64,
+) -> PyResult<Vec<usize>> {
+    let g = graph(name, nodes, seed).map_err(|f| to_py(py, None, f))?;
+    if node >= nodes {
+        return Err(to_py(
+            py,
+            None,
+            argument(format!("node {node} is not in 0..{nodes}")),
+        ));
+    }
+    let mut n: Vec<usize> = g.neighbors(node).collect();
+    n.sort_unstable();
+    Ok(n)
+}

@@ -1,0 +1,41 @@
+"""A problem on one rank raises the same exception on every rank.
+Run by tests/test_spmd.py under `dacrun -n 4`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import dac
+
+
+def expect(name: str, exc: type, fn: object, *args: object) -> None:
+    try:
+        fn(*args)  # type: ignore[operator]
+    except exc as e:
+        print(f"{type(e).__name__}: {e}", flush=True)
+        print(f"ok {name}", flush=True)
+        return
+    raise AssertionError(f"{name}: no {exc.__name__}")
+
+
+def main() -> None:
+    with dac.init() as comm:
+        rank = comm.rank
+        # Rank 1 passes a longer vector.
+        expect("length-mismatch", dac.ShapeError, comm.allreduce, np.ones(4 if rank != 1 else 5))
+        # Rank 2 passes a NaN.
+        x = np.ones(3)
+        if rank == 2:
+            x[1] = np.nan
+        expect("nan-one-rank", dac.NonFiniteError, dac.linalg.dot, comm, x, np.ones(3))
+        # Rank 3's rows have a different number of columns.
+        a = np.ones((5, 3 if rank != 3 else 4))
+        expect("columns-mismatch", dac.ShapeError, dac.linalg.lstsq, comm, a, np.ones(5))
+        # The job is still usable afterwards.
+        red = comm.allreduce(float(rank))
+        assert red.value == 1.5 and red.contributors == [0, 1, 2, 3], red
+        print("ok still-usable", flush=True)
+
+
+if __name__ == "__main__":
+    main()

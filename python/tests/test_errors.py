@@ -1,0 +1,131 @@
+"""Bad inputs raise the right `dac` exception, with a message that says
+what is wrong."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+import dac
+
+
+@pytest.fixture
+def comm() -> Iterator[dac.Comm]:
+    with dac.init(size=1, rank=0) as c:
+        yield c
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_simulate_rejects_non_finite_inputs(bad: float) -> None:
+    x = np.ones((8, 2))
+    x[5, 1] = bad
+    with pytest.raises(dac.NonFiniteError, match="rank 5") as e:
+        dac.simulate(x)
+    assert isinstance(e.value, ValueError)
+    assert e.value.ranks == [5]  # type: ignore[attr-defined]
+
+
+def test_unknown_names_are_argument_errors() -> None:
+    with pytest.raises(dac.ArgumentError, match="moebius") as e:
+        dac.simulate(np.ones(4), topology="moebius")
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(dac.ArgumentError, match="gossip"):
+        dac.simulate(np.ones(4), schedule="gossip")
+    with pytest.raises(dac.ArgumentError, match="moebius"):
+        dac.topology.spectral_gap("moebius", 4)
+
+
+def test_invalid_settings_are_argument_errors() -> None:
+    with pytest.raises(dac.ArgumentError, match="too large"):
+        dac.simulate(np.ones(8), topology="ring", schedule="laplacian:0.9")
+    with pytest.raises(dac.ArgumentError, match="tol"):
+        dac.simulate(np.ones(8), tol=0.0)
+    with pytest.raises(dac.ArgumentError, match="node 8"):
+        dac.simulate(np.ones(8), crash={8: 1})
+    with pytest.raises(dac.ArgumentError, match="power-of-two node count, got 10"):
+        dac.simulate(np.ones(10), topology="hypercube")
+    with pytest.raises(dac.ArgumentError, match="node 9"):
+        dac.topology.neighbors("ring", 8, 9)
+
+
+def test_wrong_dtypes_are_type_errors() -> None:
+    with pytest.raises(dac.InputTypeError, match="dtype <U") as e:
+        dac.simulate(["a", "b", "c"])
+    assert isinstance(e.value, TypeError)
+    with pytest.raises(dac.InputTypeError, match="complex"):
+        dac.simulate(np.ones(4) * 1j)
+    with pytest.raises(dac.InputTypeError, match="crash node"):
+        dac.simulate(np.ones(4), crash={"a": 1})  # type: ignore[dict-item]
+
+
+def test_integer_inputs_are_converted() -> None:
+    r = dac.simulate(np.array([1, 2, 3, 6]), topology="complete")
+    assert np.allclose(r.estimates, 3.0, rtol=0, atol=1e-12)
+
+
+def test_wrong_shapes_are_shape_errors() -> None:
+    with pytest.raises(dac.ShapeError, match=r"shape \(2, 2, 2\)"):
+        dac.simulate(np.ones((2, 2, 2)))
+
+
+def test_comm_errors_name_the_rank(comm: dac.Comm) -> None:
+    with pytest.raises(dac.NonFiniteError, match="rank 0") as e:
+        comm.allreduce(np.array([1.0, np.nan]))
+    assert e.value.rank == 0
+    with pytest.raises(dac.InputTypeError, match="rank 0: x has dtype"):
+        comm.allreduce(["1", "x"])
+    with pytest.raises(dac.ArgumentError, match="'max'"):
+        comm.allreduce(1.0, op="max")
+    with pytest.raises(dac.ShapeError, match="2 columns here but x has 3"):
+        dac.linalg.matvec(comm, np.ones((4, 2)), np.ones(3))
+    with pytest.raises(dac.ShapeError, match="rank 0: a_rows has shape"):
+        dac.linalg.lstsq(comm, np.ones(4), np.ones(4))
+    with pytest.raises(dac.ShapeError):
+        dac.linalg.lstsq(comm, np.ones((4, 2)), np.ones(3))
+    with pytest.raises(dac.ShapeError):
+        dac.linalg.dot(comm, np.ones(3), np.ones(4))
+    with pytest.raises(dac.ArgumentError, match="noise_var"):
+        dac.bayes.gaussian_linear(comm, np.ones((3, 1)), np.ones(3), np.zeros(1), np.eye(1), -1.0)
+    with pytest.raises(dac.ShapeError, match="3 values but the grid has 4"):
+        dac.bayes.grid_posterior(comm, np.arange(4.0), np.zeros(3), lambda t: 0.0)
+    # The comm is still usable after all of these.
+    assert comm.allreduce(4.0).value == 4.0
+
+
+def test_solver_limits_are_convergence_errors(comm: dac.Comm) -> None:
+    a = np.diag(np.arange(1.0, 21.0))
+    with pytest.raises(dac.ConvergenceError) as e:
+        dac.linalg.cg(comm, a, np.ones(20), tol=1e-12, max_iter=3)
+    assert e.value.iterations == 3  # type: ignore[attr-defined]
+    assert e.value.residual > 1e-12  # type: ignore[attr-defined]
+
+
+def test_init_checks_its_arguments() -> None:
+    with pytest.raises(dac.ArgumentError, match="not started by dacrun"):
+        dac.init()
+    with pytest.raises(dac.ArgumentError, match="rank"):
+        dac.init(size=2, rank=5)
+    with pytest.raises(dac.ArgumentError, match="peer_timeout"):
+        dac.init(size=1, rank=0, peer_timeout=-1.0)
+    with pytest.raises(dac.ArgumentError, match="bootstrap"):
+        dac.init(size=2, rank=1, bootstrap="not an address")
+    with pytest.raises(dac.ArgumentError, match="moebius"):
+        dac.init(size=1, rank=0, topology="moebius")
+
+
+def test_size_that_contradicts_dacrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAC_RANK", "1")
+    monkeypatch.setenv("DAC_SIZE", "4")
+    with pytest.raises(dac.ArgumentError, match="size=3 but this process was started by dacrun"):
+        dac.init(size=3)
+
+
+def test_a_closed_comm_says_so() -> None:
+    c = dac.init(size=1, rank=0)
+    c.close()
+    c.close()
+    assert c.closed
+    with pytest.raises(dac.NetworkError, match="closed"):
+        c.allreduce(1.0)

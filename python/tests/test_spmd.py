@@ -1,0 +1,93 @@
+"""Networked runs under `dacrun`: every rank agrees with numpy, bad input
+on one rank fails every rank, a killed peer drops out of the
+contributors, and Ctrl-C interrupts a blocked call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _support import REPO, SPMD, dacrun_path, ok_ranks, run_spmd
+
+CHECKS = ["allreduce-mean", "allreduce-sum", "dot", "norm", "matvec", "lstsq",
+          "lstsq-residual", "cg", "gaussian_linear", "grid_posterior"]
+
+
+def test_every_collective_agrees_with_numpy_on_every_rank() -> None:
+    p = run_spmd("collectives.py", 4)
+    assert p.returncode == 0, p.stdout
+    for check in CHECKS:
+        assert ok_ranks(p.stdout, check) == [0, 1, 2, 3], f"{check}:\n{p.stdout}"
+
+
+def test_collectives_on_one_and_three_ranks() -> None:
+    for n in (1, 3):
+        p = run_spmd("collectives.py", n)
+        assert p.returncode == 0, p.stdout
+        assert ok_ranks(p.stdout, "lstsq") == list(range(n)), p.stdout
+
+
+def test_a_bad_input_on_one_rank_raises_on_every_rank() -> None:
+    p = run_spmd("bad_inputs.py", 4)
+    assert p.returncode == 0, p.stdout
+    for check in ["length-mismatch", "nan-one-rank", "columns-mismatch", "still-usable"]:
+        assert ok_ranks(p.stdout, check) == [0, 1, 2, 3], f"{check}:\n{p.stdout}"
+    assert "rank 2" in p.stdout  # the NaN error names the rank that had it
+
+
+def test_size_that_contradicts_dacrun_is_refused() -> None:
+    p = run_spmd("wrong_size.py", 4)
+    assert p.returncode == 0, p.stdout
+    assert ok_ranks(p.stdout, "size-mismatch") == [0, 1, 2, 3], p.stdout
+    assert "DAC_SIZE=4" in p.stdout
+
+
+def test_a_killed_peer_drops_out_of_the_contributors() -> None:
+    p = run_spmd("killed_peer.py", 4, dacrun_args=["--keep-going", "--peer-timeout", "2"])
+    assert ok_ranks(p.stdout, "survivors") == [0, 1, 2], p.stdout
+    assert "contributors [0, 1, 2]" in p.stdout
+
+
+def test_ctrl_c_interrupts_a_blocked_call(tmp_path: Path) -> None:
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
+    proc = subprocess.Popen(
+        [str(dacrun_path()), "-n", "2", "--", sys.executable, str(SPMD / "interrupted.py"),
+         str(ready), str(done)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            assert time.monotonic() < deadline, "rank 0 never started its reduction"
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        time.sleep(0.5)  # rank 0 is now blocked in allreduce
+        os.kill(int(ready.read_text()), signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert ok_ranks(out, "interrupted") == [0], out
+    assert "this member has left the job" in out
+
+
+
+def test_the_readme_example_runs_under_dacrun(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("# fit.py")
+    script = tmp_path / "fit.py"
+    script.write_text(readme[start:readme.index("```", start)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
+    p = subprocess.run(
+        [str(dacrun_path()), "-n", "4", "--", sys.executable, str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+        env=env, check=False,
+    )
+    assert p.returncode == 0, p.stdout
+    assert p.stdout.rstrip().endswith("1000.0 [0, 1, 2, 3]"), p.stdout
