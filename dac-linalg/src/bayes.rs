@@ -1,12 +1,15 @@
 //! Bayesian updates from data split across ranks: the conjugate Gaussian
 //! linear model in information form, and the general form on a grid.
 
+use std::collections::BTreeMap;
+
 use dac_core::Communicator;
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, ArrayBase, ArrayView1, Data, Ix1, Ix2};
 
 use crate::check::{Verdict, reduce_checked};
 use crate::error::{LinalgError, Result};
+use crate::replicated::{Check, Replicated};
 
 /// A Gaussian posterior, the same on every rank.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,18 +79,11 @@ where
         verdict.argument(|| format!("noise_var = {noise_var} must be positive"));
     }
     let prior_precision = if verdict.is_ok() {
-        let cov = DMatrix::from_fn(p, p, |i, j| prior_cov[(i, j)]);
-        let symmetric = (0..p).all(|i| {
-            (0..i)
-                .all(|j| (cov[(i, j)] - cov[(j, i)]).abs() <= 1e-12 * cov[(i, j)].abs().max(1e-300))
-        });
-        match cov.cholesky() {
-            Some(chol) if symmetric => Some(chol.inverse()),
-            _ => {
-                verdict.argument(|| "prior_cov is not symmetric positive definite".into());
-                None
-            }
+        let precision = precision_of(prior_cov);
+        if precision.is_none() {
+            verdict.argument(|| "prior_cov is not symmetric positive definite".into());
         }
+        precision
     } else {
         None
     };
@@ -130,25 +126,177 @@ where
             detail: String::new(),
         });
     };
-    let xtx = DMatrix::from_row_slice(p, p, &sums.data[..p * p]);
-    let xty = DVector::from_column_slice(&sums.data[p * p..]);
+    posterior(
+        &prior_precision,
+        prior_mean,
+        &sums.data,
+        noise_var,
+        comm.rank(),
+        sums.rounds,
+    )
+}
+
+/// `prior_cov⁻¹`, or `None` if `prior_cov` is not symmetric positive
+/// definite.
+fn precision_of<V: Data<Elem = f64>>(prior_cov: &ArrayBase<V, Ix2>) -> Option<DMatrix<f64>> {
+    let p = prior_cov.nrows();
+    let cov = DMatrix::from_fn(p, p, |i, j| prior_cov[(i, j)]);
+    let symmetric = (0..p).all(|i| {
+        (0..i).all(|j| (cov[(i, j)] - cov[(j, i)]).abs() <= 1e-12 * cov[(i, j)].abs().max(1e-300))
+    });
+    let chol = cov.cholesky()?;
+    symmetric.then(|| chol.inverse())
+}
+
+/// The posterior from the prior and the summed `XᵀX | Xᵀy` (row-major
+/// `p × p`, then `p`).
+fn posterior<U: Data<Elem = f64>>(
+    prior_precision: &DMatrix<f64>,
+    prior_mean: &ArrayBase<U, Ix1>,
+    sums: &[f64],
+    noise_var: f64,
+    rank: usize,
+    rounds: u32,
+) -> Result<Posterior> {
+    let p = prior_mean.len();
+    let xtx = DMatrix::from_row_slice(p, p, &sums[..p * p]);
+    let xty = DVector::from_column_slice(&sums[p * p..p * p + p]);
     let mu0 = DVector::from_iterator(p, prior_mean.iter().copied());
-    let precision = &prior_precision + &xtx / noise_var;
+    let precision = prior_precision + &xtx / noise_var;
     let precision = (&precision + precision.transpose()) * 0.5;
     let Some(chol) = precision.clone().cholesky() else {
         return Err(LinalgError::InvalidArgument {
-            ranks: vec![comm.rank()],
+            ranks: vec![rank],
             detail: "; the posterior precision is not positive definite (ill-conditioned prior)"
                 .into(),
         });
     };
-    let mean = chol.solve(&(&prior_precision * mu0 + xty / noise_var));
+    let mean = chol.solve(&(prior_precision * mu0 + xty / noise_var));
     let cov = chol.inverse();
     Ok(Posterior {
         mean: Array1::from_iter(mean.iter().copied()),
         cov: Array2::from_shape_fn((p, p), |(i, j)| 0.5 * (cov[(i, j)] + cov[(j, i)])),
-        rounds: sums.rounds,
+        rounds,
     })
+}
+
+/// [`gaussian_linear`] for a [`Replicated`] job: the rows of `X` and `y`
+/// are cut into the job's partitions, and this rank passes those it holds
+/// as `partition id → (X_p, y_p)`.
+///
+/// One sum of `X_pᵀX_p | X_pᵀy_p` with every partition counted exactly
+/// once (a departed holder's partitions come from a standby), whose
+/// holders' hashes are compared at the job's checkpoints. The ranks'
+/// priors and noise variances are compared in the same reduction.
+///
+/// # Errors
+/// As [`gaussian_linear`] (an invalid prior or `noise_var` fails at once:
+/// every rank passes the same), plus [`LinalgError::PartitionLost`],
+/// [`LinalgError::ReplicaMismatch`], and [`LinalgError::Shape`] for
+/// partitions that are not this rank's. With
+/// [`crate::ReplicatedOptions::allow_degraded`] the posterior given the
+/// surviving partitions ([`Replicated::lost`] lists the others).
+pub fn gaussian_linear_replicated<C, U, V>(
+    comm: &mut C,
+    job: &mut Replicated,
+    parts: &BTreeMap<usize, (Array2<f64>, Array1<f64>)>,
+    prior_mean: &ArrayBase<U, Ix1>,
+    prior_cov: &ArrayBase<V, Ix2>,
+    noise_var: f64,
+) -> Result<Posterior>
+where
+    C: Communicator,
+    U: Data<Elem = f64>,
+    V: Data<Elem = f64>,
+{
+    let (rank, p) = (comm.rank(), prior_mean.len());
+    let invalid = |detail: String| LinalgError::InvalidArgument {
+        ranks: vec![rank],
+        detail: format!("; {detail}"),
+    };
+    if prior_cov.dim() != (p, p) {
+        return Err(LinalgError::Shape {
+            reason: format!(
+                "the prior mean has {p} entries but the prior covariance is {:?}",
+                prior_cov.dim()
+            ),
+        });
+    }
+    if !(noise_var > 0.0 && noise_var.is_finite()) {
+        return Err(invalid(format!("noise_var = {noise_var} must be positive")));
+    }
+    if prior_mean
+        .iter()
+        .chain(prior_cov.iter())
+        .any(|v| !v.is_finite())
+    {
+        return Err(LinalgError::NonFinite {
+            ranks: vec![rank],
+            detail: "; in the prior".into(),
+        });
+    }
+    let Some(prior_precision) = precision_of(prior_cov) else {
+        return Err(invalid(
+            "prior_cov is not symmetric positive definite".into(),
+        ));
+    };
+    let problem = parts.iter().find_map(|(part, (x, y))| {
+        (x.ncols() != p || y.len() != x.nrows()).then(|| {
+            format!(
+                "rank {rank}: partition {part} has X {:?} and y of {} entries, expected {p} columns",
+                x.dim(),
+                y.len()
+            )
+        })
+    });
+    let len = p * p + p;
+    let contributions = parts
+        .iter()
+        .map(|(&part, (x, y))| {
+            let mut c = Vec::with_capacity(len);
+            if problem.is_none() {
+                c.extend(x.t().dot(x).iter());
+                c.extend(x.t().dot(y).iter());
+            } else {
+                c.resize(len, 0.0);
+            }
+            (part, c)
+        })
+        .collect();
+    // What every rank must agree on, summed over the ranks.
+    let fingerprint = [
+        noise_var,
+        prior_mean.iter().sum::<f64>(),
+        prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
+    ];
+    let (sums, votes) = job.reduce(
+        comm,
+        len,
+        &contributions,
+        &fingerprint,
+        Check::WhenDue,
+        problem,
+    )?;
+    let voters = votes.voters as f64;
+    let same = fingerprint
+        .iter()
+        .zip(&votes.sum)
+        .all(|(mine, all)| (voters * mine - all).abs() <= 1e-9 * (voters * mine).abs().max(1.0));
+    if !same {
+        return Err(invalid(
+            "the ranks pass different priors or noise variances: every rank must pass the same"
+                .into(),
+        ));
+    }
+    let rounds = u32::try_from(sums.rounds).unwrap_or(u32::MAX);
+    posterior(
+        &prior_precision,
+        prior_mean,
+        &sums.value,
+        noise_var,
+        rank,
+        rounds,
+    )
 }
 
 /// The seed paper's general form on a grid: `π(θ) ∝ π₀(θ)·exp(Σ_i ln μ_i(θ))`

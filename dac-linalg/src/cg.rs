@@ -5,7 +5,7 @@ use dac_core::Communicator;
 use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
 
 use crate::check::{Verdict, reduce_checked, row_layout};
-use crate::checkpoint::{Checkpoints, Saved, fingerprint};
+use crate::checkpoint::{Checkpoints, ProblemId, Snapshot};
 use crate::error::{LinalgError, Result};
 
 /// Options of [`cg`].
@@ -174,7 +174,7 @@ where
     // This rank's problem, so that another problem's checkpoints are not
     // used (computed only when checkpointing).
     let problem = checkpoints.map(|_| {
-        fingerprint(
+        ProblemId::new(
             a_rows.iter().chain(b.iter()),
             &[rank as u64, size as u64, n as u64],
         )
@@ -182,21 +182,9 @@ where
     let mut resumed_from = 0;
     let mut agree_rounds = 0;
     if let (Some(store), Some(problem)) = (checkpoints, &problem) {
-        // Agree on the latest iteration every rank has saved.
-        let saved = store.load(rank, problem);
-        let mine: Vec<f64> = saved
-            .iter()
-            .map(|s| s.as_ref().map_or(0.0, |s| s.iteration as f64 + 1.0))
-            .collect();
-        let all = reduce_checked(comm, Verdict::ok(), &mine, &[], "the checkpoints")?;
-        agree_rounds = u64::from(all.rounds);
-        let has = |r: usize, it: usize| (0..2).any(|j| all.count(r, j) == it + 1);
-        let mut candidates: Vec<usize> = (0..2)
-            .filter_map(|j| all.count(0, j).checked_sub(1))
-            .collect();
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
-        if let Some(&it) = candidates.iter().find(|&&it| (0..size).all(|r| has(r, it)))
-            && let Some(state) = saved.iter().flatten().find(|s| s.iteration as usize == it)
+        let (snapshot, agreement) = store.resume_counting(comm, problem)?;
+        agree_rounds = u64::from(agreement);
+        if let Some(state) = snapshot
             && let [rs_saved] = state.scalars[..]
             && let [xs, rss, ps] = &state.vectors[..]
             && xs.len() == n
@@ -207,8 +195,8 @@ where
             res = Array1::from(rss.clone());
             p = Array1::from(ps.clone());
             rs = rs_saved;
-            iterations = it;
-            resumed_from = it;
+            iterations = state.iteration;
+            resumed_from = state.iteration;
         }
     }
     // Votes: [converged, breakdown (pᵀA p ≤ 0), checkpoint not written].
@@ -266,15 +254,14 @@ where
             0.0,
         ];
         if let (Some(store), Some(problem)) = (checkpoints, &problem)
-            && iterations.is_multiple_of(store.every())
+            && store.is_due(iterations)
         {
-            let state = Saved {
-                iteration: iterations as u64,
+            let state = Snapshot {
+                iteration: iterations,
                 scalars: vec![rs],
                 vectors: vec![x.to_vec(), res.to_vec(), p.to_vec()],
             };
-            let slot = (iterations / store.every()) % 2;
-            if store.save(rank, slot, &state, problem).is_err() {
+            if store.save(rank, &state, problem).is_err() {
                 vote[2] = 1.0;
             }
         }

@@ -17,13 +17,18 @@
 //!   parameter grid.
 //! - [`cg`]: conjugate gradient for a symmetric positive definite system
 //!   split by rows; [`cg_checkpointed`] saves its state every `k`
-//!   iterations ([`Checkpoints`]) and resumes after the whole job is
-//!   restarted.
+//!   iterations and resumes after the whole job is restarted.
+//! - [`Checkpoints`]: the same save-and-resume for any loop of your own
+//!   ([`Snapshot`], [`ProblemId`], [`Checkpoints::resume`]).
 //! - [`replicated`]: data cut into partitions held by several ranks each
 //!   ([`Placement`], [`replication_factor`]), every partition contributed
 //!   exactly once even when its holder dies mid-reduction, and holders
-//!   checked against each other by hashes ([`Replicated`],
-//!   [`lstsq_replicated`]).
+//!   checked against each other by hashes ([`Replicated`]). Each operation
+//!   has a replicated variant: [`dot_replicated`],
+//!   [`matvec_rows_replicated`], [`rmatvec_replicated`],
+//!   [`gram_replicated`], [`lstsq_replicated`],
+//!   [`gaussian_linear_replicated`] and [`cg_replicated`] (hashes every
+//!   `k` iterations on an iterate made bit-identical first).
 //! - Errors are [`LinalgError`], the same on every rank: a rank whose
 //!   local shapes do not fit, or whose data holds a NaN, says so in the
 //!   call's reduction, so no rank waits for one that gave up.
@@ -53,13 +58,15 @@ mod lstsq;
 mod ops;
 pub mod replicated;
 
-pub use bayes::{Posterior, gaussian_linear, grid_posterior};
+pub use bayes::{Posterior, gaussian_linear, gaussian_linear_replicated, grid_posterior};
 pub use cg::{Cg, CgOptions, cg, cg_checkpointed};
-pub use checkpoint::Checkpoints;
+pub use checkpoint::{Checkpoints, ProblemId, Snapshot};
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
 pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq, lstsq_replicated};
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};
 pub use replicated::{
-    PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, replication_factor,
+    PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, cg_replicated,
+    dot_replicated, gram_replicated, matvec_rows_replicated, replication_factor,
+    rmatvec_replicated,
 };

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::check::{Verdict, reduce_checked};
 use crate::error::{LinalgError, Result};
-use crate::replicated::Replicated;
+use crate::replicated::{Check, Replicated};
 
 /// Options of [`lstsq`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -344,7 +344,7 @@ pub fn lstsq_replicated<C: Communicator>(
             (p, c)
         })
         .collect();
-    let (sums, _) = job.reduce(comm, len, &contributions, &[], true, problem)?;
+    let (sums, _) = job.reduce(comm, len, &contributions, &[], Check::WhenDue, problem)?;
     if n == 0 || sums.value[len - 1] < 0.5 {
         return Err(LinalgError::Empty {
             what: "least squares without rows or columns",
@@ -362,7 +362,8 @@ pub fn lstsq_replicated<C: Communicator>(
                 (p, data)
             })
             .collect();
-        let (step, votes) = job.reduce(comm, n * k + 1, &steps, &[stop, cholesky], false, None)?;
+        let (step, votes) =
+            job.reduce(comm, n * k + 1, &steps, &[stop, cholesky], Check::No, None)?;
         Ok(Refinement {
             grad: step.value[..n * k].to_vec(),
             residual2: step.value[n * k],

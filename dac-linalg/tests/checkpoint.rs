@@ -1,12 +1,15 @@
 //! Resumable conjugate gradient: kill the whole job after some checkpoints,
-//! start it again, and it resumes and reaches the same solution.
+//! start it again, and it resumes and reaches the same solution; the same
+//! for a loop written on the public checkpoint API.
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
 use dac_core::{Communicator, Error, Reduction, threaded};
-use dac_linalg::{Cg, CgOptions, Checkpoints, LinalgError, cg, cg_checkpointed};
+use dac_linalg::{
+    Cg, CgOptions, Checkpoints, LinalgError, ProblemId, Snapshot, cg, cg_checkpointed,
+};
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, Axis, Slice};
 
@@ -219,5 +222,99 @@ fn resuming_past_a_smaller_iteration_limit_is_not_converged() {
             matches!(r, Err(LinalgError::NotConverged { iterations: 20, .. })),
             "{r:?}"
         );
+    }
+}
+
+/// A Jacobi loop written by a user on top of [`Checkpoints`]: `A x = b`
+/// with `A` split by rows over the ranks (20 rows each), `iterations`
+/// sweeps, each one reduction that assembles the new `x`, saved every 10
+/// sweeps. Returns the solution and the sweep it resumed from.
+fn jacobi<C: Communicator>(
+    comm: &mut C,
+    (a, b): (&Array2<f64>, &Array1<f64>),
+    store: &Checkpoints,
+    iterations: usize,
+) -> Result<(Array1<f64>, usize), LinalgError> {
+    let (rank, n) = (comm.rank(), b.len());
+    let rows = rank * 20..rank * 20 + 20;
+    let a_rows = a.slice_axis(Axis(0), Slice::from(rows.clone()));
+    let problem = ProblemId::new(
+        a_rows.iter().chain(&b.as_slice().unwrap()[rows.clone()]),
+        &[rank as u64, comm.size() as u64],
+    );
+    let (mut sweep, mut x) = match store.resume(comm, &problem)? {
+        Some(Snapshot {
+            iteration, vectors, ..
+        }) => (iteration, Array1::from(vectors[0].clone())),
+        None => (0, Array1::zeros(n)),
+    };
+    let resumed_from = sweep;
+    while sweep < iterations {
+        let mut next = vec![0.0; n];
+        for (k, i) in rows.clone().enumerate() {
+            let off_diagonal = a_rows.row(k).dot(&x) - a[(i, i)] * x[i];
+            next[i] = (b[i] - off_diagonal) / a[(i, i)];
+        }
+        let sum = comm.allreduce_sum(&next).map_err(LinalgError::Consensus)?;
+        x = Array1::from(sum.value);
+        sweep += 1;
+        if store.is_due(sweep) {
+            let snapshot = Snapshot {
+                iteration: sweep,
+                scalars: vec![],
+                vectors: vec![x.to_vec()],
+            };
+            store.save(rank, &snapshot, &problem)?;
+        }
+    }
+    Ok((x, resumed_from))
+}
+
+#[test]
+fn a_users_own_loop_killed_after_some_checkpoints_resumes_and_reaches_the_same_answer() {
+    // A diagonally dominant system: Jacobi converges, 2⁻¹ per sweep.
+    let n = 60;
+    let a = Array2::from_shape_fn((n, n), |(i, j)| match i.abs_diff(j) {
+        0 => 4.0,
+        1 => -1.0,
+        _ => 0.0,
+    });
+    let b = Array1::from_shape_fn(n, |i| ((i * 5) as f64 * 0.7).cos());
+    let an = DMatrix::from_fn(n, n, |i, j| a[(i, j)]);
+    let want = an
+        .lu()
+        .solve(&DVector::from_iterator(n, b.iter().copied()))
+        .unwrap();
+    let dir = Dir::new("jacobi");
+    let store = Checkpoints::new(&dir.0, 10).named("jacobi").unwrap();
+    let run_jacobi = |reductions: usize| {
+        threaded::run(SIZE, threaded::Options::default(), |comm| {
+            let mut doomed = Doomed {
+                inner: comm,
+                left: reductions,
+            };
+            jacobi(&mut doomed, (&a, &b), &store, 60)
+        })
+        .unwrap()
+    };
+    // Killed after the agreement and 25 sweeps (checkpoints at 10 and 20).
+    for r in run_jacobi(26) {
+        assert!(matches!(r, Err(LinalgError::Consensus(_))), "{r:?}");
+    }
+    assert!(dir.0.join("jacobi.rank2.0").exists() && dir.0.join("jacobi.rank2.1").exists());
+    let resumed = run_jacobi(usize::MAX);
+    let fresh = Dir::new("jacobi-fresh");
+    let uninterrupted = threaded::run(SIZE, threaded::Options::default(), |comm| {
+        let store = Checkpoints::new(&fresh.0, 10).named("jacobi").unwrap();
+        jacobi(comm, (&a, &b), &store, 60)
+    })
+    .unwrap();
+    for (r, u) in resumed.into_iter().zip(uninterrupted) {
+        let ((x, from), (y, from_scratch)) = (r.unwrap(), u.unwrap());
+        assert_eq!((from, from_scratch), (20, 0));
+        for i in 0..n {
+            assert!((x[i] - want[i]).abs() <= 1e-12, "{} vs {}", x[i], want[i]);
+            assert!((x[i] - y[i]).abs() <= 1e-12, "{} vs {}", x[i], y[i]);
+        }
     }
 }

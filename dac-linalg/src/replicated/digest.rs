@@ -6,7 +6,9 @@
 //! reduction's error stays below one half, which it does by many orders of
 //! magnitude for values up to 2¹⁶. So a 128-bit hash travels as eight
 //! 16-bit chunks, each stored plus one so that an absent hash (all zeros)
-//! is told apart from a present one.
+//! is told apart from a present one. An `f64` travels the same way, as
+//! the four 16-bit chunks of its bits, when one rank publishes a vector
+//! for every rank to adopt bit for bit.
 
 use sha2::{Digest, Sha256};
 
@@ -73,6 +75,34 @@ pub(super) fn decode_hash(values: &[f64]) -> Result<Option<[u16; CHUNKS]>> {
     }
 }
 
+/// `values`' bits as values to sum: four 16-bit chunks each, low first.
+pub(super) fn bits_chunks(values: &[f64]) -> Vec<f64> {
+    values
+        .iter()
+        .flat_map(|v| {
+            let bits = v.to_bits();
+            (0..4).map(move |i| f64::from((bits >> (16 * i)) as u16))
+        })
+        .collect()
+}
+
+/// Reads summed [`bits_chunks`] back into the values, bit for bit.
+pub(super) fn decode_bits(sums: &[f64]) -> Result<Vec<f64>> {
+    sums.chunks(4)
+        .map(|c| {
+            c.iter().enumerate().try_fold(0u64, |bits, (i, &v)| {
+                Ok(bits | (u64::from(integer(v, 65535.0)?) << (16 * i)))
+            })
+        })
+        .map(|bits| bits.map(f64::from_bits))
+        .collect()
+}
+
+/// Reads a summed count (a value only one rank contributed).
+pub(super) fn decode_count(value: f64) -> Result<usize> {
+    Ok(integer(value, f64::from(u32::MAX))? as usize)
+}
+
 /// Reads a summed 0/1 flag.
 pub(super) fn decode_flag(value: f64) -> Result<bool> {
     Ok(integer(value, 1.0)? == 1)
@@ -119,6 +149,21 @@ mod tests {
         let mut partial = noisy.clone();
         partial[2] = 0.0;
         assert!(decode_hash(&partial).is_err());
+    }
+
+    #[test]
+    fn published_values_come_back_bit_for_bit_from_a_noisy_sum() {
+        let values = [0.1 + 0.2, -0.0, f64::MIN_POSITIVE, -1.5e300, 7.0];
+        let noisy: Vec<f64> = bits_chunks(&values)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + if i % 3 == 0 { 1e-6 } else { -1e-6 })
+            .collect();
+        let back = decode_bits(&noisy).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&values));
+        assert!(decode_bits(&[0.5, 0.0, 0.0, 0.0]).is_err());
+        assert!(decode_bits(&[65536.0, 0.0, 0.0, 0.0]).is_err());
     }
 
     #[test]

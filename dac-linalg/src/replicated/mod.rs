@@ -35,7 +35,16 @@
 //! on a consensus result (an iterate) is not: ranks' copies of a consensus
 //! value differ in their last bits. Those reductions use
 //! [`Replicated::allreduce_sum`] with `check = false`; they are still
-//! contributed exactly once.
+//! contributed exactly once. [`cg_replicated`] checks them anyway, every
+//! `k` iterations: it first makes the iterate bit-identical on every rank
+//! (one rank publishes its bits), then compares the hashes of the
+//! contributions computed from it.
+//!
+//! **The operations.** [`dot_replicated`], [`matvec_rows_replicated`],
+//! [`rmatvec_replicated`], [`gram_replicated`],
+//! [`gaussian_linear_replicated`](crate::gaussian_linear_replicated),
+//! [`lstsq_replicated`](crate::lstsq_replicated) and [`cg_replicated`]
+//! take the job and the partitions this rank holds, keyed by partition id.
 //!
 //! Every decision (who contributes, who departed, who is excluded) is
 //! derived from the results of the reductions, which every rank shares, so
@@ -43,13 +52,17 @@
 //! *contributions*; a rank that also corrupts the consensus protocol itself
 //! is outside what averaging consensus can tolerate.
 
+mod cg;
 mod digest;
+mod ops;
 mod placement;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use dac_core::{Communicator, Error, Reduction};
 
+pub use cg::cg_replicated;
+pub use ops::{dot_replicated, gram_replicated, matvec_rows_replicated, rmatvec_replicated};
 pub use placement::{Placement, ReplicationPlan, replication_factor};
 
 use crate::error::{LinalgError, Result};
@@ -58,8 +71,10 @@ use digest::{CHUNKS, decode_flag, decode_hash, hash_chunks, hash_u16};
 /// Options of a [`Replicated`] job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicatedOptions {
-    /// Exchange contribution hashes at every `k`-th checked reduction of
-    /// the job (1, the default: every one; 0: never).
+    /// Exchange contribution hashes in the job's checked reductions whose
+    /// number (counting every reduction of the job from 0) is a multiple
+    /// of `k` (1, the default: every one; 0: never). In
+    /// [`cg_replicated`]: every `k`-th iteration.
     pub checkpoint_every: u64,
     /// When every holder of a partition is gone, return the sum over the
     /// surviving partitions and list the lost ones in
@@ -125,6 +140,18 @@ pub struct PartitionSum {
     pub rounds: u64,
 }
 
+/// When a reduction compares its holders' hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Never: the contributions depend on a consensus result.
+    No,
+    /// At the job's checkpoints ([`ReplicatedOptions::checkpoint_every`]).
+    WhenDue,
+    /// This time, whatever the job's options (an iterative solver's own
+    /// checkpoint, on inputs it made bit-identical first).
+    Now,
+}
+
 /// A per-rank part carried next to the partition sums (votes): its sum
 /// over the ranks that took part, and how many did.
 #[derive(Debug)]
@@ -177,6 +204,11 @@ impl Replicated {
     /// The placement.
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ReplicatedOptions {
+        &self.options
     }
 
     /// The ranks this job has seen depart, ascending.
@@ -239,6 +271,7 @@ impl Replicated {
         contributions: &BTreeMap<usize, Vec<f64>>,
         check: bool,
     ) -> Result<PartitionSum> {
+        let check = if check { Check::WhenDue } else { Check::No };
         self.reduce(comm, len, contributions, &[], check, None)
             .map(|(sum, _)| sum)
     }
@@ -252,7 +285,7 @@ impl Replicated {
         len: usize,
         contributions: &BTreeMap<usize, Vec<f64>>,
         votes: &[f64],
-        check: bool,
+        check: Check,
         problem: Option<String>,
     ) -> Result<(PartitionSum, Votes)> {
         let (size, me) = (comm.size(), comm.rank());
@@ -268,7 +301,11 @@ impl Replicated {
         let op = self.op;
         self.op += 1;
         let every = self.options.checkpoint_every;
-        let checkpoint = check && every > 0 && op.is_multiple_of(every);
+        let checkpoint = match check {
+            Check::No => false,
+            Check::WhenDue => every > 0 && op.is_multiple_of(every),
+            Check::Now => true,
+        };
         let (mut shape, non_finite) = self.validate(me, len, contributions);
         if problem.is_some() {
             shape = problem;
