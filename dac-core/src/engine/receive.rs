@@ -1,7 +1,7 @@
 //! Taking in a peer's message: validation, buffering and gossip.
 
 use super::Engine;
-use super::message::{FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Kind, Message, Violation};
+use super::message::{FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message, Violation};
 use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase, SLOT_DIRTY, Slot};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
@@ -19,10 +19,38 @@ impl Engine {
     /// an unknown sender or event). The engine's state is unchanged; the
     /// host decides whether to drop the peer or abort (see
     /// [`Violation::dimension_mismatch`]).
+    #[inline]
     pub fn receive(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
-        if let Some(done) = self.receive_round_fast(from, message) {
-            return done;
+        if message.events.is_empty()
+            && self.receive_round_fast(from, None, &message.header, message.payload)
+        {
+            return Ok(());
         }
+        self.receive_general(from, message)
+    }
+
+    /// [`Engine::receive`] for a round message without events, given by
+    /// its parts (hosts that keep headers and payloads apart, like the
+    /// simulator, skip assembling a [`Message`]). `index` is where the
+    /// sender probably is among [`Engine::peers`] (a wrong guess only
+    /// costs a search).
+    #[inline]
+    pub(crate) fn receive_plain_round(
+        &mut self,
+        from: usize,
+        index: usize,
+        header: &Header,
+        payload: &[f64],
+    ) -> Result<(), Violation> {
+        if self.receive_round_fast(from, Some(index), header, payload) {
+            return Ok(());
+        }
+        self.receive_general(from, &Message::new(*header, &[], payload))
+    }
+
+    /// Everything but the fast path of [`Engine::receive`].
+    #[inline(never)]
+    fn receive_general(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
         self.validate(from, message)?;
         let from = from as u32;
         if from == self.id || self.events.has_departed(from) {
@@ -67,30 +95,46 @@ impl Engine {
 
     /// The common case on its own short path: a well-formed round message
     /// from a current neighbour, in the iterative phase, with no event
-    /// attached and no edge being opened. Returns `None` for anything else
-    /// (including every malformed message), which the general path handles.
+    /// attached and no edge being opened. Returns false, having changed
+    /// nothing, for anything else (including every malformed message),
+    /// which the general path handles.
     #[inline]
     fn receive_round_fast(
         &mut self,
         from: usize,
-        message: &Message<'_>,
-    ) -> Option<Result<(), Violation>> {
-        let h = &message.header;
+        index: Option<usize>,
+        h: &Header,
+        payload: &[f64],
+    ) -> bool {
+        match payload.len() {
+            2 => self.receive_round_fast_w::<2>(from, index, h, payload),
+            _ => self.receive_round_fast_w::<0>(from, index, h, payload),
+        }
+    }
+
+    /// [`Engine::receive_round_fast`] for payloads of `W` values, or of any
+    /// length for `W = 0` (a scalar reduction's copy is two moves).
+    #[inline]
+    fn receive_round_fast_w<const W: usize>(
+        &mut self,
+        from: usize,
+        index: Option<usize>,
+        h: &Header,
+        payload: &[f64],
+    ) -> bool {
         let w = self.dim + 1;
         let current = self.round;
         let r = h.round;
         if h.kind != Kind::Round
-            || !message.events.is_empty()
             || self.plan.is_some()
             || self.phase != Phase::Running
             || self.rare.is_some()
-            || message.payload.len() != w
+            || payload.len() != w
             || from >= self.members as usize
             || r < current
         {
-            return None;
+            return false;
         }
-        let payload = &message.payload[..w];
         // `x >= 0.0` is false for NaN: non-finite values take the general
         // path, which reports them.
         let mut sane = h.streak >= 0.0 && h.epoch >= 0.0;
@@ -98,24 +142,27 @@ impl Engine {
             sane &= x.is_finite();
         }
         if !sane {
-            return None;
+            return false;
         }
-        let p = self.peer_index(from as u32)?;
+        let guessed = index.filter(|&i| self.peers.get(i).is_some_and(|p| p.id == from as u32));
+        let Some(p) = guessed.or_else(|| self.peer_index(from as u32)) else {
+            return false;
+        };
         let a = (r & 1) as usize;
         let acc_round = self.acc[a].round;
         if acc_round != r && acc_round != EMPTY && acc_round >= current {
-            return Some(Ok(())); // too far ahead: it will be sent again
+            return true; // too far ahead: it will be sent again
         }
         let slots = &self.peers[p].slots;
         if slots[0].round == r || slots[1].round == r {
-            return Some(Ok(())); // duplicate
+            return true; // duplicate
         }
         let s = if slots[0].round == EMPTY || slots[0].round < current {
             0
         } else if slots[1].round == EMPTY || slots[1].round < current {
             1
         } else {
-            return Some(Ok(()));
+            return true;
         };
         let dirty = if h.flags & FLAG_DIRTY != 0 {
             SLOT_DIRTY
@@ -128,7 +175,8 @@ impl Engine {
             view: h.view,
         };
         let at = self.slot_offset(p, s);
-        self.buf[at..at + w].copy_from_slice(payload);
+        let w = if W == 0 { w } else { W };
+        self.buf[at..at + w].copy_from_slice(&payload[..w]);
         let acc = &mut self.acc[a];
         if acc.round != r {
             *acc = Acc::fresh(r);
@@ -142,7 +190,7 @@ impl Engine {
         } else if h.proposal > current && (self.proposal == 0 || h.proposal < self.proposal) {
             self.proposal = h.proposal;
         }
-        Some(Ok(()))
+        true
     }
 
     fn validate(&self, from: usize, message: &Message<'_>) -> Result<(), Violation> {

@@ -137,14 +137,25 @@ impl Engine {
     /// One round of the iterative schedules (Laplacian, Metropolis, and the
     /// exact schedule's fallback) plus the termination gossip.
     fn step_iterative(&mut self) -> bool {
+        match self.width() {
+            2 => self.step_iterative_w::<2>(),
+            3 => self.step_iterative_w::<3>(),
+            _ => self.step_iterative_w::<0>(),
+        }
+    }
+
+    /// [`Engine::step_iterative`] for mass vectors of `W` values, or of any
+    /// width for `W = 0`: small widths get their own copy with the loops
+    /// unrolled (the arithmetic, and its order, is the same).
+    fn step_iterative_w<const W: usize>(&mut self) -> bool {
         let t = self.round;
         let joins = self.has_joins();
         if !self.ready(t, joins) {
             return false;
         }
         let meta = self.meta_for(t);
-        let d = self.dim;
-        let w = self.width();
+        let w = if W == 0 { self.width() } else { W };
+        let d = w - 1;
         let me_at = self.hist_offset(t);
         let edge_base = self.edge_offset(0);
         let view_now = self.events.id();
@@ -235,7 +246,7 @@ impl Engine {
             self.proposal = t + 1 + window + 1;
         }
 
-        self.finish_round();
+        self.finish_round_w::<W>();
         if self.phase == Phase::Running && self.proposal != 0 {
             if self.proposal == self.round {
                 let contributors = self.contributors();
@@ -281,8 +292,14 @@ impl Engine {
 
     /// Computes the next round's mass `M = v − Σ_j F_ij` and moves on.
     fn finish_round(&mut self) {
+        self.finish_round_w::<0>();
+    }
+
+    /// [`Engine::finish_round`] for mass vectors of `W` values, or of any
+    /// width for `W = 0` (as in [`Engine::step_iterative_w`]).
+    fn finish_round_w<const W: usize>(&mut self) {
         let next = self.round + 1;
-        let w = self.width();
+        let w = if W == 0 { self.width() } else { W };
         let out_at = self.hist_offset(next) - w; // offset within the history
         let edge_base = self.edge_offset(0);
         let (head, edges) = self.buf.split_at_mut(edge_base);

@@ -104,6 +104,8 @@ impl Outbox {
 pub(super) struct Gathered {
     pub(super) to: u32,
     pub(super) from: u32,
+    /// Where `from` is among the receiver's peers.
+    pub(super) index: u32,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use super::outbox::{BLOCK, Gathered, NEIGHBOURS, NOBODY, Outbox};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{Engine, Kind, Message, NodeSetup, OwnedMessage, Phase, Target};
+use crate::engine::{Engine, Kind, NodeSetup, OwnedMessage, Phase, Target};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
@@ -206,9 +206,6 @@ impl Simulator {
             let f = &self.options.faults;
             f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
         };
-        for record in &mut self.next.records {
-            record.target = NOBODY;
-        }
         let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
         for start in (0..n).step_by(BLOCK) {
@@ -216,14 +213,17 @@ impl Simulator {
             self.gather(start..end, &mut gathered);
             let mut g = 0;
             for j in start..end {
+                // Cleared here rather than in a pass of its own: `emit`
+                // writes this cache line anyway.
+                self.next.records[j].target = NOBODY;
                 while g < gathered.len() && gathered[g].to as usize == j {
-                    let from = gathered[g].from as usize;
+                    let (from, index) = (gathered[g].from as usize, gathered[g].index as usize);
                     g += 1;
                     self.stats.sent += 1;
                     if faulty {
-                        self.deliver_with_faults(j, from);
+                        self.deliver_with_faults(j, from, index);
                     } else {
-                        self.deliver(j, from);
+                        self.deliver(j, from, index);
                     }
                 }
                 let live = !matches!(self.life[j], Life::Crashed { .. });
@@ -286,7 +286,7 @@ impl Simulator {
             if matches!(self.life[j], Life::Crashed { .. }) {
                 continue;
             }
-            for i in self.engines[j].peers() {
+            for (index, i) in self.engines[j].peers().enumerate() {
                 let addressed = match self.outbox.records[i].target {
                     NOBODY => false,
                     NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
@@ -296,6 +296,7 @@ impl Simulator {
                     gathered.push(Gathered {
                         to: j as u32,
                         from: i as u32,
+                        index: index as u32,
                     });
                 }
             }
@@ -457,13 +458,13 @@ impl Simulator {
         now
     }
 
-    fn deliver_with_faults(&mut self, to: usize, from: usize) {
+    fn deliver_with_faults(&mut self, to: usize, from: usize, index: usize) {
         for (delay, delivered) in self.fates() {
             if !delivered {
                 continue;
             }
             if delay == 0 {
-                self.deliver(to, from);
+                self.deliver(to, from, index);
             } else {
                 let message = OwnedMessage {
                     header: self.outbox.records[from].header(),
@@ -513,12 +514,16 @@ impl Simulator {
         [first, second]
     }
 
-    /// Hands `from`'s plain round message of this tick to `to`.
-    fn deliver(&mut self, to: usize, from: usize) {
+    /// Hands `from`'s plain round message of this tick to `to`, whose
+    /// peer `index` it is.
+    fn deliver(&mut self, to: usize, from: usize, index: usize) {
         let w = self.dim + 1;
         let header = self.outbox.records[from].header();
-        let message = Message::new(header, &[], self.outbox.payload(from, w));
-        if self.engines[to].receive(from, &message).is_err() {
+        let payload = self.outbox.payload(from, w);
+        if self.engines[to]
+            .receive_plain_round(from, index, &header, payload)
+            .is_err()
+        {
             self.stats.violations += 1;
         }
     }
