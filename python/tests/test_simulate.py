@@ -133,3 +133,11 @@ def test_topology_properties_match_numpy(name: str) -> None:
 def test_ring_neighbours_and_diameter() -> None:
     assert dac.topology.neighbors("ring", 8, 0) == [1, 7]
     assert dac.topology.diameter("ring", 9) == 4
+
+
+def test_a_run_cut_short_by_max_rounds_is_reported_not_converged() -> None:
+    x = inputs(64, 1, seed=5)[:, 0]
+    r = dac.simulate(x, topology="ring", max_rounds=5)
+    assert not r.converged
+    assert np.isnan(r.estimates).all(), "no node finished within 5 rounds"
+    assert r.residuals[-1] > 1e-12
