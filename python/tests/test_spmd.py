@@ -52,7 +52,7 @@ def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     assert "contributors [0, 1, 2]" in p.stdout
 
 
-def test_ctrl_c_interrupts_a_blocked_call(tmp_path: Path) -> None:
+def test_ctrl_c_interrupts_a_blocked_call_that_released_the_gil(tmp_path: Path) -> None:
     ready, done = tmp_path / "ready", tmp_path / "done"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
     proc = subprocess.Popen(
@@ -75,6 +75,7 @@ def test_ctrl_c_interrupts_a_blocked_call(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert ok_ranks(out, "interrupted") == [0], out
     assert "this member has left the job" in out
+    assert "another thread counted to" in out  # the GIL was released meanwhile
 
 
 
