@@ -48,6 +48,26 @@ impl Engine {
         self.receive_general(from, &Message::new(*header, &[], payload))
     }
 
+    /// [`Engine::receive_plain_round`] for each of `messages`, given as
+    /// `(from, index, header, payload)`, in order (one call per member and
+    /// tick saves a call per message). Returns how many were malformed.
+    pub(crate) fn receive_plain_rounds<'m>(
+        &mut self,
+        messages: impl Iterator<Item = (usize, usize, Header, &'m [f64])>,
+    ) -> u64 {
+        let mut violations = 0;
+        for (from, index, header, payload) in messages {
+            if !self.receive_round_fast(from, Some(index), &header, payload)
+                && self
+                    .receive_general(from, &Message::new(header, &[], payload))
+                    .is_err()
+            {
+                violations += 1;
+            }
+        }
+        violations
+    }
+
     /// Everything but the fast path of [`Engine::receive`].
     #[inline(never)]
     fn receive_general(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
