@@ -1,5 +1,8 @@
 //! The in-process simulator and the topology helpers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use dac_core::graph::Weights;
 use dac_core::sim::{Faults, NodeOutcome, Options, Simulator};
 use dac_core::{Config, Graph, Schedule, Topology};
@@ -49,6 +52,10 @@ pub fn simulate<'py>(
     let flat = flat(py, inputs.as_slice())?;
     let topology = topology.to_owned();
     let schedule = schedule.to_owned();
+    // Set when the caller stops waiting (Ctrl-C), so that the abandoned
+    // worker stops simulating too.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&abandoned);
     let report = run(py, None, "dac-simulate".into(), move || {
         let graph = graph(&topology, nodes, seed)?;
         let config = Config {
@@ -75,9 +82,14 @@ pub fn simulate<'py>(
             no_trace: false,
         };
         let mut sim = Simulator::new(graph, &flat, dim, options)?;
-        while sim.step() {}
+        while sim.step() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(argument("the simulation was interrupted"));
+            }
+        }
         Ok(sim.report())
-    })?;
+    })
+    .inspect_err(|_| abandoned.store(true, Ordering::Relaxed))?;
     let mut estimates = Array2::from_elem((nodes, dim), f64::NAN);
     for (i, node) in report.nodes.iter().enumerate() {
         if let NodeOutcome::Finished(r) = node {
