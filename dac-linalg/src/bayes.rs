@@ -190,8 +190,9 @@ fn posterior<U: Data<Elem = f64>>(
 /// priors and noise variances are compared in the same reduction.
 ///
 /// # Errors
-/// As [`gaussian_linear`] (an invalid prior or `noise_var` fails at once:
-/// every rank passes the same), plus [`LinalgError::PartitionLost`],
+/// As [`gaussian_linear`], except that an invalid prior or `noise_var` on
+/// any rank is [`LinalgError::InvalidArgument`] on every rank (naming the
+/// ranks that passed one), plus [`LinalgError::PartitionLost`],
 /// [`LinalgError::ReplicaMismatch`], and [`LinalgError::Shape`] for
 /// partitions that are not this rank's. With
 /// [`crate::ReplicatedOptions::allow_degraded`] the posterior given the
@@ -209,36 +210,24 @@ where
     U: Data<Elem = f64>,
     V: Data<Elem = f64>,
 {
-    let (rank, p) = (comm.rank(), prior_mean.len());
-    let invalid = |detail: String| LinalgError::InvalidArgument {
-        ranks: vec![rank],
-        detail: format!("; {detail}"),
-    };
-    if prior_cov.dim() != (p, p) {
-        return Err(LinalgError::Shape {
-            reason: format!(
-                "the prior mean has {p} entries but the prior covariance is {:?}",
-                prior_cov.dim()
-            ),
-        });
-    }
-    if !(noise_var > 0.0 && noise_var.is_finite()) {
-        return Err(invalid(format!("noise_var = {noise_var} must be positive")));
-    }
-    if prior_mean
+    let (rank, size, p) = (comm.rank(), comm.size(), prior_mean.len());
+    // A bad prior is found here but reported in the reduction below, so
+    // that every rank fails alike even if only this one passed it.
+    let prior = if prior_cov.dim() != (p, p) {
+        Err(format!(
+            "the prior mean has {p} entries but the prior covariance is {:?}",
+            prior_cov.dim()
+        ))
+    } else if !(noise_var > 0.0 && noise_var.is_finite()) {
+        Err(format!("noise_var = {noise_var} must be positive"))
+    } else if prior_mean
         .iter()
         .chain(prior_cov.iter())
         .any(|v| !v.is_finite())
     {
-        return Err(LinalgError::NonFinite {
-            ranks: vec![rank],
-            detail: "; in the prior".into(),
-        });
-    }
-    let Some(prior_precision) = precision_of(prior_cov) else {
-        return Err(invalid(
-            "prior_cov is not symmetric positive definite".into(),
-        ));
+        Err("the prior is not finite".to_string())
+    } else {
+        precision_of(prior_cov).ok_or_else(|| "prior_cov is not symmetric positive definite".into())
     };
     let problem = parts.iter().find_map(|(part, (x, y))| {
         (x.ncols() != p || y.len() != x.nrows()).then(|| {
@@ -263,30 +252,46 @@ where
             (part, c)
         })
         .collect();
-    // What every rank must agree on, summed over the ranks.
-    let fingerprint = [
-        noise_var,
-        prior_mean.iter().sum::<f64>(),
-        prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
-    ];
-    let (sums, votes) = job.reduce(
-        comm,
-        len,
-        &contributions,
-        &fingerprint,
-        Check::WhenDue,
-        problem,
-    )?;
+    // What every rank must agree on, summed over the ranks, then one flag
+    // per rank for a bad prior.
+    let mut ballot = vec![0.0; 3 + size];
+    if prior.is_ok() {
+        ballot[0] = noise_var;
+        ballot[1] = prior_mean.iter().sum::<f64>();
+        ballot[2] = prior_cov.iter().map(|v| v.abs()).sum::<f64>();
+    } else {
+        ballot[3 + rank] = 1.0;
+    }
+    let (sums, votes) = job.reduce(comm, len, &contributions, &ballot, Check::WhenDue, problem)?;
+    let bad: Vec<usize> = (0..size).filter(|&r| votes.sum[3 + r] > 0.5).collect();
+    let prior_precision = match prior {
+        Err(detail) => {
+            return Err(LinalgError::InvalidArgument {
+                ranks: bad,
+                detail: format!("; {detail}"),
+            });
+        }
+        Ok(_) if !bad.is_empty() => {
+            return Err(LinalgError::InvalidArgument {
+                ranks: bad,
+                detail: String::new(),
+            });
+        }
+        Ok(precision) => precision,
+    };
+    let fingerprint = &ballot[..3];
     let voters = votes.voters as f64;
     let same = fingerprint
         .iter()
         .zip(&votes.sum)
         .all(|(mine, all)| (voters * mine - all).abs() <= 1e-9 * (voters * mine).abs().max(1.0));
     if !same {
-        return Err(invalid(
-            "the ranks pass different priors or noise variances: every rank must pass the same"
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![rank],
+            detail: "; the ranks pass different priors or noise variances: every rank must \
+                     pass the same"
                 .into(),
-        ));
+        });
     }
     let rounds = u32::try_from(sums.rounds).unwrap_or(u32::MAX);
     posterior(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::check::{Verdict, reduce_checked};
 use crate::error::{LinalgError, Result};
+use crate::ops::upper_triangle;
 use crate::replicated::{Check, Replicated};
 
 /// Options of [`lstsq`].
@@ -73,12 +74,6 @@ pub struct Lstsq {
     pub rounds: u64,
 }
 
-/// Upper triangle of `g`, row by row.
-fn upper(g: &Array2<f64>) -> impl Iterator<Item = f64> + '_ {
-    let n = g.nrows();
-    (0..n).flat_map(move |i| (i..n).map(move |j| g[(i, j)]))
-}
-
 /// `min ‖A x − b‖² + ridge‖x‖²` for `A` and `b` split by rows: rank `i`
 /// holds `a_rows` (`r_i × n`) and the matching rows of `b` (`r_i × k`, one
 /// column per right-hand side); every rank gets the solution.
@@ -124,7 +119,7 @@ where
     // One reduction: upper(AᵀA) | Aᵀb (row-major, n × k).
     let mut data = Vec::with_capacity(n * (n + 1) / 2 + n * k);
     if verdict.is_ok() {
-        data.extend(upper(&a_rows.t().dot(a_rows)));
+        data.extend(upper_triangle(&a_rows.t().dot(a_rows)));
         data.extend(a_rows.t().dot(b).iter());
     } else {
         data.resize(n * (n + 1) / 2 + n * k, 0.0);
@@ -335,7 +330,7 @@ pub fn lstsq_replicated<C: Communicator>(
         .map(|(&p, (a, b))| {
             let mut c = Vec::with_capacity(len);
             if problem.is_none() {
-                c.extend(upper(&a.t().dot(a)));
+                c.extend(upper_triangle(&a.t().dot(a)));
                 c.extend(a.t().dot(b).iter());
                 c.push(a.nrows() as f64);
             } else {

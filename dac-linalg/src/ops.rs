@@ -179,16 +179,26 @@ where
     verdict.finite("A", a_rows);
     let mut upper = Vec::with_capacity(n * (n + 1) / 2);
     if verdict.is_ok() {
-        let g = a_rows.t().dot(a_rows);
-        for i in 0..n {
-            upper.extend((i..n).map(|j| g[(i, j)]));
-        }
+        upper.extend(upper_triangle(&a_rows.t().dot(a_rows)));
     } else {
         upper.resize(n * (n + 1) / 2, 0.0);
     }
     let checked = reduce_checked(comm, verdict, &[n as f64], &upper, "the Gram matrix")?;
+    Ok(from_upper_triangle(n, checked.data))
+}
+
+/// The upper triangle of the square matrix `g`, row by row: what travels
+/// for a symmetric matrix.
+pub(crate) fn upper_triangle(g: &Array2<f64>) -> impl Iterator<Item = f64> + '_ {
+    let n = g.nrows();
+    (0..n).flat_map(move |i| (i..n).map(move |j| g[(i, j)]))
+}
+
+/// The symmetric `n × n` matrix whose upper triangle, row by row, starts
+/// `values` (missing values are 0).
+pub(crate) fn from_upper_triangle(n: usize, values: impl IntoIterator<Item = f64>) -> Array2<f64> {
     let mut g = Array2::zeros((n, n));
-    let mut next = checked.data.into_iter();
+    let mut next = values.into_iter();
     for i in 0..n {
         for j in i..n {
             let v = next.next().unwrap_or(0.0);
@@ -196,5 +206,5 @@ where
             g[(j, i)] = v;
         }
     }
-    Ok(g)
+    g
 }

@@ -327,3 +327,38 @@ fn ranks_passing_different_priors_fail_every_rank() {
         );
     }
 }
+
+#[test]
+fn an_invalid_prior_on_one_rank_fails_every_rank_naming_it() {
+    let d = data(8);
+    let pl = Placement::new(8, 4, 2).unwrap();
+    let (m0, s0) = prior();
+    let results = run(4, &[], |comm| {
+        let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+        let mine = pl
+            .held_by(comm.rank())
+            .into_iter()
+            .map(|p| (p, d.parts[p].clone()))
+            .collect();
+        let mut cov = s0.clone();
+        if comm.rank() == 2 {
+            cov[(0, 0)] = -1.0; // not positive definite
+        }
+        gaussian_linear_replicated(comm, &mut job, &mine, &m0, &cov, NOISE)
+    });
+    let results: Vec<_> = results.into_iter().flatten().collect();
+    assert_eq!(results.len(), 4);
+    for (rank, got) in results.iter().enumerate() {
+        match got {
+            Err(LinalgError::InvalidArgument { ranks, detail }) => {
+                assert_eq!(ranks, &vec![2], "rank {rank}");
+                assert_eq!(
+                    detail.contains("positive definite"),
+                    rank == 2,
+                    "rank {rank}: {detail}"
+                );
+            }
+            other => panic!("rank {rank}: {other:?}"),
+        }
+    }
+}

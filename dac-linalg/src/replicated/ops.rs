@@ -14,6 +14,7 @@ use ndarray::{Array1, Array2};
 use super::digest::decode_count;
 use super::{Check, PartitionSum, Replicated};
 use crate::error::{LinalgError, Result};
+use crate::ops::{from_upper_triangle, upper_triangle};
 
 /// Sums `contribution(part)` (`len` values each) over the job's
 /// partitions; with a local `problem`, this rank contributes zeros and the
@@ -219,20 +220,7 @@ pub fn gram_replicated<C: Communicator>(
         })
     });
     let sums = sum_parts(comm, job, n * (n + 1) / 2, parts, problem, |_, a| {
-        let g = a.t().dot(a);
-        (0..n)
-            .flat_map(|i| (i..n).map(move |j| (i, j)))
-            .map(|ij| g[ij])
-            .collect()
+        upper_triangle(&a.t().dot(a)).collect()
     })?;
-    let mut g = Array2::zeros((n, n));
-    let mut next = sums.value.into_iter();
-    for i in 0..n {
-        for j in i..n {
-            let v = next.next().unwrap_or(0.0);
-            g[(i, j)] = v;
-            g[(j, i)] = v;
-        }
-    }
-    Ok(g)
+    Ok(from_upper_triangle(n, sums.value))
 }
