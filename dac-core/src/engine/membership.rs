@@ -160,8 +160,12 @@ impl Engine {
     pub(super) fn add_peer(&mut self, id: u32, my_start: u32) {
         let at = self.peers.partition_point(|p| p.id < id);
         let w = self.width();
-        let off = self.edge_offset(at);
-        self.buf.splice(off..off, std::iter::repeat_n(0.0, 3 * w));
+        // Slots first: their offsets still count the old peers.
+        let slots = self.slot_offset(at, 0);
+        self.buf
+            .splice(slots..slots, std::iter::repeat_n(0.0, 2 * w));
+        let flow = self.flow_offset(at);
+        self.buf.splice(flow..flow, std::iter::repeat_n(0.0, w));
         self.peers.insert(
             at,
             Peer {
@@ -190,8 +194,10 @@ impl Engine {
     pub(super) fn remove_peer(&mut self, id: u32) {
         if let Some(at) = self.peer_index(id) {
             let w = self.width();
-            let off = self.edge_offset(at);
-            self.buf.drain(off..off + 3 * w);
+            let slots = self.slot_offset(at, 0);
+            self.buf.drain(slots..slots + 2 * w);
+            let flow = self.flow_offset(at);
+            self.buf.drain(flow..flow + w);
             self.peers.remove(at);
         }
         if let Some(rare) = self.rare.as_mut() {

@@ -150,8 +150,10 @@ pub struct Engine {
     acc: [Acc; 2],
     /// What this member sent for the current and previous round.
     meta: [RoundMeta; 2],
-    /// `input (w) | history (hist_len × w) | per peer: flow, slot 0, slot 1`
-    /// with `w = dim + 1` (sums, then weight).
+    /// `input (w) | history (hist_len × w) | flows (one w per peer) |
+    /// slots (two w per peer)` with `w = dim + 1` (sums, then weight): a
+    /// round that uses its messages straight from the host touches only
+    /// the part up to the flows.
     buf: Vec<f64>,
     /// Neighbours, ascending by id.
     peers: Vec<Peer>,
@@ -450,7 +452,7 @@ impl Engine {
     pub fn flow(&self, peer: usize) -> Option<&[f64]> {
         let p = self.peer_index(peer as u32)?;
         let w = self.dim + 1;
-        let at = self.edge_offset(p);
+        let at = self.flow_offset(p);
         Some(&self.buf[at..at + w])
     }
 
@@ -486,12 +488,12 @@ impl Engine {
         &self.buf[at..at + self.width()]
     }
 
-    fn edge_offset(&self, peer_index: usize) -> usize {
-        (1 + self.hist_len as usize + 3 * peer_index) * self.width()
+    fn flow_offset(&self, peer_index: usize) -> usize {
+        (1 + self.hist_len as usize + peer_index) * self.width()
     }
 
     fn slot_offset(&self, peer_index: usize, slot: usize) -> usize {
-        self.edge_offset(peer_index) + (1 + slot) * self.width()
+        self.flow_offset(self.peers.len() + 2 * peer_index + slot)
     }
 
     fn peer_index(&self, id: u32) -> Option<usize> {

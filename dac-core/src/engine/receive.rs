@@ -201,9 +201,7 @@ impl Engine {
         if acc.round != r {
             *acc = Acc::fresh(r);
         }
-        acc.min_counter = acc.min_counter.min(h.counter);
-        acc.max_streak = acc.max_streak.max(h.streak);
-        acc.max_epoch = acc.max_epoch.max(h.epoch);
+        acc.fold(h);
         let view = self.events.id();
         if h.view != view {
             self.attach_events = true;
@@ -343,9 +341,7 @@ impl Engine {
         self.buf[at..at + w].copy_from_slice(message.payload);
         if !exact_round {
             let acc = &mut self.acc[(r % 2) as usize];
-            acc.min_counter = acc.min_counter.min(h.counter);
-            acc.max_streak = acc.max_streak.max(h.streak);
-            acc.max_epoch = acc.max_epoch.max(h.epoch);
+            acc.fold(h);
         }
         if h.view == self.events.id()
             && h.proposal > self.round

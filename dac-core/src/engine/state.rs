@@ -1,6 +1,6 @@
 //! Per-peer and per-round bookkeeping of an engine.
 
-use super::message::OwnedMessage;
+use super::message::{Header, OwnedMessage};
 use super::view::ViewId;
 use crate::error::Error;
 use crate::reduction::Reduction;
@@ -110,6 +110,13 @@ impl Acc {
             max_streak: 0.0,
             max_epoch: 0.0,
         }
+    }
+
+    /// Takes in a neighbour's gossip for the round.
+    pub(super) fn fold(&mut self, h: &Header) {
+        self.min_counter = self.min_counter.min(h.counter);
+        self.max_streak = self.max_streak.max(h.streak);
+        self.max_epoch = self.max_epoch.max(h.epoch);
     }
 }
 

@@ -1,7 +1,8 @@
 //! Completing rounds: the exact phase, the iterative phase and termination.
 
-use super::message::{AbortReason, FLAG_DIRTY};
-use super::state::{Acc, EMPTY, Phase, RoundMeta};
+use super::message::{AbortReason, FLAG_DIRTY, Header, Kind};
+use super::state::{Acc, EMPTY, Phase, RoundMeta, SLOT_DIRTY};
+use super::view::ViewId;
 use super::{Engine, Progress};
 use crate::reduction::Contributors;
 use crate::schedule::{ExactPlan, Schedule};
@@ -90,7 +91,7 @@ impl Engine {
                     let (me, them, flow) = (
                         self.hist_offset(r),
                         self.slot_offset(p, s),
-                        self.edge_offset(p),
+                        self.flow_offset(p),
                     );
                     for k in 0..self.width() {
                         let delta =
@@ -155,63 +156,137 @@ impl Engine {
         }
         let meta = self.meta_for(t);
         let w = if W == 0 { self.width() } else { W };
-        let d = w - 1;
+        let n = self.peers.len();
         let me_at = self.hist_offset(t);
-        let edge_base = self.edge_offset(0);
-        let view_now = self.events.id();
-        let weights = self.schedule;
+        let flow_base = self.flow_offset(0);
         let rare = self.rare.as_deref();
-        let (head, edges) = self.buf.split_at_mut(edge_base);
-        let me = &head[me_at..me_at + w];
-        let w_me = me[d];
-        let inv_me = 1.0 / w_me;
-        let scale = me[..d]
-            .iter()
-            .fold(1.0f64, |a, s| a.max((s * inv_me).abs()));
-        let mut delta = 0.0f64;
-        let mut agreed = meta.view == view_now;
-        let mut active = 0usize;
-        for (peer, block) in self.peers.iter().zip(edges.chunks_exact_mut(3 * w)) {
+        let (head, edges) = self.buf.split_at_mut(flow_base);
+        let (flows, slots) = edges.split_at_mut(n * w);
+        let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, self.events.id());
+        for (p, (peer, flow)) in self.peers.iter().zip(flows.chunks_exact_mut(w)).enumerate() {
             if joins && since_in(rare, peer.id).is_none_or(|s| s > t) {
-                agreed = false; // a new edge is still opening
+                fold.agreed = false; // a new edge is still opening
                 continue;
             }
             let s = usize::from(peer.slots[0].round != t);
             let slot = peer.slots[s];
-            let (flow, slots) = block.split_at_mut(w);
-            let (flow, them) = (&mut flow[..w], &slots[s * w..(s + 1) * w]);
-            active += 1;
-            let w_them = them[d];
-            if w_me > 0.0 && w_them > 0.0 {
-                let inv_them = 1.0 / w_them;
-                // Index loops: with d = 1 the setup of iterator adapters
-                // costs more than the loop body.
-                for c in 0..d {
-                    delta = delta.max((me[c] * inv_me - them[c] * inv_them).abs());
-                }
-            } else {
-                delta = f64::INFINITY;
-            }
-            if slot.view != meta.view {
-                agreed = false;
-                continue;
-            }
-            // Both ends compute ±alpha·(M_i − M_j) from the same two
-            // messages, so the flows stay exactly antisymmetric.
-            let alpha = weight(weights, meta.degree, slot.degree());
-            for k in 0..w {
-                flow[k] += alpha * (me[k] - them[k]);
-            }
+            let them = &slots[(2 * p + s) * w..(2 * p + s + 1) * w];
+            fold.edge::<W>(self.schedule, flow, them, slot.degree(), slot.view);
         }
+        let edges = fold.summary();
+        let acc = self.take_acc(t);
+        self.close_iterative::<W>(t, edges, acc);
+        true
+    }
 
-        let window = self.diameter.max(1);
-        let residual = if active == 0 {
-            0.0
-        } else {
-            f64::from(window) * delta / scale
-        };
-        self.last_residual = residual;
-        let converged = agreed && w_me > 0.0 && residual <= self.tol;
+    /// Takes in this round's plain message from every neighbour and
+    /// completes the round with them in one pass, without buffering them:
+    /// the same result, bit for bit, as [`Engine::receive`] of each message
+    /// followed by [`Engine::advance`], which is what happens when the
+    /// shortcut does not apply. `messages` yields `(from, index, header,
+    /// payload)` as for [`Engine::receive_plain_rounds`]; the shortcut
+    /// takes one message from each neighbour, in the order of
+    /// [`Engine::peers`]. Returns how many messages were malformed, and the
+    /// progress made.
+    pub(crate) fn advance_with_rounds<'m, I>(&mut self, messages: I) -> (u64, Progress)
+    where
+        I: Iterator<Item = (usize, usize, Header, &'m [f64])> + Clone,
+    {
+        if self.fits_round_shortcut(messages.clone()) {
+            let progress = match self.width() {
+                2 => self.step_with_rounds::<2, I>(messages),
+                _ => self.step_with_rounds::<0, I>(messages),
+            };
+            return (0, progress);
+        }
+        let violations = self.receive_plain_rounds(messages);
+        (violations, self.advance())
+    }
+
+    /// True when [`Engine::advance_with_rounds`] may use `messages` without
+    /// buffering them: the iterative phase with nothing pending, the
+    /// round's own message sent, and exactly one well-formed message for
+    /// the current round from each neighbour, in order, that would have
+    /// been stored (neither a duplicate nor without a free slot).
+    fn fits_round_shortcut<'m>(
+        &self,
+        messages: impl Iterator<Item = (usize, usize, Header, &'m [f64])>,
+    ) -> bool {
+        let t = self.round;
+        let acc_round = self.acc[(t % 2) as usize].round;
+        if self.phase != Phase::Running
+            || self.plan.is_some()
+            || self.rare.is_some()
+            || !self.sent
+            || self.peers.is_empty()
+            || t >= self.max_rounds
+            || (acc_round != t && acc_round != EMPTY && acc_round >= t)
+        {
+            return false;
+        }
+        let w = self.width();
+        let mut count = 0;
+        for (k, (from, index, h, payload)) in messages.enumerate() {
+            let Some(peer) = self.peers.get(k) else {
+                return false;
+            };
+            let slots = &peer.slots;
+            // `x >= 0.0` is false for NaN.
+            let mut fits = peer.id as usize == from
+                && index == k
+                && h.kind == Kind::Round
+                && h.round == t
+                && payload.len() == w
+                && h.streak >= 0.0
+                && h.epoch >= 0.0
+                && slots[0].round != t
+                && slots[1].round != t
+                && slots.iter().any(|s| s.round == EMPTY || s.round < t);
+            for x in payload {
+                fits &= x.is_finite();
+            }
+            if !fits {
+                return false;
+            }
+            count += 1;
+        }
+        count == self.peers.len()
+    }
+
+    /// The round of [`Engine::advance_with_rounds`], once
+    /// [`Engine::fits_round_shortcut`] holds: what receiving each message
+    /// and then [`Engine::step_iterative_w`] do, in the same order.
+    fn step_with_rounds<'m, const W: usize, I>(&mut self, messages: I) -> Progress
+    where
+        I: Iterator<Item = (usize, usize, Header, &'m [f64])>,
+    {
+        let t = self.round;
+        let meta = self.meta_for(t);
+        let view = self.events.id();
+        let mut acc = self.take_acc(t);
+        let w = if W == 0 { self.width() } else { W };
+        let n = self.peers.len();
+        let me_at = self.hist_offset(t);
+        let flow_base = self.flow_offset(0);
+        let (head, edges) = self.buf.split_at_mut(flow_base);
+        let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, view);
+        for ((_, _, h, them), flow) in messages.zip(edges[..n * w].chunks_exact_mut(w)) {
+            acc.fold(&h);
+            if h.view != view {
+                self.attach_events = true;
+            } else if h.proposal > t && (self.proposal == 0 || h.proposal < self.proposal) {
+                self.proposal = h.proposal;
+            }
+            let degree = h.degree & !SLOT_DIRTY;
+            fold.edge::<W>(self.schedule, flow, &them[..w], degree, h.view);
+        }
+        let edges = fold.summary();
+        self.close_iterative::<W>(t, edges, acc);
+        self.progress_after_step()
+    }
+
+    /// The termination gossip folded for round `t` (and the slot freed).
+    fn take_acc(&mut self, t: u32) -> Acc {
         let slot = (t % 2) as usize;
         let acc = if self.acc[slot].round == t {
             self.acc[slot]
@@ -219,6 +294,20 @@ impl Engine {
             Acc::fresh(t)
         };
         self.acc[slot] = Acc::fresh(EMPTY);
+        acc
+    }
+
+    /// The end of an iterative round `t`, after its edges: the residual,
+    /// the termination counters and the move to the next round.
+    fn close_iterative<const W: usize>(&mut self, t: u32, edges: EdgeSummary, acc: Acc) {
+        let window = self.diameter.max(1);
+        let residual = if edges.active == 0 {
+            0.0
+        } else {
+            f64::from(window) * edges.delta / edges.scale
+        };
+        self.last_residual = residual;
+        let converged = edges.agreed && edges.weighted && residual <= self.tol;
         if converged {
             let window = self.counter.min(acc.min_counter);
             // The streak covers the same window as the counter: when the
@@ -255,7 +344,6 @@ impl Engine {
                 self.proposal = 0;
             }
         }
-        true
     }
 
     /// True when every neighbour whose message round `t` needs has sent
@@ -301,16 +389,17 @@ impl Engine {
         let next = self.round + 1;
         let w = if W == 0 { self.width() } else { W };
         let out_at = self.hist_offset(next) - w; // offset within the history
-        let edge_base = self.edge_offset(0);
-        let (head, edges) = self.buf.split_at_mut(edge_base);
+        let flow_base = self.flow_offset(0);
+        let n = self.peers.len();
+        let (head, edges) = self.buf.split_at_mut(flow_base);
         let (input, history) = head.split_at_mut(w);
         let (out, input) = (&mut history[out_at..out_at + w], &input[..w]);
         let mut finite = true;
         for k in 0..w {
             // Summed in peer order: every member does the same arithmetic.
             let mut m = input[k];
-            for block in edges.chunks_exact(3 * w) {
-                m -= block[k];
+            for flow in edges[..n * w].chunks_exact(w) {
+                m -= flow[k];
             }
             finite &= m.is_finite();
             out[k] = m;
@@ -348,6 +437,105 @@ fn weight(schedule: Schedule, my_degree: u32, their_degree: u32) -> f64 {
         Schedule::Laplacian { eps } => eps,
         Schedule::Metropolis | Schedule::Exact => {
             1.0 / (1.0 + f64::from(my_degree.max(their_degree)))
+        }
+    }
+}
+
+/// Running totals of an iterative round over its edges.
+struct EdgeFold<'a> {
+    /// This member's mass for the round, its weight and the weight's
+    /// inverse.
+    me: &'a [f64],
+    w_me: f64,
+    inv_me: f64,
+    /// `max(1, ‖estimate‖∞)`.
+    scale: f64,
+    meta: RoundMeta,
+    /// Largest distance to a neighbour's estimate.
+    delta: f64,
+    /// Every edge moved mass under the round's view.
+    agreed: bool,
+    active: usize,
+}
+
+/// What [`Engine::close_iterative`] needs of a round's edges.
+struct EdgeSummary {
+    delta: f64,
+    scale: f64,
+    agreed: bool,
+    /// This member's weight is positive.
+    weighted: bool,
+    active: usize,
+}
+
+impl<'a> EdgeFold<'a> {
+    #[inline(always)]
+    fn new<const W: usize>(me: &'a [f64], meta: RoundMeta, view_now: ViewId) -> EdgeFold<'a> {
+        let d = if W == 0 { me.len() - 1 } else { W - 1 };
+        let w_me = me[d];
+        let inv_me = 1.0 / w_me;
+        let scale = me[..d]
+            .iter()
+            .fold(1.0f64, |a, s| a.max((s * inv_me).abs()));
+        EdgeFold {
+            me,
+            w_me,
+            inv_me,
+            scale,
+            meta,
+            delta: 0.0,
+            agreed: meta.view == view_now,
+            active: 0,
+        }
+    }
+
+    /// One edge: the distance to the neighbour's estimate, and (when both
+    /// sent under the same view) the flow increment. Both ends compute
+    /// ±alpha·(M_i − M_j) from the same two messages, so the flows stay
+    /// exactly antisymmetric.
+    #[inline(always)]
+    fn edge<const W: usize>(
+        &mut self,
+        schedule: Schedule,
+        flow: &mut [f64],
+        them: &[f64],
+        degree: u32,
+        view: ViewId,
+    ) {
+        let w = if W == 0 { self.me.len() } else { W };
+        let d = w - 1;
+        let me = &self.me[..w];
+        self.active += 1;
+        let w_them = them[d];
+        if self.w_me > 0.0 && w_them > 0.0 {
+            let inv_them = 1.0 / w_them;
+            // Index loops: with d = 1 the setup of iterator adapters
+            // costs more than the loop body.
+            for c in 0..d {
+                self.delta = self
+                    .delta
+                    .max((me[c] * self.inv_me - them[c] * inv_them).abs());
+            }
+        } else {
+            self.delta = f64::INFINITY;
+        }
+        if view != self.meta.view {
+            self.agreed = false;
+            return;
+        }
+        let alpha = weight(schedule, self.meta.degree, degree);
+        for k in 0..w {
+            flow[k] += alpha * (me[k] - them[k]);
+        }
+    }
+
+    fn summary(&self) -> EdgeSummary {
+        EdgeSummary {
+            delta: self.delta,
+            scale: self.scale,
+            agreed: self.agreed,
+            weighted: self.w_me > 0.0,
+            active: self.active,
         }
     }
 }

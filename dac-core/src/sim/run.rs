@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use super::outbox::{BLOCK, Gathered, NEIGHBOURS, NOBODY, Outbox};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{Engine, Kind, NodeSetup, OwnedMessage, Phase, Target};
+use crate::engine::{Engine, Header, Kind, NodeSetup, OwnedMessage, Phase, Target};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
@@ -222,35 +222,46 @@ impl Simulator {
                 }
                 let mine = &gathered[first..g];
                 self.stats.sent += mine.len() as u64;
-                if faulty {
-                    for m in mine {
-                        self.deliver_with_faults(j, m.from as usize, m.index as usize);
-                    }
-                } else {
-                    self.deliver_all(j, mine);
-                }
                 let live = !matches!(self.life[j], Life::Crashed { .. });
-                while cursor < now.len() && now[cursor].to as usize == j {
-                    if live {
-                        let routed = &now[cursor];
-                        let from = routed.from as usize;
-                        if self.engines[j]
-                            .receive(from, &routed.message.as_message())
-                            .is_err()
-                        {
-                            self.stats.violations += 1;
+                let routed_here = cursor < now.len() && now[cursor].to as usize == j;
+                let before;
+                if live && !faulty && !routed_here && !self.engines[j].pending_reconfiguration() {
+                    // The common case: this tick's round messages, then
+                    // the round, in one call.
+                    before = self.engines[j].round();
+                    let messages = plain_rounds(&self.outbox, self.dim + 1, mine);
+                    let (violations, _) = self.engines[j].advance_with_rounds(messages);
+                    self.stats.violations += violations;
+                } else {
+                    if faulty {
+                        for m in mine {
+                            self.deliver_with_faults(j, m.from as usize, m.index as usize);
                         }
+                    } else {
+                        self.deliver_all(j, mine);
                     }
-                    cursor += 1;
+                    while cursor < now.len() && now[cursor].to as usize == j {
+                        if live {
+                            let routed = &now[cursor];
+                            let from = routed.from as usize;
+                            if self.engines[j]
+                                .receive(from, &routed.message.as_message())
+                                .is_err()
+                            {
+                                self.stats.violations += 1;
+                            }
+                        }
+                        cursor += 1;
+                    }
+                    if !live {
+                        continue;
+                    }
+                    if self.engines[j].pending_reconfiguration() {
+                        self.reconfigure(j);
+                    }
+                    before = self.engines[j].round();
+                    self.engines[j].advance();
                 }
-                if !live {
-                    continue;
-                }
-                if self.engines[j].pending_reconfiguration() {
-                    self.reconfigure(j);
-                }
-                let before = self.engines[j].round();
-                self.engines[j].advance();
                 if self.engines[j].round() != before {
                     self.record(j);
                 }
@@ -531,14 +542,9 @@ impl Simulator {
     /// Hands member `to` the plain round messages of this tick addressed
     /// to it, in order.
     fn deliver_all(&mut self, to: usize, mine: &[Gathered]) {
-        let w = self.dim + 1;
-        let outbox = &self.outbox;
-        let messages = mine.iter().map(|m| {
-            let from = m.from as usize;
-            let header = outbox.records[from].header();
-            (from, m.index as usize, header, outbox.payload(from, w))
-        });
-        self.stats.violations += self.engines[to].receive_plain_rounds(messages);
+        let messages = plain_rounds(&self.outbox, self.dim + 1, mine);
+        let violations = self.engines[to].receive_plain_rounds(messages);
+        self.stats.violations += violations;
     }
 
     /// Hands `from`'s plain round message of this tick to `to`, whose
@@ -679,6 +685,24 @@ impl Simulator {
             messages: self.stats,
         }
     }
+}
+
+/// The plain round messages of this tick in `mine`, as engines take
+/// them: `(from, index, header, payload)`.
+fn plain_rounds<'a>(
+    outbox: &'a Outbox,
+    w: usize,
+    mine: &'a [Gathered],
+) -> impl Iterator<Item = (usize, usize, Header, &'a [f64])> + Clone + 'a {
+    mine.iter().map(move |m| {
+        let from = m.from as usize;
+        (
+            from,
+            m.index as usize,
+            outbox.records[from].header(),
+            outbox.payload(from, w),
+        )
+    })
 }
 
 /// Members named by a scheduled fault.
