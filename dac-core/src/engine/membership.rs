@@ -2,7 +2,7 @@
 //! aborting, new neighbour sets — and how a reduction ends.
 
 use super::message::{AbortReason, Header, Kind, OwnedMessage};
-use super::state::{Peer, Phase, Slot};
+use super::state::{Phase, Slot};
 use super::view::Event;
 use super::{Engine, Join};
 use crate::error::{Error, Result, check_input};
@@ -112,7 +112,7 @@ impl Engine {
         if let Some(kept) = self
             .peers
             .iter()
-            .map(|p| p.id)
+            .copied()
             .find(|id| !self.events.has_departed(*id) && ids.binary_search(id).is_err())
         {
             return Err(Error::config(
@@ -158,21 +158,17 @@ impl Engine {
     }
 
     pub(super) fn add_peer(&mut self, id: u32, my_start: u32) {
-        let at = self.peers.partition_point(|p| p.id < id);
+        let at = self.peers.partition_point(|&p| p < id);
         let w = self.width();
-        // Slots first: their offsets still count the old peers.
-        let slots = self.slot_offset(at, 0);
-        self.buf
-            .splice(slots..slots, std::iter::repeat_n(0.0, 2 * w));
         let flow = self.flow_offset(at);
         self.buf.splice(flow..flow, std::iter::repeat_n(0.0, w));
-        self.peers.insert(
-            at,
-            Peer {
-                id,
-                slots: [Slot::FREE; 2],
-            },
-        );
+        let inbox = &mut self.inbox;
+        if !inbox.tags.is_empty() {
+            inbox.tags.splice(2 * at..2 * at, [Slot::FREE; 2]);
+            let k = 2 * at * w;
+            inbox.values.splice(k..k, std::iter::repeat_n(0.0, 2 * w));
+        }
+        self.peers.insert(at, id);
         let rare = self.rare();
         let early = rare.early_hellos.iter().position(|h| h.0 == id);
         let (their_start, acked) = match early {
@@ -194,10 +190,13 @@ impl Engine {
     pub(super) fn remove_peer(&mut self, id: u32) {
         if let Some(at) = self.peer_index(id) {
             let w = self.width();
-            let slots = self.slot_offset(at, 0);
-            self.buf.drain(slots..slots + 2 * w);
             let flow = self.flow_offset(at);
             self.buf.drain(flow..flow + w);
+            let inbox = &mut self.inbox;
+            if !inbox.tags.is_empty() {
+                inbox.tags.drain(2 * at..2 * at + 2);
+                inbox.values.drain(2 * at * w..2 * (at + 1) * w);
+            }
             self.peers.remove(at);
         }
         if let Some(rare) = self.rare.as_mut() {

@@ -72,7 +72,7 @@ pub use message::{
 pub use state::Phase;
 pub use view::{Event, ViewId};
 
-use state::{Acc, EMPTY, Join, Peer, Rare, RoundMeta, Slot};
+use state::{Acc, EMPTY, Inbox, Join, Rare, RoundMeta, Slot};
 use view::EventSet;
 
 use crate::config::Config;
@@ -150,13 +150,13 @@ pub struct Engine {
     acc: [Acc; 2],
     /// What this member sent for the current and previous round.
     meta: [RoundMeta; 2],
-    /// `input (w) | history (hist_len × w) | flows (one w per peer) |
-    /// slots (two w per peer)` with `w = dim + 1` (sums, then weight): a
-    /// round that uses its messages straight from the host touches only
-    /// the part up to the flows.
+    /// `input (w) | history (hist_len × w) | flows (one w per peer)` with
+    /// `w = dim + 1` (sums, then weight).
     buf: Vec<f64>,
-    /// Neighbours, ascending by id.
-    peers: Vec<Peer>,
+    /// Neighbours, ascending.
+    peers: Vec<u32>,
+    /// Their messages that wait for their round.
+    inbox: Inbox,
     /// A round message for the current round has been handed out.
     sent: bool,
     /// The current round's message should go out at the next poll.
@@ -264,17 +264,10 @@ impl Engine {
         let dim = input.len();
         let w = dim + 1;
         let hist_len = plan.map_or(2, |p| (p.rounds() + 1).max(2).next_power_of_two());
-        let mut buf = vec![0.0; (1 + hist_len as usize + 3 * ids.len()) * w];
+        let mut buf = vec![0.0; (1 + hist_len as usize + ids.len()) * w];
         buf[..dim].copy_from_slice(input);
         buf[dim] = 1.0;
         buf.copy_within(0..w, w); // mass of round 0 = input
-        let peers = ids
-            .into_iter()
-            .map(|id| Peer {
-                id,
-                slots: [Slot::FREE; 2],
-            })
-            .collect();
         let mut engine = Engine {
             id,
             members,
@@ -300,7 +293,8 @@ impl Engine {
             acc: [Acc::fresh(EMPTY); 2],
             meta: [RoundMeta::NONE; 2],
             buf,
-            peers,
+            peers: ids,
+            inbox: Inbox::default(),
             sent: false,
             round_due: true,
             retransmit: false,
@@ -428,24 +422,24 @@ impl Engine {
                 .filter(|&p| !self.events.has_departed(p))
                 .and_then(|p| self.peer_index(p))
                 .filter(|&i| self.slot_for(i, t).is_none())
-                .map(|i| vec![self.peers[i].id as usize])
+                .map(|i| vec![self.peers[i] as usize])
                 .unwrap_or_default();
         }
         (0..self.peers.len())
             .filter(|&i| {
-                let id = self.peers[i].id;
+                let id = self.peers[i];
                 match self.since(id) {
                     Some(since) => since <= t && self.slot_for(i, t).is_none(),
                     None => self.join(id).is_some_and(|j| t >= j.my_start),
                 }
             })
-            .map(|i| self.peers[i].id as usize)
+            .map(|i| self.peers[i] as usize)
             .collect()
     }
 
     /// Current neighbours, ascending.
     pub fn peers(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.peers.iter().map(|p| p.id as usize)
+        self.peers.iter().map(|&p| p as usize)
     }
 
     /// The flow to `peer` (`d + 1` values), if it is a neighbour.
@@ -492,12 +486,30 @@ impl Engine {
         (1 + self.hist_len as usize + peer_index) * self.width()
     }
 
-    fn slot_offset(&self, peer_index: usize, slot: usize) -> usize {
-        self.flow_offset(self.peers.len() + 2 * peer_index + slot)
+    /// The tag of `peer_index`'s buffered message `slot` (free while
+    /// nothing was ever buffered).
+    fn slot(&self, peer_index: usize, slot: usize) -> Slot {
+        let tags = &self.inbox.tags;
+        tags.get(2 * peer_index + slot)
+            .copied()
+            .unwrap_or(Slot::FREE)
+    }
+
+    /// Buffers a message of `peer_index` in `slot`.
+    fn store(&mut self, peer_index: usize, slot: usize, tag: Slot, mass: &[f64]) {
+        let w = self.width();
+        let inbox = &mut self.inbox;
+        if inbox.tags.is_empty() {
+            inbox.tags = vec![Slot::FREE; 2 * self.peers.len()];
+            inbox.values = vec![0.0; 2 * self.peers.len() * w];
+        }
+        let k = 2 * peer_index + slot;
+        inbox.tags[k] = tag;
+        inbox.values[k * w..(k + 1) * w].copy_from_slice(mass);
     }
 
     fn peer_index(&self, id: u32) -> Option<usize> {
-        self.peers.binary_search_by_key(&id, |p| p.id).ok()
+        self.peers.binary_search(&id).ok()
     }
 
     fn rare(&mut self) -> &mut Rare {
@@ -529,7 +541,7 @@ impl Engine {
         }
         self.peers
             .iter()
-            .filter(|p| self.since(p.id).is_some_and(|s| s <= round))
+            .filter(|&&p| self.since(p).is_some_and(|s| s <= round))
             .count() as u32
     }
 }

@@ -164,7 +164,7 @@ impl Engine {
         if !sane {
             return false;
         }
-        let guessed = index.filter(|&i| self.peers.get(i).is_some_and(|p| p.id == from as u32));
+        let guessed = index.filter(|&i| self.peers.get(i) == Some(&(from as u32)));
         let Some(p) = guessed.or_else(|| self.peer_index(from as u32)) else {
             return false;
         };
@@ -173,7 +173,7 @@ impl Engine {
         if acc_round != r && acc_round != EMPTY && acc_round >= current {
             return true; // too far ahead: it will be sent again
         }
-        let slots = &self.peers[p].slots;
+        let slots = [self.slot(p, 0), self.slot(p, 1)];
         if slots[0].round == r || slots[1].round == r {
             return true; // duplicate
         }
@@ -189,14 +189,13 @@ impl Engine {
         } else {
             0
         };
-        self.peers[p].slots[s] = Slot {
+        let tag = Slot {
             round: r,
             degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
             view: h.view,
         };
-        let at = self.slot_offset(p, s);
         let w = if W == 0 { w } else { W };
-        self.buf[at..at + w].copy_from_slice(&payload[..w]);
+        self.store(p, s, tag, &payload[..w]);
         let acc = &mut self.acc[a];
         if acc.round != r {
             *acc = Acc::fresh(r);
@@ -315,12 +314,11 @@ impl Engine {
             }
         }
         let current = self.round;
-        let peer = &mut self.peers[p];
-        if peer.slots.iter().any(|s| s.round == r) {
+        let slots = [self.slot(p, 0), self.slot(p, 1)];
+        if slots.iter().any(|s| s.round == r) {
             return; // duplicate
         }
-        let Some(s) = peer
-            .slots
+        let Some(s) = slots
             .iter()
             .position(|s| s.round == EMPTY || s.round < current)
         else {
@@ -331,14 +329,12 @@ impl Engine {
         } else {
             0
         };
-        peer.slots[s] = Slot {
+        let tag = Slot {
             round: r,
             degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
             view: h.view,
         };
-        let at = self.slot_offset(p, s);
-        let w = self.width();
-        self.buf[at..at + w].copy_from_slice(message.payload);
+        self.store(p, s, tag, message.payload);
         if !exact_round {
             let acc = &mut self.acc[(r % 2) as usize];
             acc.fold(h);

@@ -38,13 +38,16 @@ impl Slot {
     }
 }
 
-/// A neighbour: who it is and the (at most two) round messages it sent
-/// ahead of their use. A neighbour is never more than one round ahead, so
-/// two slots suffice.
-#[derive(Clone, Debug)]
-pub(super) struct Peer {
-    pub(super) id: u32,
-    pub(super) slots: [Slot; 2],
+/// Round messages that arrived before their round could use them: up to
+/// two per neighbour (a neighbour is never more than one round ahead), as
+/// tags and masses (`w` values each), both indexed `2 × peer + slot`.
+/// Nothing is allocated until a message has to wait, which a host that
+/// hands over whole rounds (`Engine::advance_with_rounds`) never causes:
+/// a million-member simulation does not carry them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Inbox {
+    pub(super) tags: Vec<Slot>,
+    pub(super) values: Vec<f64>,
 }
 
 /// A neighbour added by a topology repair: the handshake that agrees on

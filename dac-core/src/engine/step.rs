@@ -1,7 +1,7 @@
 //! Completing rounds: the exact phase, the iterative phase and termination.
 
 use super::message::{AbortReason, FLAG_DIRTY, Header, Kind};
-use super::state::{Acc, EMPTY, Phase, RoundMeta, SLOT_DIRTY};
+use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta, SLOT_DIRTY};
 use super::view::ViewId;
 use super::{Engine, Progress};
 use crate::reduction::Contributors;
@@ -85,17 +85,14 @@ impl Engine {
                     let Some(s) = self.slot_for(p, r) else {
                         return false;
                     };
-                    if self.peers[p].slots[s].dirty() {
+                    if self.slot(p, s).dirty() {
                         self.dirty = true;
                     }
-                    let (me, them, flow) = (
-                        self.hist_offset(r),
-                        self.slot_offset(p, s),
-                        self.flow_offset(p),
-                    );
-                    for k in 0..self.width() {
-                        let delta =
-                            pairing.give * self.buf[me + k] - pairing.take * self.buf[them + k];
+                    let (me, flow) = (self.hist_offset(r), self.flow_offset(p));
+                    let w = self.width();
+                    let them = &self.inbox.values[(2 * p + s) * w..(2 * p + s + 1) * w];
+                    for k in 0..w {
+                        let delta = pairing.give * self.buf[me + k] - pairing.take * them[k];
                         self.buf[flow + k] += delta;
                     }
                 }
@@ -122,7 +119,7 @@ impl Engine {
         let departed: Vec<u32> = self
             .peers
             .iter()
-            .map(|p| p.id)
+            .copied()
             .filter(|&id| self.events.has_departed(id))
             .collect();
         for id in departed {
@@ -160,17 +157,19 @@ impl Engine {
         let me_at = self.hist_offset(t);
         let flow_base = self.flow_offset(0);
         let rare = self.rare.as_deref();
-        let (head, edges) = self.buf.split_at_mut(flow_base);
-        let (flows, slots) = edges.split_at_mut(n * w);
+        let (head, flows) = self.buf.split_at_mut(flow_base);
         let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, self.events.id());
-        for (p, (peer, flow)) in self.peers.iter().zip(flows.chunks_exact_mut(w)).enumerate() {
-            if joins && since_in(rare, peer.id).is_none_or(|s| s > t) {
+        // `ready` found each message in the inbox.
+        let Inbox { tags, values } = &self.inbox;
+        let edges = self.peers.iter().zip(flows[..n * w].chunks_exact_mut(w));
+        for (p, (&peer, flow)) in edges.enumerate() {
+            if joins && since_in(rare, peer).is_none_or(|s| s > t) {
                 fold.agreed = false; // a new edge is still opening
                 continue;
             }
-            let s = usize::from(peer.slots[0].round != t);
-            let slot = peer.slots[s];
-            let them = &slots[(2 * p + s) * w..(2 * p + s + 1) * w];
+            let k = 2 * p + usize::from(tags[2 * p].round != t);
+            let slot = tags[k];
+            let them = &values[k * w..(k + 1) * w];
             fold.edge::<W>(self.schedule, flow, them, slot.degree(), slot.view);
         }
         let edges = fold.summary();
@@ -226,22 +225,25 @@ impl Engine {
         }
         let w = self.width();
         let mut count = 0;
+        let buffered = !self.inbox.tags.is_empty();
         for (k, (from, index, h, payload)) in messages.enumerate() {
-            let Some(peer) = self.peers.get(k) else {
+            let Some(&peer) = self.peers.get(k) else {
                 return false;
             };
-            let slots = &peer.slots;
             // `x >= 0.0` is false for NaN.
-            let mut fits = peer.id as usize == from
+            let mut fits = peer as usize == from
                 && index == k
                 && h.kind == Kind::Round
                 && h.round == t
                 && payload.len() == w
                 && h.streak >= 0.0
-                && h.epoch >= 0.0
-                && slots[0].round != t
-                && slots[1].round != t
-                && slots.iter().any(|s| s.round == EMPTY || s.round < t);
+                && h.epoch >= 0.0;
+            if buffered {
+                let slots = [self.slot(k, 0), self.slot(k, 1)];
+                fits &= slots[0].round != t
+                    && slots[1].round != t
+                    && slots.iter().any(|s| s.round == EMPTY || s.round < t);
+            }
             for x in payload {
                 fits &= x.is_finite();
             }
@@ -350,22 +352,22 @@ impl Engine {
     /// it, and no new edge blocks the round.
     fn ready(&self, t: u32, joins: bool) -> bool {
         if !joins {
-            return self
-                .peers
-                .iter()
-                .all(|p| p.slots[0].round == t || p.slots[1].round == t);
+            return (0..self.peers.len()).all(|p| self.slot_for(p, t).is_some());
         }
-        self.peers.iter().all(|p| match self.since(p.id) {
-            Some(since) if since <= t => p.slots.iter().any(|s| s.round == t),
-            Some(_) => true,
-            // A new edge whose first round is not agreed yet: do not pass
-            // our announced start before it is.
-            None => self.join(p.id).is_none_or(|j| t < j.my_start),
-        })
+        self.peers
+            .iter()
+            .enumerate()
+            .all(|(p, &id)| match self.since(id) {
+                Some(since) if since <= t => self.slot_for(p, t).is_some(),
+                Some(_) => true,
+                // A new edge whose first round is not agreed yet: do not pass
+                // our announced start before it is.
+                None => self.join(id).is_none_or(|j| t < j.my_start),
+            })
     }
 
     pub(super) fn slot_for(&self, p: usize, round: u32) -> Option<usize> {
-        self.peers[p].slots.iter().position(|s| s.round == round)
+        (0..2).find(|&s| self.slot(p, s).round == round)
     }
 
     fn meta_for(&mut self, round: u32) -> RoundMeta {
