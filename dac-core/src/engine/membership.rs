@@ -162,8 +162,7 @@ impl Engine {
         let w = self.width();
         let flow = self.flow_offset(at);
         self.buf.splice(flow..flow, std::iter::repeat_n(0.0, w));
-        let inbox = &mut self.inbox;
-        if !inbox.tags.is_empty() {
+        if let Some(inbox) = self.inbox.as_deref_mut() {
             inbox.tags.splice(2 * at..2 * at, [Slot::FREE; 2]);
             let k = 2 * at * w;
             inbox.values.splice(k..k, std::iter::repeat_n(0.0, 2 * w));
@@ -192,8 +191,7 @@ impl Engine {
             let w = self.width();
             let flow = self.flow_offset(at);
             self.buf.drain(flow..flow + w);
-            let inbox = &mut self.inbox;
-            if !inbox.tags.is_empty() {
+            if let Some(inbox) = self.inbox.as_deref_mut() {
                 inbox.tags.drain(2 * at..2 * at + 2);
                 inbox.values.drain(2 * at * w..2 * (at + 1) * w);
             }

@@ -107,35 +107,18 @@ pub enum Progress {
 }
 
 /// One member's consensus state machine. See the [module docs](self).
+///
+/// The fields a round writes come first and together (`repr(C)` keeps
+/// the order), so that a round dirties few cache lines: a million-member
+/// simulation is bound by memory traffic.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Engine {
-    id: u32,
-    members: u32,
-    dim: usize,
-    schedule: Schedule,
-    tol: f64,
-    max_rounds: u32,
-    /// Bound `D` on the graph diameter: the termination window.
-    diameter: u32,
-    /// The dimension-exchange plan while the exact phase lasts.
-    plan: Option<ExactPlan>,
-    /// Rounds of mass history kept for resends (2, or the exact rounds + 1,
-    /// rounded up to a power of two so that slots are found by masking).
-    hist_len: u32,
-    /// The current round: the mass in history slot `round` is the state
-    /// this member broadcasts for it.
-    round: u32,
-    phase: Phase,
-    /// Exact phase: this member's value misses part of the inputs.
-    dirty: bool,
-    /// Exact phase: bit `r` is the dirty flag sent in round `r`.
-    dirty_bits: u64,
-    /// Departures and input changes this member knows of (its view).
-    events: EventSet,
-    /// How many times this member's input changed.
-    input_seq: u32,
-    /// Rounds of certified convergence around this member.
-    counter: u32,
+    // ----- written every round -----
+    /// Termination gossip from the neighbours, for the current and next round.
+    acc: [Acc; 2],
+    /// What this member sent for the current and previous round.
+    meta: [RoundMeta; 2],
     /// Largest relative residual since the current convergence streak began.
     streak: f64,
     /// Largest relative residual in the current epoch (`D + 1` rounds).
@@ -144,36 +127,60 @@ pub struct Engine {
     last_epoch: f64,
     /// Relative residual bound measured in the last iterative round.
     last_residual: f64,
+    /// The current round: the mass in history slot `round` is the state
+    /// this member broadcasts for it.
+    round: u32,
+    /// Rounds of certified convergence around this member.
+    counter: u32,
     /// Agreed stop round (0: none known).
     proposal: u32,
-    /// Termination gossip from the neighbours, for the current and next round.
-    acc: [Acc; 2],
-    /// What this member sent for the current and previous round.
-    meta: [RoundMeta; 2],
-    /// `input (w) | history (hist_len × w) | flows (one w per peer)` with
-    /// `w = dim + 1` (sums, then weight).
-    buf: Vec<f64>,
-    /// Neighbours, ascending.
-    peers: Vec<u32>,
-    /// Their messages that wait for their round.
-    inbox: Inbox,
+    /// Ticks since the last completed round.
+    wait_ticks: u32,
+    phase: Phase,
     /// A round message for the current round has been handed out.
     sent: bool,
     /// The current round's message should go out at the next poll.
     round_due: bool,
     /// A whole tick passed without progress: resend the round message.
     retransmit: bool,
-    /// The view changed: announce the events at the next poll.
-    events_due: bool,
     /// A neighbour has another view: attach the events to the next round
     /// message.
     attach_events: bool,
+    /// Exact phase: this member's value misses part of the inputs.
+    dirty: bool,
+    /// The view changed: announce the events at the next poll.
+    events_due: bool,
     /// The reduction ended: announce the result at the next poll.
     terminal_due: bool,
     /// A neighbour departed: the host should hand over a repaired set.
     reconfigure: bool,
-    /// Ticks since the last completed round.
-    wait_ticks: u32,
+    // ----- read every round, changed rarely -----
+    id: u32,
+    members: u32,
+    max_rounds: u32,
+    /// Bound `D` on the graph diameter: the termination window.
+    diameter: u32,
+    /// Rounds of mass history kept for resends (2, or the exact rounds + 1,
+    /// rounded up to a power of two so that slots are found by masking).
+    hist_len: u32,
+    /// How many times this member's input changed.
+    input_seq: u32,
+    tol: f64,
+    schedule: Schedule,
+    /// The dimension-exchange plan while the exact phase lasts.
+    plan: Option<ExactPlan>,
+    /// Exact phase: bit `r` is the dirty flag sent in round `r`.
+    dirty_bits: u64,
+    dim: usize,
+    /// Departures and input changes this member knows of (its view).
+    events: EventSet,
+    /// `input (w) | history (hist_len × w) | flows (one w per peer)` with
+    /// `w = dim + 1` (sums, then weight).
+    buf: Vec<f64>,
+    /// Neighbours, ascending.
+    peers: Vec<u32>,
+    /// Their messages that wait for their round.
+    inbox: Option<Box<Inbox>>,
     /// Joins, owed replies and the result (see [`Rare`]).
     rare: Option<Box<Rare>>,
 }
@@ -294,7 +301,7 @@ impl Engine {
             meta: [RoundMeta::NONE; 2],
             buf,
             peers: ids,
-            inbox: Inbox::default(),
+            inbox: None,
             sent: false,
             round_due: true,
             retransmit: false,
@@ -489,20 +496,22 @@ impl Engine {
     /// The tag of `peer_index`'s buffered message `slot` (free while
     /// nothing was ever buffered).
     fn slot(&self, peer_index: usize, slot: usize) -> Slot {
-        let tags = &self.inbox.tags;
-        tags.get(2 * peer_index + slot)
-            .copied()
+        self.inbox
+            .as_ref()
+            .and_then(|inbox| inbox.tags.get(2 * peer_index + slot).copied())
             .unwrap_or(Slot::FREE)
     }
 
     /// Buffers a message of `peer_index` in `slot`.
     fn store(&mut self, peer_index: usize, slot: usize, tag: Slot, mass: &[f64]) {
         let w = self.width();
-        let inbox = &mut self.inbox;
-        if inbox.tags.is_empty() {
-            inbox.tags = vec![Slot::FREE; 2 * self.peers.len()];
-            inbox.values = vec![0.0; 2 * self.peers.len() * w];
-        }
+        let n = self.peers.len();
+        let inbox = self.inbox.get_or_insert_with(|| {
+            Box::new(Inbox {
+                tags: vec![Slot::FREE; 2 * n],
+                values: vec![0.0; 2 * n * w],
+            })
+        });
         let k = 2 * peer_index + slot;
         inbox.tags[k] = tag;
         inbox.values[k * w..(k + 1) * w].copy_from_slice(mass);

@@ -44,7 +44,7 @@ impl Slot {
 /// Nothing is allocated until a message has to wait, which a host that
 /// hands over whole rounds (`Engine::advance_with_rounds`) never causes:
 /// a million-member simulation does not carry them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct Inbox {
     pub(super) tags: Vec<Slot>,
     pub(super) values: Vec<f64>,

@@ -90,7 +90,10 @@ impl Engine {
                     }
                     let (me, flow) = (self.hist_offset(r), self.flow_offset(p));
                     let w = self.width();
-                    let them = &self.inbox.values[(2 * p + s) * w..(2 * p + s + 1) * w];
+                    let Some(inbox) = self.inbox.as_deref() else {
+                        return false; // unreachable: the slot was found
+                    };
+                    let them = &inbox.values[(2 * p + s) * w..(2 * p + s + 1) * w];
                     for k in 0..w {
                         let delta = pairing.give * self.buf[me + k] - pairing.take * them[k];
                         self.buf[flow + k] += delta;
@@ -159,8 +162,11 @@ impl Engine {
         let rare = self.rare.as_deref();
         let (head, flows) = self.buf.split_at_mut(flow_base);
         let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, self.events.id());
-        // `ready` found each message in the inbox.
-        let Inbox { tags, values } = &self.inbox;
+        // `ready` found each message in the inbox (if there are peers).
+        let (tags, values) = match self.inbox.as_deref() {
+            Some(Inbox { tags, values }) => (&tags[..], &values[..]),
+            None => (&[][..], &[][..]),
+        };
         let edges = self.peers.iter().zip(flows[..n * w].chunks_exact_mut(w));
         for (p, (&peer, flow)) in edges.enumerate() {
             if joins && since_in(rare, peer).is_none_or(|s| s > t) {
@@ -225,7 +231,7 @@ impl Engine {
         }
         let w = self.width();
         let mut count = 0;
-        let buffered = !self.inbox.tags.is_empty();
+        let buffered = self.inbox.is_some();
         for (k, (from, index, h, payload)) in messages.enumerate() {
             let Some(&peer) = self.peers.get(k) else {
                 return false;
