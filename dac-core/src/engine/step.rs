@@ -94,8 +94,8 @@ impl Engine {
                         return false; // unreachable: the slot was found
                     };
                     let them = &inbox.values[(2 * p + s) * w..(2 * p + s + 1) * w];
-                    for k in 0..w {
-                        let delta = pairing.give * self.buf[me + k] - pairing.take * them[k];
+                    for (k, &theirs) in them.iter().enumerate() {
+                        let delta = pairing.give * self.buf[me + k] - pairing.take * theirs;
                         self.buf[flow + k] += delta;
                     }
                 }
