@@ -172,6 +172,7 @@ impl Engine {
 
     /// The message this member sent (or sends) for `round`, if it still
     /// holds that round's state.
+    #[inline]
     pub(super) fn round_message(&self, round: u32, attach_events: bool) -> Option<Message<'_>> {
         if round > self.round || round + self.hist_len <= self.round {
             return None;

@@ -262,7 +262,7 @@ impl Simulator {
                     before = self.engines[j].round();
                     self.engines[j].advance();
                 }
-                if self.engines[j].round() != before {
+                if self.engines[j].round() != before && !self.options.no_trace {
                     self.record(j);
                 }
                 if self.engines[j].pending_reconfiguration() {
