@@ -334,3 +334,133 @@ fn new_edges_open_at_the_later_start() {
         );
     }
 }
+
+/// One member's plain round messages of a tick: `(from, index, header,
+/// payload)`.
+type Batch = Vec<(usize, usize, Header, Vec<f64>)>;
+
+/// The state that decides a member's result, bit for bit.
+fn state_bits(e: &Engine) -> (u32, Phase, Vec<u64>, Vec<u64>, u64, u32, bool) {
+    let bits = |xs: &[f64]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let flows = e.peers().flat_map(|p| bits(e.flow(p).unwrap())).collect();
+    let (counter, attach) = (e.counter, e.attach_events);
+    (
+        e.round(),
+        e.phase(),
+        bits(e.mass()),
+        flows,
+        e.residual().to_bits(),
+        counter,
+        attach,
+    )
+}
+
+/// Taking a whole round's messages at once (`advance_with_rounds`) gives
+/// bit for bit what receiving them one by one and then advancing gives,
+/// both when the shortcut applies and when a tampered batch (a duplicate,
+/// a non-finite value, a missing or misordered message) sends it down the
+/// general path. Before the first tampered batch, every round took the
+/// shortcut.
+#[test]
+fn a_round_taken_at_once_equals_receiving_then_advancing() {
+    for dim in [1usize, 2] {
+        let graph = Graph::random_regular(10, 3, 5).unwrap();
+        let d = graph.diameter().unwrap();
+        let make = || -> Vec<Engine> {
+            (0..graph.len())
+                .map(|i| {
+                    let peers: Vec<usize> = graph.neighbors(i).collect();
+                    let setup = NodeSetup {
+                        id: i,
+                        members: graph.len(),
+                        peers: &peers,
+                        diameter_bound: d,
+                    };
+                    let input: Vec<f64> = (0..dim).map(|k| (i * 7 + k) as f64 / 3.0).collect();
+                    Engine::new(&metropolis(), setup, &input).unwrap()
+                })
+                .collect()
+        };
+        let (mut at_once, mut one_by_one) = (make(), make());
+        let mut finished = false;
+        for tick in 0..5_000u32 {
+            if tick == 5 {
+                // Until now, the shortcut took every round (it buffers
+                // nothing, receiving buffers every message).
+                assert!(at_once.iter().all(|e| e.inbox.is_none()));
+                assert!(one_by_one.iter().all(|e| e.inbox.is_some()));
+            }
+            // Both sets hand out the same messages.
+            let mut batches: Vec<Batch> = vec![Vec::new(); graph.len()];
+            let mut other = Vec::new();
+            for i in 0..graph.len() {
+                at_once[i].tick();
+                one_by_one[i].tick();
+                let (a, b) = (outgoing(&mut at_once[i]), outgoing(&mut one_by_one[i]));
+                assert_eq!(
+                    format!("{a:?}"),
+                    format!("{b:?}"),
+                    "tick {tick}, member {i}"
+                );
+                for (to, m) in a {
+                    let index = at_once[to].peers().position(|p| p == i).unwrap();
+                    if m.header.kind == Kind::Round && m.events.is_empty() {
+                        batches[to].push((i, index, m.header, m.payload));
+                    } else {
+                        other.push((i, to, m));
+                    }
+                }
+            }
+            for (from, to, m) in &other {
+                let (a, b) = (
+                    at_once[*to].receive(*from, &m.as_message()),
+                    one_by_one[*to].receive(*from, &m.as_message()),
+                );
+                assert_eq!(a, b);
+            }
+            for (to, batch) in batches.iter_mut().enumerate() {
+                batch.sort_by_key(|m| m.1);
+                match (tick, to) {
+                    (5, 0) if !batch.is_empty() => batch.push(batch[0].clone()),
+                    (7, 1) if !batch.is_empty() => batch[0].3[0] = f64::NAN,
+                    (9, 2) => drop(batch.pop()),
+                    (11, 3) => batch.reverse(),
+                    _ => {}
+                }
+                let messages = batch.iter().map(|(f, i, h, p)| (*f, *i, *h, &p[..]));
+                let (violations, _) = at_once[to].advance_with_rounds(messages.clone());
+                let expected = one_by_one[to].receive_plain_rounds(messages);
+                one_by_one[to].advance();
+                assert_eq!(violations, expected, "tick {tick}, member {to}");
+                assert_eq!(
+                    state_bits(&at_once[to]),
+                    state_bits(&one_by_one[to]),
+                    "tick {tick}, member {to}"
+                );
+            }
+            if at_once.iter().all(|e| e.phase() != Phase::Running) {
+                finished = true;
+                break;
+            }
+        }
+        assert!(finished, "d = {dim}: did not finish");
+        let n = graph.len() as f64;
+        for i in 0..graph.len() {
+            let (a, b) = (
+                at_once[i].take_outcome().unwrap().unwrap(),
+                one_by_one[i].take_outcome().unwrap().unwrap(),
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            for (k, v) in a.value.iter().enumerate() {
+                let mean = (0..graph.len())
+                    .map(|j| (j * 7 + k) as f64 / 3.0)
+                    .sum::<f64>()
+                    / n;
+                assert!(
+                    (v - mean).abs() <= 1e-9 * mean.abs().max(1.0),
+                    "member {i}: {v} vs {mean}"
+                );
+            }
+        }
+    }
+}
