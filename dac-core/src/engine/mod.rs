@@ -72,7 +72,7 @@ pub use message::{
 pub use state::Phase;
 pub use view::{Event, ViewId};
 
-use state::{Acc, EMPTY, Inbox, Join, Rare, RoundMeta, Slot};
+use state::{Acc, EMPTY, Inbox, Join, Rare, RoundMeta, SLOT_DIRTY, Slot};
 use view::EventSet;
 
 use crate::config::Config;
@@ -502,8 +502,31 @@ impl Engine {
             .unwrap_or(Slot::FREE)
     }
 
-    /// Buffers a message of `peer_index` in `slot`.
-    fn store(&mut self, peer_index: usize, slot: usize, tag: Slot, mass: &[f64]) {
+    /// The slot a round-`round` message of `peer_index` goes to: `None`
+    /// for a duplicate, or when both slots hold rounds still to come.
+    fn slot_to_store(&self, peer_index: usize, round: u32) -> Option<usize> {
+        let slots = [self.slot(peer_index, 0), self.slot(peer_index, 1)];
+        if slots.iter().any(|s| s.round == round) {
+            return None;
+        }
+        let current = self.round;
+        slots
+            .iter()
+            .position(|s| s.round == EMPTY || s.round < current)
+    }
+
+    /// Buffers round message `h` (mass `mass`) of `peer_index` in `slot`.
+    fn store(&mut self, peer_index: usize, slot: usize, h: &Header, mass: &[f64]) {
+        let dirty = if h.flags & FLAG_DIRTY != 0 {
+            SLOT_DIRTY
+        } else {
+            0
+        };
+        let tag = Slot {
+            round: h.round,
+            degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
+            view: h.view,
+        };
         let w = self.width();
         let n = self.peers.len();
         let inbox = self.inbox.get_or_insert_with(|| {

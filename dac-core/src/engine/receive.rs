@@ -1,8 +1,8 @@
 //! Taking in a peer's message: validation, buffering and gossip.
 
 use super::Engine;
-use super::message::{FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message, Violation};
-use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase, SLOT_DIRTY, Slot};
+use super::message::{FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Violation};
+use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
 
@@ -126,22 +126,6 @@ impl Engine {
         h: &Header,
         payload: &[f64],
     ) -> bool {
-        match payload.len() {
-            2 => self.receive_round_fast_w::<2>(from, index, h, payload),
-            _ => self.receive_round_fast_w::<0>(from, index, h, payload),
-        }
-    }
-
-    /// [`Engine::receive_round_fast`] for payloads of `W` values, or of any
-    /// length for `W = 0` (a scalar reduction's copy is two moves).
-    #[inline]
-    fn receive_round_fast_w<const W: usize>(
-        &mut self,
-        from: usize,
-        index: Option<usize>,
-        h: &Header,
-        payload: &[f64],
-    ) -> bool {
         let w = self.dim + 1;
         let current = self.round;
         let r = h.round;
@@ -155,13 +139,7 @@ impl Engine {
         {
             return false;
         }
-        // `x >= 0.0` is false for NaN: non-finite values take the general
-        // path, which reports them.
-        let mut sane = h.streak >= 0.0 && h.epoch >= 0.0;
-        for x in payload {
-            sane &= x.is_finite();
-        }
-        if !sane {
+        if !sane_round(h, payload) {
             return false;
         }
         let guessed = index.filter(|&i| self.peers.get(i) == Some(&(from as u32)));
@@ -173,29 +151,10 @@ impl Engine {
         if acc_round != r && acc_round != EMPTY && acc_round >= current {
             return true; // too far ahead: it will be sent again
         }
-        let slots = [self.slot(p, 0), self.slot(p, 1)];
-        if slots[0].round == r || slots[1].round == r {
-            return true; // duplicate
-        }
-        let s = if slots[0].round == EMPTY || slots[0].round < current {
-            0
-        } else if slots[1].round == EMPTY || slots[1].round < current {
-            1
-        } else {
-            return true;
+        let Some(s) = self.slot_to_store(p, r) else {
+            return true; // a duplicate, or no room: it will be sent again
         };
-        let dirty = if h.flags & FLAG_DIRTY != 0 {
-            SLOT_DIRTY
-        } else {
-            0
-        };
-        let tag = Slot {
-            round: r,
-            degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
-            view: h.view,
-        };
-        let w = if W == 0 { w } else { W };
-        self.store(p, s, tag, &payload[..w]);
+        self.store(p, s, h, payload);
         let acc = &mut self.acc[a];
         if acc.round != r {
             *acc = Acc::fresh(r);
@@ -313,28 +272,10 @@ impl Engine {
                 *acc = Acc::fresh(r);
             }
         }
-        let current = self.round;
-        let slots = [self.slot(p, 0), self.slot(p, 1)];
-        if slots.iter().any(|s| s.round == r) {
-            return; // duplicate
-        }
-        let Some(s) = slots
-            .iter()
-            .position(|s| s.round == EMPTY || s.round < current)
-        else {
-            return;
+        let Some(s) = self.slot_to_store(p, r) else {
+            return; // a duplicate, or no room
         };
-        let dirty = if h.flags & FLAG_DIRTY != 0 {
-            SLOT_DIRTY
-        } else {
-            0
-        };
-        let tag = Slot {
-            round: r,
-            degree_flags: (h.degree & !SLOT_DIRTY) | dirty,
-            view: h.view,
-        };
-        self.store(p, s, tag, message.payload);
+        self.store(p, s, h, message.payload);
         if !exact_round {
             let acc = &mut self.acc[(r % 2) as usize];
             acc.fold(h);
@@ -401,4 +342,16 @@ impl Engine {
             self.record_meta(self.round);
         }
     }
+}
+
+/// A round message's values are finite and its gossip non-negative
+/// (`x >= 0.0` is false for NaN). The short paths take only such messages;
+/// the general path reports the others.
+#[inline]
+pub(super) fn sane_round(h: &Header, payload: &[f64]) -> bool {
+    let mut sane = h.streak >= 0.0 && h.epoch >= 0.0;
+    for x in payload {
+        sane &= x.is_finite();
+    }
+    sane
 }

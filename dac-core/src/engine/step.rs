@@ -1,6 +1,7 @@
 //! Completing rounds: the exact phase, the iterative phase and termination.
 
 use super::message::{AbortReason, FLAG_DIRTY, Header, Kind};
+use super::receive::sane_round;
 use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta, SLOT_DIRTY};
 use super::view::ViewId;
 use super::{Engine, Progress};
@@ -236,23 +237,13 @@ impl Engine {
             let Some(&peer) = self.peers.get(k) else {
                 return false;
             };
-            // `x >= 0.0` is false for NaN.
-            let mut fits = peer as usize == from
+            let fits = peer as usize == from
                 && index == k
                 && h.kind == Kind::Round
                 && h.round == t
                 && payload.len() == w
-                && h.streak >= 0.0
-                && h.epoch >= 0.0;
-            if buffered {
-                let slots = [self.slot(k, 0), self.slot(k, 1)];
-                fits &= slots[0].round != t
-                    && slots[1].round != t
-                    && slots.iter().any(|s| s.round == EMPTY || s.round < t);
-            }
-            for x in payload {
-                fits &= x.is_finite();
-            }
+                && sane_round(&h, payload)
+                && (!buffered || self.slot_to_store(k, t).is_some());
             if !fits {
                 return false;
             }

@@ -5,6 +5,11 @@ use crate::graph::Graph;
 
 /// Engines on `graph`, each with input `[i, 2i]`.
 fn engines(graph: &Graph, config: &Config) -> Vec<Engine> {
+    engines_with(graph, config, |i| vec![i as f64, 2.0 * i as f64])
+}
+
+/// Engines on `graph`, member `i` with input `input(i)`.
+fn engines_with(graph: &Graph, config: &Config, input: impl Fn(usize) -> Vec<f64>) -> Vec<Engine> {
     let d = graph.diameter().unwrap();
     (0..graph.len())
         .map(|i| {
@@ -15,7 +20,7 @@ fn engines(graph: &Graph, config: &Config) -> Vec<Engine> {
                 peers: &peers,
                 diameter_bound: d,
             };
-            Engine::new(config, setup, &[i as f64, 2.0 * i as f64]).unwrap()
+            Engine::new(config, setup, &input(i)).unwrap()
         })
         .collect()
 }
@@ -365,22 +370,8 @@ fn state_bits(e: &Engine) -> (u32, Phase, Vec<u64>, Vec<u64>, u64, u32, bool) {
 fn a_round_taken_at_once_equals_receiving_then_advancing() {
     for dim in [1usize, 2] {
         let graph = Graph::random_regular(10, 3, 5).unwrap();
-        let d = graph.diameter().unwrap();
-        let make = || -> Vec<Engine> {
-            (0..graph.len())
-                .map(|i| {
-                    let peers: Vec<usize> = graph.neighbors(i).collect();
-                    let setup = NodeSetup {
-                        id: i,
-                        members: graph.len(),
-                        peers: &peers,
-                        diameter_bound: d,
-                    };
-                    let input: Vec<f64> = (0..dim).map(|k| (i * 7 + k) as f64 / 3.0).collect();
-                    Engine::new(&metropolis(), setup, &input).unwrap()
-                })
-                .collect()
-        };
+        let input = |i: usize| (0..dim).map(|k| (i * 7 + k) as f64 / 3.0).collect();
+        let make = || engines_with(&graph, &metropolis(), input);
         let (mut at_once, mut one_by_one) = (make(), make());
         let mut finished = false;
         for tick in 0..5_000u32 {
