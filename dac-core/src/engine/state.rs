@@ -42,7 +42,7 @@ impl Slot {
 /// two per neighbour (a neighbour is never more than one round ahead), as
 /// tags and masses (`w` values each), both indexed `2 × peer + slot`.
 /// Nothing is allocated until a message has to wait, which a host that
-/// hands over whole rounds (`Engine::advance_with_rounds`) never causes:
+/// hands over whole rounds (`Engine::advance_with_round_from`) never causes:
 /// a million-member simulation does not carry them.
 #[derive(Clone, Debug)]
 pub(super) struct Inbox {

@@ -162,7 +162,12 @@ impl Engine {
         let flow_base = self.flow_offset(0);
         let rare = self.rare.as_deref();
         let (head, flows) = self.buf.split_at_mut(flow_base);
-        let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, self.events.id());
+        let mut fold = EdgeFold::new::<W>(
+            self.schedule,
+            &head[me_at..me_at + w],
+            meta,
+            self.events.id(),
+        );
         // `ready` found each message in the inbox (if there are peers).
         let (tags, values) = match self.inbox.as_deref() {
             Some(Inbox { tags, values }) => (&tags[..], &values[..]),
@@ -177,46 +182,48 @@ impl Engine {
             let k = 2 * p + usize::from(tags[2 * p].round != t);
             let slot = tags[k];
             let them = &values[k * w..(k + 1) * w];
-            fold.edge::<W>(self.schedule, flow, them, slot.degree(), slot.view);
+            fold.edge::<W>(flow, them, slot.degree(), slot.view);
         }
         let edges = fold.summary();
         let acc = self.take_acc(t);
-        self.close_iterative::<W>(t, edges, acc);
+        self.close_iterative::<W>(t, edges, acc, None);
         true
     }
 
-    /// Takes in this round's plain message from every neighbour and
-    /// completes the round with them in one pass, without buffering them:
-    /// the same result, bit for bit, as [`Engine::receive`] of each message
-    /// followed by [`Engine::advance`], which is what happens when the
-    /// shortcut does not apply. `messages` yields `(from, index, header,
-    /// payload)` as for [`Engine::receive_plain_rounds`]; the shortcut
-    /// takes one message from each neighbour, in the order of
-    /// [`Engine::peers`]. Returns how many messages were malformed, and the
-    /// progress made.
-    pub(crate) fn advance_with_rounds<'m, I>(&mut self, messages: I) -> (u64, Progress)
+    /// Completes the current round directly from this tick's plain round
+    /// messages, without buffering them, when the host can look up each
+    /// neighbour's message: `message_of(index, peer)` gives the message of
+    /// `peer` (at `index` in [`Engine::peers`]) for this tick, if one
+    /// arrived, and must answer the same every time it is asked within the
+    /// call.
+    ///
+    /// The result is the same, bit for bit, as [`Engine::receive`] of each
+    /// message followed by [`Engine::advance`]. Returns `None`, having
+    /// changed nothing, when the shortcut does not apply — a neighbour
+    /// without a message, a malformed or early message, a message already
+    /// buffered, or anything pending beyond the plain round —; the host
+    /// then receives the messages and advances as usual.
+    pub(crate) fn advance_with_round_from<'m, F>(&mut self, message_of: F) -> Option<Progress>
     where
-        I: Iterator<Item = (usize, usize, Header, &'m [f64])> + Clone,
+        F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     {
-        if self.fits_round_shortcut(messages.clone()) {
-            let progress = match self.width() {
-                2 => self.step_with_rounds::<2, I>(messages),
-                _ => self.step_with_rounds::<0, I>(messages),
-            };
-            return (0, progress);
+        if !self.fits_round_shortcut(&message_of) {
+            return None;
         }
-        let violations = self.receive_plain_rounds(messages);
-        (violations, self.advance())
+        Some(match self.width() {
+            2 => self.step_with_rounds::<2, F>(message_of),
+            _ => self.step_with_rounds::<0, F>(message_of),
+        })
     }
 
-    /// True when [`Engine::advance_with_rounds`] may use `messages` without
-    /// buffering them: the iterative phase with nothing pending, the
-    /// round's own message sent, and exactly one well-formed message for
-    /// the current round from each neighbour, in order, that would have
-    /// been stored (neither a duplicate nor without a free slot).
+    /// True when [`Engine::advance_with_round_from`] may take the round:
+    /// the iterative phase with nothing pending, the round's own message
+    /// sent, and from every neighbour a well-formed message for the current
+    /// round that receiving would have stored (neither a duplicate nor
+    /// without a free slot).
     fn fits_round_shortcut<'m>(
         &self,
-        messages: impl Iterator<Item = (usize, usize, Header, &'m [f64])>,
+        message_of: &impl Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     ) -> bool {
         let t = self.round;
         let acc_round = self.acc[(t % 2) as usize].round;
@@ -231,33 +238,26 @@ impl Engine {
             return false;
         }
         let w = self.width();
-        let mut count = 0;
         let buffered = self.inbox.is_some();
-        for (k, (from, index, h, payload)) in messages.enumerate() {
-            let Some(&peer) = self.peers.get(k) else {
-                return false;
-            };
-            let fits = peer as usize == from
-                && index == k
-                && h.kind == Kind::Round
-                && h.round == t
-                && payload.len() == w
-                && sane_round(&h, payload)
-                && (!buffered || self.slot_to_store(k, t).is_some());
-            if !fits {
-                return false;
-            }
-            count += 1;
-        }
-        count == self.peers.len()
+        self.peers.iter().enumerate().all(|(k, &peer)| {
+            message_of(k, peer).is_some_and(|(h, payload)| {
+                h.kind == Kind::Round
+                    && h.round == t
+                    && payload.len() == w
+                    && sane_round(&h, payload)
+                    && (!buffered || self.slot_to_store(k, t).is_some())
+            })
+        })
     }
 
-    /// The round of [`Engine::advance_with_rounds`], once
+    /// The round of [`Engine::advance_with_round_from`], once
     /// [`Engine::fits_round_shortcut`] holds: what receiving each message
-    /// and then [`Engine::step_iterative_w`] do, in the same order.
-    fn step_with_rounds<'m, const W: usize, I>(&mut self, messages: I) -> Progress
+    /// and then [`Engine::step_iterative_w`] do, in the same order. The
+    /// next round's mass is summed as the flows are updated, in peer order
+    /// as [`Engine::finish_round_w`] sums it.
+    fn step_with_rounds<'m, const W: usize, F>(&mut self, message_of: F) -> Progress
     where
-        I: Iterator<Item = (usize, usize, Header, &'m [f64])>,
+        F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     {
         let t = self.round;
         let meta = self.meta_for(t);
@@ -268,19 +268,33 @@ impl Engine {
         let me_at = self.hist_offset(t);
         let flow_base = self.flow_offset(0);
         let (head, edges) = self.buf.split_at_mut(flow_base);
-        let mut fold = EdgeFold::new::<W>(&head[me_at..me_at + w], meta, view);
-        for ((_, _, h, them), flow) in messages.zip(edges[..n * w].chunks_exact_mut(w)) {
-            acc.fold(&h);
-            if h.view != view {
-                self.attach_events = true;
-            } else if h.proposal > t && (self.proposal == 0 || h.proposal < self.proposal) {
-                self.proposal = h.proposal;
+        let mut fold = EdgeFold::new::<W>(self.schedule, &head[me_at..me_at + w], meta, view);
+        // `W = 0` (any width) leaves the sum to `finish_round_w`.
+        let mut mass = [0.0; W];
+        mass.copy_from_slice(&head[..W]);
+        let mut proposal = self.proposal;
+        let mut attach = false;
+        let flows = edges[..n * w].chunks_exact_mut(w);
+        for (k, (&peer, flow)) in self.peers.iter().zip(flows).enumerate() {
+            // `fits_round_shortcut` found every message.
+            if let Some((h, them)) = message_of(k, peer) {
+                acc.fold(&h);
+                if h.view != view {
+                    attach = true;
+                } else if h.proposal > t && (proposal == 0 || h.proposal < proposal) {
+                    proposal = h.proposal;
+                }
+                let degree = h.degree & !SLOT_DIRTY;
+                fold.edge::<W>(flow, &them[..w], degree, h.view);
             }
-            let degree = h.degree & !SLOT_DIRTY;
-            fold.edge::<W>(self.schedule, flow, &them[..w], degree, h.view);
+            for k in 0..W {
+                mass[k] -= flow[k];
+            }
         }
+        self.proposal = proposal;
+        self.attach_events |= attach;
         let edges = fold.summary();
-        self.close_iterative::<W>(t, edges, acc);
+        self.close_iterative::<W>(t, edges, acc, (W != 0).then_some(&mass[..]));
         self.progress_after_step()
     }
 
@@ -297,8 +311,15 @@ impl Engine {
     }
 
     /// The end of an iterative round `t`, after its edges: the residual,
-    /// the termination counters and the move to the next round.
-    fn close_iterative<const W: usize>(&mut self, t: u32, edges: EdgeSummary, acc: Acc) {
+    /// the termination counters and the move to the next round (`summed`:
+    /// the next round's mass, if the caller summed it already).
+    fn close_iterative<const W: usize>(
+        &mut self,
+        t: u32,
+        edges: EdgeSummary,
+        acc: Acc,
+        summed: Option<&[f64]>,
+    ) {
         let window = self.diameter.max(1);
         let residual = if edges.active == 0 {
             0.0
@@ -334,7 +355,7 @@ impl Engine {
             self.proposal = t + 1 + window + 1;
         }
 
-        self.finish_round_w::<W>();
+        self.finish_round_w::<W>(summed);
         if self.phase == Phase::Running && self.proposal != 0 {
             if self.proposal == self.round {
                 let contributors = self.contributors();
@@ -379,12 +400,13 @@ impl Engine {
 
     /// Computes the next round's mass `M = v − Σ_j F_ij` and moves on.
     fn finish_round(&mut self) {
-        self.finish_round_w::<0>();
+        self.finish_round_w::<0>(None);
     }
 
     /// [`Engine::finish_round`] for mass vectors of `W` values, or of any
-    /// width for `W = 0` (as in [`Engine::step_iterative_w`]).
-    fn finish_round_w<const W: usize>(&mut self) {
+    /// width for `W = 0` (as in [`Engine::step_iterative_w`]); `summed` is
+    /// the mass when the caller computed it, with the same arithmetic.
+    fn finish_round_w<const W: usize>(&mut self, summed: Option<&[f64]>) {
         let next = self.round + 1;
         let w = if W == 0 { self.width() } else { W };
         let out_at = self.hist_offset(next) - w; // offset within the history
@@ -394,14 +416,25 @@ impl Engine {
         let (input, history) = head.split_at_mut(w);
         let (out, input) = (&mut history[out_at..out_at + w], &input[..w]);
         let mut finite = true;
-        for k in 0..w {
-            // Summed in peer order: every member does the same arithmetic.
-            let mut m = input[k];
-            for flow in edges[..n * w].chunks_exact(w) {
-                m -= flow[k];
+        match summed {
+            Some(m) => {
+                for k in 0..w {
+                    finite &= m[k].is_finite();
+                    out[k] = m[k];
+                }
             }
-            finite &= m.is_finite();
-            out[k] = m;
+            None => {
+                for k in 0..w {
+                    // Summed in peer order: every member does the same
+                    // arithmetic.
+                    let mut m = input[k];
+                    for flow in edges[..n * w].chunks_exact(w) {
+                        m -= flow[k];
+                    }
+                    finite &= m.is_finite();
+                    out[k] = m;
+                }
+            }
         }
         self.round = next;
         if !finite {
@@ -450,6 +483,10 @@ struct EdgeFold<'a> {
     /// `max(1, ‖estimate‖∞)`.
     scale: f64,
     meta: RoundMeta,
+    schedule: Schedule,
+    /// The weight of an edge to a neighbour of at most this member's degree
+    /// (computed once: most edges have it).
+    alpha_mine: f64,
     /// Largest distance to a neighbour's estimate.
     delta: f64,
     /// Every edge moved mass under the round's view.
@@ -469,7 +506,12 @@ struct EdgeSummary {
 
 impl<'a> EdgeFold<'a> {
     #[inline(always)]
-    fn new<const W: usize>(me: &'a [f64], meta: RoundMeta, view_now: ViewId) -> EdgeFold<'a> {
+    fn new<const W: usize>(
+        schedule: Schedule,
+        me: &'a [f64],
+        meta: RoundMeta,
+        view_now: ViewId,
+    ) -> EdgeFold<'a> {
         let d = if W == 0 { me.len() - 1 } else { W - 1 };
         let w_me = me[d];
         let inv_me = 1.0 / w_me;
@@ -482,6 +524,8 @@ impl<'a> EdgeFold<'a> {
             inv_me,
             scale,
             meta,
+            schedule,
+            alpha_mine: weight(schedule, meta.degree, meta.degree),
             delta: 0.0,
             agreed: meta.view == view_now,
             active: 0,
@@ -493,14 +537,7 @@ impl<'a> EdgeFold<'a> {
     /// ±alpha·(M_i − M_j) from the same two messages, so the flows stay
     /// exactly antisymmetric.
     #[inline(always)]
-    fn edge<const W: usize>(
-        &mut self,
-        schedule: Schedule,
-        flow: &mut [f64],
-        them: &[f64],
-        degree: u32,
-        view: ViewId,
-    ) {
+    fn edge<const W: usize>(&mut self, flow: &mut [f64], them: &[f64], degree: u32, view: ViewId) {
         let w = if W == 0 { self.me.len() } else { W };
         let d = w - 1;
         let me = &self.me[..w];
@@ -522,7 +559,11 @@ impl<'a> EdgeFold<'a> {
             self.agreed = false;
             return;
         }
-        let alpha = weight(schedule, self.meta.degree, degree);
+        let alpha = if degree <= self.meta.degree {
+            self.alpha_mine
+        } else {
+            weight(self.schedule, self.meta.degree, degree)
+        };
         for k in 0..w {
             flow[k] += alpha * (me[k] - them[k]);
         }

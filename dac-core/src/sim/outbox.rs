@@ -8,8 +8,8 @@ pub(super) const NOBODY: u32 = u32::MAX;
 /// `out_target` of a round message to all of the sender's neighbours.
 pub(super) const NEIGHBOURS: u32 = u32::MAX - 1;
 
-/// Receivers handled per gather pass (their engines stay in cache between
-/// gathering and delivering).
+/// Receivers whose neighbours' records are touched in one pass (the
+/// records stay in cache until the block's rounds are taken).
 pub(super) const BLOCK: usize = 64;
 
 /// One member's plain round message of this tick, with its target, in one
@@ -99,10 +99,9 @@ impl Outbox {
     }
 }
 
-/// A plain round message addressed to `to`, found by the gather pass.
+/// A plain round message addressed to the member being delivered to.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Gathered {
-    pub(super) to: u32,
     pub(super) from: u32,
     /// Where `from` is among the receiver's peers.
     pub(super) index: u32,

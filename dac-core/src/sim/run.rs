@@ -191,8 +191,8 @@ impl Simulator {
     ///
     /// Each member takes in what reached it, completes at most one round,
     /// meets its scheduled faults, and emits its messages for the next
-    /// tick — one pass over the members, in blocks whose round messages are
-    /// gathered first so that the reads of neighbours' messages overlap.
+    /// tick — one pass over the members, in blocks whose neighbours' round
+    /// messages are touched first so that the reads of them overlap.
     pub fn step(&mut self) -> bool {
         if self.finished {
             return false;
@@ -210,35 +210,32 @@ impl Simulator {
         let mut gathered = std::mem::take(&mut self.gathered);
         for start in (0..n).step_by(BLOCK) {
             let end = (start + BLOCK).min(n);
-            self.gather(start..end, &mut gathered);
-            let mut g = 0;
+            self.touch(start..end);
             for j in start..end {
                 // Cleared here rather than in a pass of its own: `emit`
                 // writes this cache line anyway.
                 self.next.records[j].target = NOBODY;
-                let first = g;
-                while g < gathered.len() && gathered[g].to as usize == j {
-                    g += 1;
-                }
-                let mine = &gathered[first..g];
-                self.stats.sent += mine.len() as u64;
                 let live = !matches!(self.life[j], Life::Crashed { .. });
                 let routed_here = cursor < now.len() && now[cursor].to as usize == j;
-                let before;
-                if live && !faulty && !routed_here && !self.engines[j].pending_reconfiguration() {
-                    // The common case: this tick's round messages, then
-                    // the round, in one call.
-                    before = self.engines[j].round();
-                    let messages = plain_rounds(&self.outbox, self.dim + 1, mine);
-                    let (violations, _) = self.engines[j].advance_with_rounds(messages);
-                    self.stats.violations += violations;
+                let before = self.engines[j].round();
+                let plain = live
+                    && !faulty
+                    && !routed_here
+                    && !self.repaired
+                    && !self.engines[j].pending_reconfiguration();
+                // The common case: every neighbour's round message, and
+                // the round, in one call.
+                if plain && self.take_round(j) {
+                    self.stats.sent += self.engines[j].peers().len() as u64;
                 } else {
+                    self.gather(j, &mut gathered);
+                    self.stats.sent += gathered.len() as u64;
                     if faulty {
-                        for m in mine {
+                        for m in &gathered {
                             self.deliver_with_faults(j, m.from as usize, m.index as usize);
                         }
                     } else {
-                        self.deliver_all(j, mine);
+                        self.deliver_all(j, &gathered);
                     }
                     while cursor < now.len() && now[cursor].to as usize == j {
                         if live {
@@ -259,7 +256,6 @@ impl Simulator {
                     if self.engines[j].pending_reconfiguration() {
                         self.reconfigure(j);
                     }
-                    before = self.engines[j].round();
                     self.engines[j].advance();
                 }
                 if self.engines[j].round() != before && !self.options.no_trace {
@@ -282,37 +278,53 @@ impl Simulator {
         !self.finished
     }
 
-    /// Lists the round messages addressed to the members of `block`.
-    ///
-    /// A first pass only reads each sender's target and the first word of
-    /// its record, in a loop so short that many of its cache misses are in
-    /// flight at once; delivering the block then hits the cache.
-    fn gather(&self, block: std::ops::Range<usize>, gathered: &mut Vec<Gathered>) {
-        gathered.clear();
+    /// Reads the first word of every round message the members of `block`
+    /// will read, in a loop so short that many of its cache misses are in
+    /// flight at once; taking the block's rounds then hits the cache.
+    fn touch(&self, block: std::ops::Range<usize>) {
         let mut touched = 0u32;
-        for j in block.clone() {
+        for j in block {
             for i in self.engines[j].peers() {
                 touched ^= self.outbox.records[i].target;
             }
         }
         std::hint::black_box(touched);
-        for j in block {
-            if matches!(self.life[j], Life::Crashed { .. }) {
-                continue;
-            }
-            for (index, i) in self.engines[j].peers().enumerate() {
-                let addressed = match self.outbox.records[i].target {
-                    NOBODY => false,
-                    NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
-                    one => one as usize == j,
-                };
-                if addressed {
-                    gathered.push(Gathered {
-                        to: j as u32,
-                        from: i as u32,
-                        index: index as u32,
-                    });
-                }
+    }
+
+    /// Member `j` completes its round from its neighbours' plain round
+    /// messages of this tick, if the engine's shortcut applies (see
+    /// [`Engine::advance_with_round_from`]); false, with nothing changed,
+    /// otherwise.
+    fn take_round(&mut self, j: usize) -> bool {
+        let (outbox, w, me) = (&self.outbox, self.dim + 1, j as u32);
+        let message_of = |_: usize, from: u32| {
+            let record = &outbox.records[from as usize];
+            let addressed = record.target == NEIGHBOURS || record.target == me;
+            addressed.then(|| (record.header(), outbox.payload(from as usize, w)))
+        };
+        self.engines[j]
+            .advance_with_round_from(message_of)
+            .is_some()
+    }
+
+    /// Lists the round messages addressed to member `j` this tick, in the
+    /// order of its peers.
+    fn gather(&self, j: usize, gathered: &mut Vec<Gathered>) {
+        gathered.clear();
+        if matches!(self.life[j], Life::Crashed { .. }) {
+            return;
+        }
+        for (index, i) in self.engines[j].peers().enumerate() {
+            let addressed = match self.outbox.records[i].target {
+                NOBODY => false,
+                NEIGHBOURS => !self.repaired || self.engines[i].peers().any(|p| p == j),
+                one => one as usize == j,
+            };
+            if addressed {
+                gathered.push(Gathered {
+                    from: i as u32,
+                    index: index as u32,
+                });
             }
         }
     }
