@@ -194,8 +194,7 @@ impl Engine {
     /// messages, without buffering them, when the host can look up each
     /// neighbour's message: `message_of(index, peer)` gives the message of
     /// `peer` (at `index` in [`Engine::peers`]) for this tick, if one
-    /// arrived, and must answer the same every time it is asked within the
-    /// call.
+    /// arrived.
     ///
     /// The result is the same, bit for bit, as [`Engine::receive`] of each
     /// message followed by [`Engine::advance`]. Returns `None`, having
@@ -207,95 +206,109 @@ impl Engine {
     where
         F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     {
-        if !self.fits_round_shortcut(&message_of) {
+        if !self.fits_round_shortcut() {
             return None;
         }
-        Some(match self.width() {
+        match self.width() {
             2 => self.step_with_rounds::<2, F>(message_of),
             _ => self.step_with_rounds::<0, F>(message_of),
-        })
+        }
     }
 
-    /// True when [`Engine::advance_with_round_from`] may take the round:
-    /// the iterative phase with nothing pending, the round's own message
-    /// sent, and from every neighbour a well-formed message for the current
-    /// round that receiving would have stored (neither a duplicate nor
-    /// without a free slot).
-    fn fits_round_shortcut<'m>(
-        &self,
-        message_of: &impl Fn(usize, u32) -> Option<(Header, &'m [f64])>,
-    ) -> bool {
+    /// True when [`Engine::advance_with_round_from`] may take the round if
+    /// the messages fit: the iterative phase with nothing pending, the
+    /// round's own message sent, and room to have stored a message of the
+    /// round from every neighbour (none buffered already).
+    fn fits_round_shortcut(&self) -> bool {
         let t = self.round;
         let acc_round = self.acc[(t % 2) as usize].round;
-        if self.phase != Phase::Running
-            || self.plan.is_some()
-            || self.rare.is_some()
-            || !self.sent
-            || self.peers.is_empty()
-            || t >= self.max_rounds
-            || (acc_round != t && acc_round != EMPTY && acc_round >= t)
-        {
-            return false;
-        }
-        let w = self.width();
-        let buffered = self.inbox.is_some();
-        self.peers.iter().enumerate().all(|(k, &peer)| {
-            message_of(k, peer).is_some_and(|(h, payload)| {
-                h.kind == Kind::Round
-                    && h.round == t
-                    && payload.len() == w
-                    && sane_round(&h, payload)
-                    && (!buffered || self.slot_to_store(k, t).is_some())
-            })
-        })
+        let fits = self.phase == Phase::Running
+            && self.plan.is_none()
+            && self.rare.is_none()
+            && self.sent
+            && !self.peers.is_empty()
+            && t < self.max_rounds
+            && (acc_round == t || acc_round == EMPTY || acc_round < t);
+        fits && (self.inbox.is_none()
+            || (0..self.peers.len()).all(|p| self.slot_to_store(p, t).is_some()))
     }
 
     /// The round of [`Engine::advance_with_round_from`], once
     /// [`Engine::fits_round_shortcut`] holds: what receiving each message
-    /// and then [`Engine::step_iterative_w`] do, in the same order. The
-    /// next round's mass is summed as the flows are updated, in peer order
-    /// as [`Engine::finish_round_w`] sums it.
-    fn step_with_rounds<'m, const W: usize, F>(&mut self, message_of: F) -> Progress
+    /// and then [`Engine::step_iterative_w`] do, in the same order, in one
+    /// pass over the messages. The flows are updated in place and put back
+    /// if a message turns out not to fit (a non-finite value, another
+    /// round); everything else is committed at the end. The next round's
+    /// mass is summed as the flows are updated, in peer order as
+    /// [`Engine::finish_round_w`] sums it.
+    fn step_with_rounds<'m, const W: usize, F>(&mut self, message_of: F) -> Option<Progress>
     where
         F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     {
         let t = self.round;
         let meta = self.meta_for(t);
         let view = self.events.id();
-        let mut acc = self.take_acc(t);
+        let slot = (t % 2) as usize;
+        let mut acc = if self.acc[slot].round == t {
+            self.acc[slot]
+        } else {
+            Acc::fresh(t)
+        };
         let w = if W == 0 { self.width() } else { W };
         let n = self.peers.len();
         let me_at = self.hist_offset(t);
         let flow_base = self.flow_offset(0);
         let (head, edges) = self.buf.split_at_mut(flow_base);
+        let flows = &mut edges[..n * w];
+        let mut small = [0.0; SAVED_FLOWS];
+        let mut large = Vec::new();
+        let saved = if flows.len() <= SAVED_FLOWS {
+            &mut small[..flows.len()]
+        } else {
+            large.extend_from_slice(flows);
+            &mut large[..]
+        };
+        saved.copy_from_slice(flows);
         let mut fold = EdgeFold::new::<W>(self.schedule, &head[me_at..me_at + w], meta, view);
         // `W = 0` (any width) leaves the sum to `finish_round_w`.
         let mut mass = [0.0; W];
         mass.copy_from_slice(&head[..W]);
         let mut proposal = self.proposal;
         let mut attach = false;
-        let flows = edges[..n * w].chunks_exact_mut(w);
-        for (k, (&peer, flow)) in self.peers.iter().zip(flows).enumerate() {
-            // `fits_round_shortcut` found every message.
-            if let Some((h, them)) = message_of(k, peer) {
-                acc.fold(&h);
-                if h.view != view {
-                    attach = true;
-                } else if h.proposal > t && (proposal == 0 || h.proposal < proposal) {
-                    proposal = h.proposal;
-                }
-                let degree = h.degree & !SLOT_DIRTY;
-                fold.edge::<W>(flow, &them[..w], degree, h.view);
+        let mut fits = true;
+        for (k, (&peer, flow)) in self.peers.iter().zip(flows.chunks_exact_mut(w)).enumerate() {
+            let message = message_of(k, peer).filter(|(h, them)| {
+                h.kind == Kind::Round
+                    && h.round == t
+                    && them.len() == w
+                    && sane_round(h, &them[..w])
+            });
+            let Some((h, them)) = message else {
+                fits = false;
+                break;
+            };
+            acc.fold(&h);
+            if h.view != view {
+                attach = true;
+            } else if h.proposal > t && (proposal == 0 || h.proposal < proposal) {
+                proposal = h.proposal;
             }
+            let degree = h.degree & !SLOT_DIRTY;
+            fold.edge::<W>(flow, &them[..w], degree, h.view);
             for k in 0..W {
                 mass[k] -= flow[k];
             }
         }
+        if !fits {
+            flows.copy_from_slice(saved);
+            return None;
+        }
+        self.acc[slot] = Acc::fresh(EMPTY);
         self.proposal = proposal;
         self.attach_events |= attach;
         let edges = fold.summary();
         self.close_iterative::<W>(t, edges, acc, (W != 0).then_some(&mass[..]));
-        self.progress_after_step()
+        Some(self.progress_after_step())
     }
 
     /// The termination gossip folded for round `t` (and the slot freed).
@@ -462,6 +475,10 @@ impl Engine {
         };
     }
 }
+
+/// Flows the round shortcut can save on the stack before updating them
+/// (16 neighbours with `d = 1`); more are saved on the heap.
+const SAVED_FLOWS: usize = 32;
 
 /// Metropolis weight `1/(1 + max(d_i, d_j))`, or the Laplacian step.
 fn weight(schedule: Schedule, my_degree: u32, their_degree: u32) -> f64 {
