@@ -8,9 +8,35 @@ pub(super) const NOBODY: u32 = u32::MAX;
 /// `out_target` of a round message to all of the sender's neighbours.
 pub(super) const NEIGHBOURS: u32 = u32::MAX - 1;
 
-/// Receivers whose neighbours' records are touched in one pass (the
-/// records stay in cache until the block's rounds are taken).
-pub(super) const BLOCK: usize = 64;
+/// How many members ahead the simulator asks for the records a member
+/// will read (measured on a million members: 4 to 16 do equally well,
+/// the loads of one member alone are too few to hide the latency).
+pub(super) const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the processor to start loading the cache line that holds `value`,
+/// without waiting for it: the records a member reads are scattered, and
+/// a plain load that misses would hold up everything after it. Only a
+/// hint — results do not depend on it —, and nothing on targets other
+/// than x86-64.
+#[inline(always)]
+pub(super) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let line: *const T = value;
+        // SAFETY: a prefetch neither reads nor writes memory as far as the
+        // program can tell and never faults, whatever the address (this
+        // one comes from a live reference). The intrinsic is `unsafe` only
+        // because it is declared for the `sse` target feature, which every
+        // x86-64 processor has.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(line.cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
 
 /// One member's plain round message of this tick, with its target, in one
 /// cache line (the header fields spelled out so that the target fits): a

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use super::outbox::{BLOCK, Gathered, NEIGHBOURS, NOBODY, Outbox};
+use super::outbox::{Gathered, NEIGHBOURS, NOBODY, Outbox, PREFETCH_AHEAD, prefetch};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
 use crate::engine::{Engine, Header, Kind, NodeSetup, OwnedMessage, Phase, Target};
@@ -191,8 +191,7 @@ impl Simulator {
     ///
     /// Each member takes in what reached it, completes at most one round,
     /// meets its scheduled faults, and emits its messages for the next
-    /// tick — one pass over the members, in blocks whose neighbours' round
-    /// messages are touched first so that the reads of them overlap.
+    /// tick — one pass over the members.
     pub fn step(&mut self) -> bool {
         if self.finished {
             return false;
@@ -208,66 +207,73 @@ impl Simulator {
         };
         let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
-        for start in (0..n).step_by(BLOCK) {
-            let end = (start + BLOCK).min(n);
-            self.touch(start..end);
-            for j in start..end {
-                // Cleared here rather than in a pass of its own: `emit`
-                // writes this cache line anyway.
-                self.next.records[j].target = NOBODY;
-                let live = !matches!(self.life[j], Life::Crashed { .. });
-                let routed_here = cursor < now.len() && now[cursor].to as usize == j;
-                let before = self.engines[j].round();
-                let plain = live
-                    && !faulty
-                    && !routed_here
-                    && !self.repaired
-                    && !self.engines[j].pending_reconfiguration();
-                // The common case: every neighbour's round message, and
-                // the round, in one call.
-                if plain && self.take_round(j) {
-                    self.stats.sent += self.engines[j].peers().len() as u64;
-                } else {
-                    self.gather(j, &mut gathered);
-                    self.stats.sent += gathered.len() as u64;
-                    if faulty {
-                        for m in &gathered {
-                            self.deliver_with_faults(j, m.from as usize, m.index as usize);
-                        }
-                    } else {
-                        self.deliver_all(j, &gathered);
+        for j in 0..n {
+            // The neighbours' records are scattered over the outbox: ask
+            // for those of a member a few places ahead now, so that their
+            // loads overlap this member's work (the base graph's rows are
+            // contiguous, and after a repair still name most neighbours).
+            if j + PREFETCH_AHEAD < n {
+                for &i in self.base.row(j + PREFETCH_AHEAD) {
+                    if let Some(record) = self.outbox.records.get(i as usize) {
+                        prefetch(record);
                     }
-                    while cursor < now.len() && now[cursor].to as usize == j {
-                        if live {
-                            let routed = &now[cursor];
-                            let from = routed.from as usize;
-                            if self.engines[j]
-                                .receive(from, &routed.message.as_message())
-                                .is_err()
-                            {
-                                self.stats.violations += 1;
-                            }
-                        }
-                        cursor += 1;
-                    }
-                    if !live {
-                        continue;
-                    }
-                    if self.engines[j].pending_reconfiguration() {
-                        self.reconfigure(j);
-                    }
-                    self.engines[j].advance();
                 }
-                if self.engines[j].round() != before && !self.options.no_trace {
-                    self.record(j);
+            }
+            // Cleared here rather than in a pass of its own: `emit`
+            // writes this cache line anyway.
+            self.next.records[j].target = NOBODY;
+            let live = !matches!(self.life[j], Life::Crashed { .. });
+            let routed_here = cursor < now.len() && now[cursor].to as usize == j;
+            let before = self.engines[j].round();
+            let plain = live
+                && !faulty
+                && !routed_here
+                && !self.repaired
+                && !self.engines[j].pending_reconfiguration();
+            // The common case: every neighbour's round message, and
+            // the round, in one call.
+            if plain && self.take_round(j) {
+                self.stats.sent += self.engines[j].peers().len() as u64;
+            } else {
+                self.gather(j, &mut gathered);
+                self.stats.sent += gathered.len() as u64;
+                if faulty {
+                    for m in &gathered {
+                        self.deliver_with_faults(j, m.from as usize, m.index as usize);
+                    }
+                } else {
+                    self.deliver_all(j, &gathered);
+                }
+                while cursor < now.len() && now[cursor].to as usize == j {
+                    if live {
+                        let routed = &now[cursor];
+                        let from = routed.from as usize;
+                        if self.engines[j]
+                            .receive(from, &routed.message.as_message())
+                            .is_err()
+                        {
+                            self.stats.violations += 1;
+                        }
+                    }
+                    cursor += 1;
+                }
+                if !live {
+                    continue;
                 }
                 if self.engines[j].pending_reconfiguration() {
                     self.reconfigure(j);
                 }
-                self.emit(j);
-                if self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running {
-                    running += 1;
-                }
+                self.engines[j].advance();
+            }
+            if self.engines[j].round() != before && !self.options.no_trace {
+                self.record(j);
+            }
+            if self.engines[j].pending_reconfiguration() {
+                self.reconfigure(j);
+            }
+            self.emit(j);
+            if self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running {
+                running += 1;
             }
         }
         self.gathered = gathered;
@@ -276,19 +282,6 @@ impl Simulator {
             self.finished = true;
         }
         !self.finished
-    }
-
-    /// Reads the first word of every round message the members of `block`
-    /// will read, in a loop so short that many of its cache misses are in
-    /// flight at once; taking the block's rounds then hits the cache.
-    fn touch(&self, block: std::ops::Range<usize>) {
-        let mut touched = 0u32;
-        for j in block {
-            for i in self.engines[j].peers() {
-                touched ^= self.outbox.records[i].target;
-            }
-        }
-        std::hint::black_box(touched);
     }
 
     /// Member `j` completes its round from its neighbours' plain round
