@@ -246,9 +246,12 @@ impl Engine {
         F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
     {
         let t = self.round;
-        let meta = self.meta_for(t);
-        let view = self.events.id();
         let slot = (t % 2) as usize;
+        let meta = self.meta[slot];
+        if meta.round != t {
+            return None; // not recorded yet: `advance` records it
+        }
+        let view = self.events.id();
         let mut acc = if self.acc[slot].round == t {
             self.acc[slot]
         } else {
@@ -261,14 +264,14 @@ impl Engine {
         let (head, edges) = self.buf.split_at_mut(flow_base);
         let flows = &mut edges[..n * w];
         let mut small = [0.0; SAVED_FLOWS];
-        let mut large = Vec::new();
-        let saved = if flows.len() <= SAVED_FLOWS {
-            &mut small[..flows.len()]
+        let large;
+        let saved: &[f64] = if flows.len() <= SAVED_FLOWS {
+            small[..flows.len()].copy_from_slice(flows);
+            &small[..flows.len()]
         } else {
-            large.extend_from_slice(flows);
-            &mut large[..]
+            large = flows.to_vec();
+            &large
         };
-        saved.copy_from_slice(flows);
         let mut fold = EdgeFold::new::<W>(self.schedule, &head[me_at..me_at + w], meta, view);
         // `W = 0` (any width) leaves the sum to `finish_round_w`.
         let mut mass = [0.0; W];
@@ -295,8 +298,8 @@ impl Engine {
             }
             let degree = h.degree & !SLOT_DIRTY;
             fold.edge::<W>(flow, &them[..w], degree, h.view);
-            for k in 0..W {
-                mass[k] -= flow[k];
+            for c in 0..W {
+                mass[c] -= flow[c];
             }
         }
         if !fits {
