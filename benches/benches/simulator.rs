@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dac_benches::million_node_simulator;
 
 fn simulator_round(c: &mut Criterion) {
-    let mut sim = million_node_simulator(1_000_000);
+    let mut sim = million_node_simulator(1_000_000).expect("a million-member simulator");
     let mut group = c.benchmark_group("simulator");
     group.sample_size(20);
     group.bench_function("round, random 4-regular, N = 1e6, d = 1, metropolis", |b| {

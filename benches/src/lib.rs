@@ -8,10 +8,10 @@ use dac_core::{Config, Graph, Schedule};
 /// Metropolis weights, with a tolerance it never reaches, so that every
 /// step is a full round (the benchmark's unit of work).
 ///
-/// # Panics
-/// If the graph cannot be built (it can for every even `n ≥ 6`).
-pub fn million_node_simulator(n: usize) -> Simulator {
-    let graph = Graph::random_regular(n, 4, 1).expect("a random 4-regular graph");
+/// # Errors
+/// If no random 4-regular graph on `n` nodes can be built (`n < 5`).
+pub fn million_node_simulator(n: usize) -> dac_core::Result<Simulator> {
+    let graph = Graph::random_regular(n, 4, 1)?;
     let inputs: Vec<f64> = (0..n).map(|i| (i % 1000) as f64).collect();
     let options = Options {
         config: Config {
@@ -22,7 +22,7 @@ pub fn million_node_simulator(n: usize) -> Simulator {
         no_trace: true,
         ..Options::default()
     };
-    Simulator::new(graph, &inputs, 1, options).expect("a valid simulation")
+    Simulator::new(graph, &inputs, 1, options)
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`), on Linux.

@@ -14,13 +14,13 @@ use dac_benches::{million_node_simulator, peak_rss_bytes};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let n: usize = argument(args.next(), "N", 1_000_000);
+    let rounds: u32 = argument(args.next(), "ROUNDS", 20);
+    if rounds == 0 {
+        fail("ROUNDS must be at least 1");
+    }
     let start = Instant::now();
-    let mut sim = million_node_simulator(n);
+    let mut sim = million_node_simulator(n).unwrap_or_else(|e| fail(&e.to_string()));
     let setup = start.elapsed();
     let mut times = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
@@ -45,4 +45,20 @@ fn main() {
          (median {median:.1}, fastest {fastest:.1}, slowest {slowest:.1})   peak RSS: {peak}",
         setup.as_secs_f64(),
     );
+}
+
+/// A positional argument, or `default` when it is absent.
+fn argument<T: std::str::FromStr>(arg: Option<String>, name: &str, default: T) -> T {
+    match arg {
+        None => default,
+        Some(a) => a
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("{name} must be a whole number, got {a:?}"))),
+    }
+}
+
+/// Prints a one-line error and exits with status 2.
+fn fail(message: &str) -> ! {
+    eprintln!("sim_scale: {message}");
+    std::process::exit(2);
 }
