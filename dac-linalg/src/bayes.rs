@@ -54,10 +54,7 @@ where
     V: Data<Elem = f64>,
 {
     let (r, p) = x_rows.dim();
-    let mut verdict = Verdict::ok();
-    if y.len() != r {
-        verdict.shape(|| format!("X has {r} rows here but y has {}", y.len()));
-    }
+    let mut verdict = Verdict::operands(("X", x_rows), "rows", r, ("y", y));
     if prior_mean.len() != p || prior_cov.dim() != (p, p) {
         verdict.shape(|| {
             format!(
@@ -67,13 +64,7 @@ where
             )
         });
     }
-    for (name, a) in [
-        ("X", x_rows.view().into_dyn()),
-        ("prior_cov", prior_cov.view().into_dyn()),
-    ] {
-        verdict.finite(name, &a);
-    }
-    verdict.finite("y", y);
+    verdict.finite("prior_cov", prior_cov);
     verdict.finite("prior_mean", prior_mean);
     if !(noise_var > 0.0 && noise_var.is_finite()) {
         verdict.argument(|| format!("noise_var = {noise_var} must be positive"));

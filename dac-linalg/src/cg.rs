@@ -118,12 +118,7 @@ where
 {
     let (r, n) = a_rows.dim();
     let size = comm.size();
-    let mut verdict = Verdict::ok();
-    if b.len() != r {
-        verdict.shape(|| format!("A has {r} rows here but b has {}", b.len()));
-    }
-    verdict.finite("A", a_rows);
-    verdict.finite("b", b);
+    let mut verdict = Verdict::operands(("A", a_rows), "rows", r, ("b", b));
     if !(options.tol > 0.0 && options.tol < 1.0) {
         verdict.argument(|| format!("tol = {} must lie in (0, 1)", options.tol));
     }

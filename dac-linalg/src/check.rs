@@ -10,7 +10,7 @@
 //! the reduction's tolerance for the others).
 
 use dac_core::{Communicator, Error};
-use ndarray::{ArrayBase, Data, Dimension};
+use ndarray::{ArrayBase, Data, Dimension, Ix2};
 
 use crate::error::{LinalgError, Result};
 
@@ -25,6 +25,36 @@ pub(crate) struct Verdict {
 impl Verdict {
     pub(crate) fn ok() -> Verdict {
         Verdict::default()
+    }
+
+    /// The verdict on a matrix operand and a second operand that must match
+    /// one of its dimensions here: `other` must have `expected` entries (a
+    /// vector) or rows (a matrix), `matrix`'s `dimension` on this rank
+    /// ("rows" or "columns"), and both must be finite.
+    pub(crate) fn operands<S, T, D>(
+        (matrix_name, matrix): (&str, &ArrayBase<S, Ix2>),
+        dimension: &str,
+        expected: usize,
+        (other_name, other): (&str, &ArrayBase<T, D>),
+    ) -> Verdict
+    where
+        S: Data<Elem = f64>,
+        T: Data<Elem = f64>,
+        D: Dimension,
+    {
+        let mut verdict = Verdict::ok();
+        let found = other.shape().first().copied().unwrap_or(0);
+        if found != expected {
+            let unit = if other.ndim() == 1 { "entries" } else { "rows" };
+            verdict.shape(|| {
+                format!(
+                    "{matrix_name} has {expected} {dimension} here but {other_name} has {found} {unit}"
+                )
+            });
+        }
+        verdict.finite(matrix_name, matrix);
+        verdict.finite(other_name, other);
+        verdict
     }
 
     /// Records a local shape problem (the first one is kept).
@@ -216,4 +246,42 @@ pub(crate) fn row_layout<C: Communicator>(
         total: (0..size).map(|o| shapes.count(o, 0)).sum(),
         rounds: shapes.rounds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2};
+
+    use super::Verdict;
+
+    /// The second operand must match the named dimension; the first
+    /// problem of each kind is the one reported.
+    #[test]
+    fn operands_name_the_mismatch_and_the_first_non_finite_value() {
+        let mut a = Array2::<f64>::zeros((2, 3));
+        let x = Array1::<f64>::zeros(2);
+        let v = Verdict::operands(("A", &a), "columns", 3, ("x", &x));
+        assert_eq!(
+            v.shape.as_deref(),
+            Some("A has 3 columns here but x has 2 entries")
+        );
+        assert_eq!(v.non_finite, None);
+
+        let b = Array2::<f64>::zeros((4, 1));
+        a[(1, 2)] = f64::NAN;
+        let v = Verdict::operands(("A", &a), "rows", 2, ("b", &b));
+        assert_eq!(
+            v.shape.as_deref(),
+            Some("A has 2 rows here but b has 4 rows")
+        );
+        assert_eq!(v.non_finite.as_deref(), Some("A[(1, 2)] = NaN"));
+
+        let mut y = Array1::<f64>::zeros(2);
+        y[1] = f64::INFINITY;
+        a[(1, 2)] = 0.0;
+        let v = Verdict::operands(("A", &a), "rows", 2, ("y", &y));
+        assert!(v.shape.is_none());
+        assert_eq!(v.non_finite.as_deref(), Some("y[1] = inf"));
+        assert!(!v.is_ok());
+    }
 }

@@ -106,16 +106,11 @@ where
 {
     let (r, n) = a_rows.dim();
     let k = b.ncols();
-    let mut verdict = Verdict::ok();
+    let mut verdict = Verdict::operands(("A", a_rows), "rows", r, ("b", b));
     let ridge = options.ridge;
     if !(ridge >= 0.0 && ridge.is_finite()) {
         verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
     }
-    if b.nrows() != r {
-        verdict.shape(|| format!("A has {r} rows here but b has {}", b.nrows()));
-    }
-    verdict.finite("A", a_rows);
-    verdict.finite("b", b);
     // One reduction: upper(AᵀA) | Aᵀb (row-major, n × k).
     let mut data = Vec::with_capacity(n * (n + 1) / 2 + n * k);
     if verdict.is_ok() {

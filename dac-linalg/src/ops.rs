@@ -77,12 +77,7 @@ where
     T: Data<Elem = f64>,
 {
     let (m, k) = a_cols.dim();
-    let mut verdict = Verdict::ok();
-    if x.len() != k {
-        verdict.shape(|| format!("A has {k} columns here but x has {} entries", x.len()));
-    }
-    verdict.finite("A", a_cols);
-    verdict.finite("x", x);
+    let verdict = Verdict::operands(("A", a_cols), "columns", k, ("x", x));
     let local = if verdict.is_ok() {
         a_cols.dot(x)
     } else {
@@ -111,12 +106,7 @@ where
     T: Data<Elem = f64>,
 {
     let (r, n) = a_rows.dim();
-    let mut verdict = Verdict::ok();
-    if x.len() != n {
-        verdict.shape(|| format!("A has {n} columns but x has {} entries", x.len()));
-    }
-    verdict.finite("A", a_rows);
-    verdict.finite("x", x);
+    let verdict = Verdict::operands(("A", a_rows), "columns", n, ("x", x));
     let ok = verdict.is_ok();
     let RowLayout { offset, total, .. } = row_layout(comm, verdict, r, n)?;
     let mut full = vec![0.0; total];
@@ -146,12 +136,7 @@ where
     T: Data<Elem = f64>,
 {
     let (r, n) = a_rows.dim();
-    let mut verdict = Verdict::ok();
-    if y.len() != r {
-        verdict.shape(|| format!("A has {r} rows here but y has {} entries", y.len()));
-    }
-    verdict.finite("A", a_rows);
-    verdict.finite("y", y);
+    let verdict = Verdict::operands(("A", a_rows), "rows", r, ("y", y));
     let local = if verdict.is_ok() {
         a_rows.t().dot(y)
     } else {
