@@ -61,14 +61,22 @@ fn prior() -> (Array1<f64>, Array2<f64>) {
     (Array1::zeros(N), Array2::eye(N) * 2.0)
 }
 
-/// `op` on this rank's partitions of `d`.
-fn apply(op: Op, comm: &mut Mock, job: &mut Replicated, d: &Data) -> Result<Vec<f64>, LinalgError> {
-    let mine: BTreeMap<usize, (Array2<f64>, Array1<f64>)> = job
-        .placement()
-        .held_by(comm.rank())
+/// The partitions of `d` that `placement` gives `rank`.
+fn held(
+    d: &Data,
+    placement: &Placement,
+    rank: usize,
+) -> BTreeMap<usize, (Array2<f64>, Array1<f64>)> {
+    placement
+        .held_by(rank)
         .into_iter()
         .map(|p| (p, d.parts[p].clone()))
-        .collect();
+        .collect()
+}
+
+/// `op` on this rank's partitions of `d`.
+fn apply(op: Op, comm: &mut Mock, job: &mut Replicated, d: &Data) -> Result<Vec<f64>, LinalgError> {
+    let mine = held(d, job.placement(), comm.rank());
     let rows: BTreeMap<usize, Array2<f64>> =
         mine.iter().map(|(&p, (a, _))| (p, a.clone())).collect();
     Ok(match op {
@@ -312,11 +320,7 @@ fn ranks_passing_different_priors_fail_every_rank() {
     let (m0, s0) = prior();
     let results = run(4, &[], |comm| {
         let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
-        let mine = pl
-            .held_by(comm.rank())
-            .into_iter()
-            .map(|p| (p, d.parts[p].clone()))
-            .collect();
+        let mine = held(&d, &pl, comm.rank());
         let noise = if comm.rank() == 1 { 0.6 } else { NOISE };
         gaussian_linear_replicated(comm, &mut job, &mine, &m0, &s0, noise)
     });
@@ -335,11 +339,7 @@ fn an_invalid_prior_on_one_rank_fails_every_rank_naming_it() {
     let (m0, s0) = prior();
     let results = run(4, &[], |comm| {
         let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
-        let mine = pl
-            .held_by(comm.rank())
-            .into_iter()
-            .map(|p| (p, d.parts[p].clone()))
-            .collect();
+        let mine = held(&d, &pl, comm.rank());
         let mut cov = s0.clone();
         if comm.rank() == 2 {
             cov[(0, 0)] = -1.0; // not positive definite

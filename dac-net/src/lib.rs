@@ -44,6 +44,7 @@ mod builder;
 mod comm;
 mod node;
 mod roster;
+mod self_kill;
 mod session;
 mod topology;
 mod transport;
@@ -55,5 +56,6 @@ pub use dac_core::{Communicator, Config, Error, Reduction, Result, Schedule, Top
 pub use libp2p::Multiaddr;
 pub use libp2p::pnet::PreSharedKey;
 pub use node::PeerEvent;
+pub use self_kill::SelfKill;
 pub use topology::Neighbourhood;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError};

@@ -22,9 +22,9 @@
 //! first wrong result and exits 1.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dac_net::{Comm, Communicator, Reduction};
+use dac_net::{Comm, Communicator, Reduction, SelfKill};
 
 #[derive(Debug)]
 struct Args {
@@ -32,7 +32,7 @@ struct Args {
     reps: usize,
     warmup: usize,
     sum: bool,
-    kill: Option<(usize, u64)>,
+    kill: Option<SelfKill>,
     quiet: bool,
 }
 
@@ -68,11 +68,7 @@ fn parse() -> Result<Args, String> {
     if args.dim == 0 {
         return Err("--dim must be at least 1".into());
     }
-    args.kill = match (kill_rank, kill_after) {
-        (Some(r), Some(t)) => Some((r, t)),
-        (None, None) => None,
-        _ => return Err("--kill-rank and --kill-after-ms go together".into()),
-    };
+    args.kill = SelfKill::from_options(kill_rank, kill_after)?;
     Ok(args)
 }
 
@@ -112,16 +108,8 @@ fn run(args: &Args) -> Result<String, String> {
     let mut comm = Comm::from_env().map_err(|e| e.to_string())?;
     let rank = comm.rank();
     let x = input(rank, args.dim);
-    if let Some((victim, after)) = args.kill
-        && victim == rank
-    {
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(after));
-            let pid = std::process::id().to_string();
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-        });
+    if let Some(kill) = args.kill {
+        kill.arm(rank);
     }
     let mut times = Vec::with_capacity(args.reps);
     let mut rounds = Vec::with_capacity(args.reps);

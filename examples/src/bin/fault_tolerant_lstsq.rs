@@ -29,10 +29,10 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use dac_examples::{BoxError, Check, Comm, Regression, block, qr_solve, relative_error, run};
 use dac_linalg::{LstsqOptions, Placement, Replicated, ReplicatedOptions, lstsq_replicated};
+use dac_net::SelfKill;
 use nalgebra::DVector;
 use ndarray::{Axis, Slice};
 
@@ -40,7 +40,7 @@ struct Args {
     partitions: usize,
     replicas: usize,
     fits: usize,
-    kill: Option<(usize, u64)>,
+    kill: Option<SelfKill>,
     cheat: Option<usize>,
     degraded: bool,
     data: String,
@@ -76,11 +76,7 @@ fn parse() -> Result<Args, BoxError> {
             other => return Err(format!("unknown option {other:?}").into()),
         }
     }
-    args.kill = match (kill_rank, kill_after) {
-        (Some(rank), Some(after)) => Some((rank, after)),
-        (None, None) => None,
-        _ => return Err("--kill-rank and --kill-after-ms go together".into()),
-    };
+    args.kill = SelfKill::from_options(kill_rank, kill_after)?;
     Ok(args)
 }
 
@@ -122,16 +118,8 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     };
     let mut beta = central(&[])?;
 
-    if let Some((victim, after)) = args.kill
-        && victim == rank
-    {
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(after));
-            let pid = std::process::id().to_string();
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-        });
+    if let Some(kill) = args.kill {
+        kill.arm(rank);
     }
     let mut worst = 0.0f64;
     for fit in 1..=args.fits {
