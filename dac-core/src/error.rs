@@ -184,6 +184,26 @@ pub enum Error {
         /// The excluded rank.
         rank: usize,
     },
+    /// This member lost contact with too many members to know whether the
+    /// job goes on without it, and stopped. Departures known only by
+    /// silence (a frozen process, a cut link) count against it; members
+    /// proven gone (a crashed process, a member that left) do not. A member
+    /// goes on only while the members it holds live are a strict majority
+    /// of the members not proven gone, so the two sides of a partition
+    /// never both go on.
+    #[error(
+        "rank {rank} lost contact with too much of the job: it holds {live} member(s) live, \
+         not a strict majority of the {base} not known to have ended; it stops so that the \
+         two sides of a partition never both go on"
+    )]
+    Partitioned {
+        /// The member that stopped.
+        rank: usize,
+        /// Members it still held live (itself included).
+        live: usize,
+        /// Members not proven gone (the quorum's base).
+        base: usize,
+    },
     /// This node left the reduction before it finished.
     #[error("rank {rank} left the reduction")]
     Left {

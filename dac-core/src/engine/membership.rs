@@ -10,13 +10,33 @@ use crate::reduction::{Contributors, Reduction};
 use crate::schedule::Schedule;
 
 impl Engine {
-    /// The host's failure detector declares `peer` departed (crashed,
-    /// disconnected or silent past its timeout). Its flows are dropped, the
-    /// news spreads to everyone, and the survivors converge to the mean of
-    /// their own inputs.
+    /// The host knows that `peer` is gone: its process ended (its
+    /// connection was reset and a new one refused) or it left. Its flows
+    /// are dropped, the news spreads to everyone, and the survivors converge
+    /// to the mean of their own inputs. A proven departure does not count
+    /// against the quorum (see [`Error::Partitioned`]).
     pub fn peer_departed(&mut self, peer: usize) {
+        self.depart(peer, true);
+    }
+
+    /// The host lost contact with `peer` without proof that it is gone: it
+    /// fell silent past the failure detector's timeout, its link was cut,
+    /// or it was cut off for sending bad messages. It is treated as
+    /// departed, like [`Engine::peer_departed`], but it counts against the
+    /// quorum: a member that holds no strict majority of the members not
+    /// proven gone fails with [`Error::Partitioned`].
+    pub fn peer_suspected(&mut self, peer: usize) {
+        self.depart(peer, false);
+    }
+
+    fn depart(&mut self, peer: usize, proven: bool) {
         if peer < self.members() && self.phase == Phase::Running {
-            self.learn(&[Event::Departed { node: peer as u32 }]);
+            let node = peer as u32;
+            if proven {
+                self.learn(&[Event::Departed { node }, Event::Gone { node }]);
+            } else {
+                self.learn(&[Event::Departed { node }]);
+            }
             self.refresh_unsent_meta();
         }
     }
@@ -204,28 +224,39 @@ impl Engine {
     }
 
     /// Adds events to the view; departed neighbours are dropped with their
-    /// flows (after the exact phase). Returns true if the view changed.
+    /// flows (after the exact phase). A member that learns of its own
+    /// departure is excluded; one left without a quorum stops (see
+    /// [`Error::Partitioned`]). Returns true if the view changed.
     pub(super) fn learn(&mut self, events: &[Event]) -> bool {
         let mut changed = false;
+        let mut departures = false;
         for &event in events {
-            if !self.events.insert(event) {
-                continue;
-            }
-            changed = true;
-            if let Event::Departed { node } = event {
-                if node == self.id {
-                    self.exclude();
-                    return true;
+            // A member proven gone has departed, whichever event came first.
+            let implied = match event {
+                Event::Gone { node } => Some(Event::Departed { node }),
+                _ => None,
+            };
+            for event in implied.into_iter().chain([event]) {
+                if !self.events.insert(event) {
+                    continue;
                 }
-                // In the exact phase the flows stay until the phase ends:
-                // members whose exchanges all happened hold the exact mean
-                // of every input, including those of members that left
-                // after their input was combined.
-                if self.peer_index(node).is_some() {
-                    if self.plan.is_none() {
-                        self.remove_peer(node);
+                changed = true;
+                if let Event::Departed { node } = event {
+                    departures = true;
+                    if node == self.id {
+                        self.exclude();
+                        return true;
                     }
-                    self.reconfigure = true;
+                    // In the exact phase the flows stay until the phase
+                    // ends: members whose exchanges all happened hold the
+                    // exact mean of every input, including those of members
+                    // that left after their input was combined.
+                    if self.peer_index(node).is_some() {
+                        if self.plan.is_none() {
+                            self.remove_peer(node);
+                        }
+                        self.reconfigure = true;
+                    }
                 }
             }
         }
@@ -235,7 +266,37 @@ impl Engine {
             self.events_due = true;
             self.attach_events = true;
         }
+        if departures {
+            self.check_quorum();
+        }
         changed
+    }
+
+    /// Stops this member if the members it holds live are no strict
+    /// majority of the members not proven gone. Its neighbours get its view
+    /// as its last word, so that those on its side of a partition learn the
+    /// same departures and stop too, instead of waiting for it.
+    fn check_quorum(&mut self) {
+        let members = self.members();
+        let (live, base) = (self.events.live(members), self.events.not_gone(members));
+        if self.phase != Phase::Running || 2 * live > base {
+            return;
+        }
+        let message = OwnedMessage {
+            header: Header {
+                view: self.events.id(),
+                ..Header::new(Kind::Events, self.round)
+            },
+            events: self.events.as_slice().to_vec(),
+            payload: Vec::new(),
+            abort: None,
+        };
+        let rank = self.id();
+        self.terminate(
+            Phase::Failed,
+            Err(Error::Partitioned { rank, live, base }),
+            message,
+        );
     }
 
     /// The others declared this member departed: it stops without a word.

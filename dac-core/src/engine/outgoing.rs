@@ -127,12 +127,25 @@ impl Engine {
         self.round_message(self.round, false)
     }
 
-    /// After the end: announce the result once, then answer whoever asks.
+    /// After the end: announce the result once, then answer whoever asks
+    /// (members we hold departed get our view instead).
     fn poll_terminal<F: FnMut(Target, &Message<'_>)>(&mut self, send: &mut F) {
         let announce = std::mem::take(&mut self.terminal_due);
+        let header = self.events_header();
         let Some(rare) = self.rare.as_mut() else {
             return;
         };
+        if !rare.events_to.is_empty() {
+            let message = Message {
+                header,
+                events: self.events.as_slice(),
+                payload: &[],
+                abort: None,
+            };
+            for to in rare.events_to.drain(..) {
+                send(Target::Peer(to as usize), &message);
+            }
+        }
         let Some(terminal) = rare.terminal.as_ref() else {
             rare.replies.clear();
             return;

@@ -2,7 +2,7 @@
 
 use super::Engine;
 use super::message::{FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Violation};
-use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, Phase};
+use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, MAX_FENCED, Phase};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
 
@@ -73,7 +73,15 @@ impl Engine {
     fn receive_general(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
         self.validate(from, message)?;
         let from = from as u32;
-        if from == self.id || self.events.has_departed(from) {
+        if from == self.id {
+            return Ok(());
+        }
+        if self.events.has_departed(from) {
+            // A member we hold departed is still talking to us (it was
+            // falsely suspected, or frozen and revived): our view tells it
+            // so, and it stops with `Error::Excluded` instead of waiting
+            // for members that no longer listen to it.
+            self.fence(from);
             return Ok(());
         }
         let kind = message.header.kind;
@@ -106,7 +114,9 @@ impl Engine {
                 }
             }
             Kind::Leave => {
-                self.learn(&[Event::Departed { node: from }]);
+                // A member that left is gone: it does not count against the
+                // quorum.
+                self.learn(&[Event::Gone { node: from }]);
                 self.refresh_unsent_meta();
             }
         }
@@ -204,7 +214,9 @@ impl Engine {
             return Err(Violation::MissingAbortReason { peer: from });
         }
         let bad_event = message.events.iter().find(|e| match **e {
-            Event::Departed { node } | Event::InputChanged { node, .. } => node >= self.members,
+            Event::Departed { node } | Event::InputChanged { node, .. } | Event::Gone { node } => {
+                node >= self.members
+            }
         });
         if let Some(&event) = bad_event {
             return Err(Violation::InvalidEvent { peer: from, event });
@@ -324,15 +336,30 @@ impl Engine {
         }
     }
 
-    /// A neighbour finished: take its result as ours.
+    /// A neighbour finished: take its result as ours, unless the result
+    /// leaves this member out (the others went on without it).
     fn adopt_done(&mut self, message: &Message<'_>) {
+        let contributors = contributors_of(self.members(), message.events);
+        if !contributors.contains(self.id()) {
+            self.exclude();
+            return;
+        }
         let reduction = Reduction {
             value: message.payload.to_vec(),
             rounds: message.header.round,
             residual: message.header.streak,
-            contributors: contributors_of(self.members(), message.events),
+            contributors,
         };
         self.terminate(Phase::Done, Ok(reduction), message.to_owned());
+    }
+
+    /// Queues our view for `to`, a member we hold departed (at most one
+    /// pending answer per member).
+    fn fence(&mut self, to: u32) {
+        let rare = self.rare();
+        if !rare.events_to.contains(&to) && rare.events_to.len() < MAX_FENCED {
+            rare.events_to.push(to);
+        }
     }
 
     /// If this round's message has not gone out yet, let it carry the

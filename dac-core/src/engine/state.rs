@@ -154,3 +154,7 @@ pub(super) struct Rare {
 
 /// Bound on hellos kept from non-peers (a peer cannot make us store more).
 pub(super) const MAX_EARLY_HELLOS: usize = 64;
+
+/// Bound on pending answers to departed members (see `Engine::fence`);
+/// more are answered after the next poll.
+pub(super) const MAX_FENCED: usize = 64;

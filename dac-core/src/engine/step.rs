@@ -28,7 +28,11 @@ impl Engine {
             && !self.reconfigure
             && self.rare.as_ref().is_none_or(|r| r.joins.is_empty())
         {
-            // Nobody else's mass can reach this member: its value is its own.
+            // Nobody else's mass can reach this member: its value is its
+            // own input. The current mass may still hold flows to
+            // neighbours dropped since it was computed, so it is reset.
+            let (w, at) = (self.width(), self.hist_offset(self.round));
+            self.buf.copy_within(0..w, at);
             let others = (0..self.members()).filter(|&r| r != self.id());
             let mine = [(self.id(), self.input_seq)];
             self.finish(

@@ -1,7 +1,8 @@
 //! Events that change what a reduction computes, and the view they define.
 //!
-//! A member's *view* is the set of events it knows about: departures and
-//! input changes. Two members agree on what they are reducing exactly when
+//! A member's *view* is the set of events it knows about: departures, input
+//! changes, and which departures are proven (the member's process is known
+//! to have ended or left, rather than merely gone silent). Two members agree on what they are reducing exactly when
 //! their views are equal, so an edge only moves mass in a round when both
 //! endpoints sent that round's message under the same view. Views are
 //! compared by a 64-bit order-independent fingerprint of the event set.
@@ -28,6 +29,15 @@ pub enum Event {
         /// Per-member sequence number of the change (1, 2, …).
         seq: u32,
     },
+    /// A departed member is known to be gone: its process ended (its
+    /// connection was reset and a new one refused) or it left. Always
+    /// accompanied by [`Event::Departed`]; unlike a departure known only
+    /// by silence, it does not count against the quorum (see
+    /// [`crate::Error::Partitioned`]).
+    Gone {
+        /// The member that is gone.
+        node: u32,
+    },
 }
 
 impl Event {
@@ -38,6 +48,7 @@ impl Event {
             Event::InputChanged { node, seq } => {
                 (u64::from(node) << 33) ^ (u64::from(seq) << 1) ^ 1 ^ (1 << 63)
             }
+            Event::Gone { node } => (u64::from(node) << 1) ^ (1 << 62),
         };
         let mut z = code.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -51,11 +62,16 @@ impl Event {
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ViewId(pub u64);
 
-/// A set of events, kept sorted, with its fingerprint.
+/// A set of events, kept sorted, with its fingerprint and the counts the
+/// quorum rule needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EventSet {
     events: Vec<Event>,
     id: ViewId,
+    /// Number of [`Event::Departed`] events.
+    departed: u32,
+    /// Number of [`Event::Gone`] events.
+    gone: u32,
 }
 
 impl EventSet {
@@ -66,6 +82,11 @@ impl EventSet {
             Err(at) => {
                 self.events.insert(at, event);
                 self.id = ViewId(self.id.0.wrapping_add(event.fingerprint()));
+                match event {
+                    Event::Departed { .. } => self.departed += 1,
+                    Event::Gone { .. } => self.gone += 1,
+                    Event::InputChanged { .. } => {}
+                }
                 true
             }
         }
@@ -83,8 +104,19 @@ impl EventSet {
     pub(crate) fn departed(&self) -> impl Iterator<Item = u32> + '_ {
         self.events.iter().filter_map(|e| match *e {
             Event::Departed { node } => Some(node),
-            Event::InputChanged { .. } => None,
+            Event::InputChanged { .. } | Event::Gone { .. } => None,
         })
+    }
+
+    /// Members of `0..members` not known to have departed (by proof or by
+    /// silence).
+    pub(crate) fn live(&self, members: usize) -> usize {
+        members.saturating_sub(self.departed as usize)
+    }
+
+    /// Members of `0..members` not proven gone: the base of the quorum.
+    pub(crate) fn not_gone(&self, members: usize) -> usize {
+        members.saturating_sub(self.gone as usize)
     }
 
     /// The contributors a value computed under this view contains.
@@ -101,11 +133,11 @@ impl EventSet {
 pub(crate) fn contributors_of(members: usize, events: &[Event]) -> Contributors {
     let departed = events.iter().filter_map(|e| match *e {
         Event::Departed { node } => Some(node as usize),
-        Event::InputChanged { .. } => None,
+        Event::InputChanged { .. } | Event::Gone { .. } => None,
     });
     let versions = events.iter().filter_map(|e| match *e {
         Event::InputChanged { node, seq } => Some((node as usize, seq)),
-        Event::Departed { .. } => None,
+        Event::Departed { .. } | Event::Gone { .. } => None,
     });
     Contributors::with_versions(members, departed, versions)
 }
@@ -145,5 +177,27 @@ mod tests {
         let mut c = EventSet::default();
         c.insert(Event::InputChanged { node: 1, seq: 0 });
         assert_ne!(a.id(), c.id());
+        let mut d = EventSet::default();
+        d.insert(Event::Gone { node: 1 });
+        assert_ne!(a.id(), d.id());
+        assert_ne!(c.id(), d.id());
+    }
+
+    #[test]
+    fn counts_for_the_quorum() {
+        let mut s = EventSet::default();
+        for e in [
+            Event::Departed { node: 1 },
+            Event::Departed { node: 2 },
+            Event::Gone { node: 2 },
+            Event::Gone { node: 2 },
+            Event::InputChanged { node: 0, seq: 1 },
+        ] {
+            s.insert(e);
+        }
+        assert_eq!(s.live(5), 3);
+        assert_eq!(s.not_gone(5), 4);
+        assert_eq!(s.departed().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(s.contributors(5).to_vec(), vec![0, 3, 4]);
     }
 }

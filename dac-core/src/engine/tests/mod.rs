@@ -483,3 +483,4 @@ fn a_round_taken_at_once_equals_receiving_then_advancing() {
         }
     }
 }
+mod membership;
