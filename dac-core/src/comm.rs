@@ -10,6 +10,16 @@ use crate::reduction::Reduction;
 ///
 /// Implemented by [`crate::threaded::ThreadComm`] (threads in one process)
 /// and by the libp2p handle of `dac-net`.
+///
+/// # Departures
+///
+/// Members may crash, leave or fall silent mid-job; the others go on
+/// without them, and each result names the members whose inputs it
+/// contains ([`Reduction::contributors`]). A member that the others went on
+/// without ([`crate::Error::Excluded`]), or that lost contact with too much
+/// of the job to know whether it goes on ([`crate::Error::Partitioned`]),
+/// is cut off: every later call on its handle fails at once with the same
+/// error, so that it never runs on alone.
 pub trait Communicator {
     /// This member's rank in `0..size()`.
     fn rank(&self) -> usize;
@@ -24,7 +34,8 @@ pub trait Communicator {
     /// Typed [`crate::Error`]s: empty or non-finite input on any member
     /// (every member gets the error naming that rank), a length mismatch
     /// between members, no convergence within `max_rounds`, a transport
-    /// failure.
+    /// failure; [`crate::Error::Excluded`] or [`crate::Error::Partitioned`]
+    /// for a member cut off from the job, on this and every later call.
     fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction>;
 
     /// The sum of the members' `x`: the mean times the number of

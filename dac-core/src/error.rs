@@ -204,6 +204,21 @@ pub enum Error {
         /// Members not proven gone (the quorum's base).
         base: usize,
     },
+    /// A member found its own arguments to a collective invalid (a wrong
+    /// type, shape or value that only it could see) and took part only to
+    /// say so: every member's call fails with this error naming it, so
+    /// that no later call pairs with the wrong one. The member itself
+    /// reports its own, detailed error.
+    #[error(
+        "rank {rank} passed an invalid {kind} to this call, so the call failed on every \
+         rank (rank {rank}'s own error says what was wrong)"
+    )]
+    InvalidArgument {
+        /// The member whose arguments were invalid.
+        rank: usize,
+        /// What was wrong with them.
+        kind: ArgumentKind,
+    },
     /// This node left the reduction before it finished.
     #[error("rank {rank} left the reduction")]
     Left {
@@ -226,6 +241,31 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+}
+
+/// What was wrong with a member's own arguments (see
+/// [`Error::InvalidArgument`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum ArgumentKind {
+    /// A value out of range or of the wrong kind (an unknown option name,
+    /// a negative tolerance).
+    Value,
+    /// Data of a type that is not real numbers.
+    Type,
+    /// An array of the wrong number of dimensions or shape.
+    Shape,
+}
+
+impl fmt::Display for ArgumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArgumentKind::Value => "value",
+            ArgumentKind::Type => "type",
+            ArgumentKind::Shape => "shape",
+        })
+    }
 }
 
 impl Error {

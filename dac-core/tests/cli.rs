@@ -106,6 +106,9 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--nodes", "8", "--topology", "ring"],
         &["--drop", "1.5"],
         &["--crash", "99@1", "--nodes", "8"],
+        &["--freeze", "2@5..3", "--nodes", "8"],
+        &["--cut", "0-0@1..2", "--nodes", "8"],
+        &["--suspect-after", "0"],
         &["--edges", "/nonexistent/edges.txt"],
     ] {
         let (code, stdout, stderr) = simulate(args);
@@ -138,4 +141,32 @@ fn a_run_that_does_not_converge_exits_1() {
             .unwrap()
             .contains("not converged after 20 rounds")
     );
+}
+
+/// A member frozen past the detector's timeout: the others go on without
+/// it, it learns it was excluded, and the run is not converged (exit 1).
+#[test]
+fn a_frozen_member_is_reported_as_failed() {
+    let (code, stdout, _) = simulate(&[
+        "--nodes",
+        "16",
+        "--schedule",
+        "metropolis",
+        "--tol",
+        "1e-9",
+        "--suspect-after",
+        "5",
+        "--freeze",
+        "2@4..40",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["converged"], false);
+    assert_eq!(v["survivors"], 15);
+    assert_eq!(v["failed"], 1);
+    assert_eq!(v["departed"], serde_json::json!([2]));
+    assert!(v["max_abs_error"].as_f64().unwrap() <= 1e-9);
+    let failure = v["failures"][0].as_str().unwrap();
+    assert!(failure.starts_with("member 2:") && failure.contains("excluded"));
 }

@@ -3,6 +3,8 @@
 //! ```text
 //! simulate --nodes 1024 --topology exponential --schedule exact --dim 4 \
 //!          --tol 1e-12 --drop 0.1 --crash 3@5,17@9 --seed 7 --json
+//! simulate --nodes 16 --schedule metropolis --tol 1e-9 --suspect-after 5 \
+//!          --freeze 2@4..40 --cut 0-1@10..30
 //! ```
 //!
 //! Exit status: 0 when every survivor finished and they agree, 1 when the
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use dac_core::graph::{SPECTRUM_MAX_NODES, Weights};
-use dac_core::sim::{self, Faults, InputChange, NodeOutcome, Report};
+use dac_core::sim::{self, Cut, Faults, InputChange, NodeOutcome, Report, Span, Suspicion};
 use dac_core::{Config, Graph, Schedule, Topology};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -36,6 +38,16 @@ usage: simulate [options]
   --leave N@R,...       member N leaves on reaching round R
   --change N@R,...      member N gets a new random input at round R
   --detect T            ticks until a crash is detected (default 3)
+  --cut A-B@T1..T2,...  the link between A and B is cut both ways from tick T1
+                        up to T2 (T1.. : for good)
+  --cut-oneway A-B@T1..T2,...
+                        messages from A to B are lost from tick T1 up to T2
+  --isolate N@T1..T2,...
+                        every link of member N is cut from tick T1 up to T2
+  --freeze N@T1..T2,... member N is frozen (as by SIGSTOP) from tick T1 up to T2
+  --suspect A-B@T,...   at tick T, member A suspects member B, which is fine
+  --suspect-after K     run the silence-based failure detector: a member
+                        suspects a neighbour not heard for K ticks (default: off)
   --scale X             inputs are uniform in [-X, X) (default 1)
   --seed S              seed for the topology, the inputs and the faults (default 0)
   --trace FILE          write the per-round trace as CSV
@@ -59,6 +71,11 @@ struct Args {
     leaves: Vec<(usize, u32)>,
     changes: Vec<(usize, u32)>,
     detect: u32,
+    cuts: Vec<Cut>,
+    isolations: Vec<(usize, Span)>,
+    freezes: Vec<(usize, Span)>,
+    suspicions: Vec<Suspicion>,
+    suspect_after: Option<u32>,
     scale: f64,
     seed: u64,
     trace: Option<String>,
@@ -82,6 +99,11 @@ impl Default for Args {
             leaves: Vec::new(),
             changes: Vec::new(),
             detect: 3,
+            cuts: Vec::new(),
+            isolations: Vec::new(),
+            freezes: Vec::new(),
+            suspicions: Vec::new(),
+            suspect_after: None,
             scale: 1.0,
             seed: 0,
             trace: None,
@@ -118,6 +140,82 @@ fn parse_events(flag: &str, value: &str) -> Result<Vec<(usize, u32)>, String> {
             ))
         })
         .collect()
+}
+
+/// Parses `T1..T2` or `T1..` (ticks).
+fn parse_span(flag: &str, value: &str) -> Result<Span, String> {
+    let (start, end) = value
+        .split_once("..")
+        .ok_or_else(|| format!("{flag} expects a span of ticks T1..T2 or T1.., got '{value}'"))?;
+    let start = parse_number(flag, start, "a first tick in T1..T2")?;
+    if end.is_empty() {
+        return Ok(Span::from_tick(start));
+    }
+    Ok(Span::between(
+        start,
+        parse_number(flag, end, "a last tick in T1..T2")?,
+    ))
+}
+
+/// Parses `A-B`.
+fn parse_pair(flag: &str, value: &str) -> Result<(usize, usize), String> {
+    let (a, b) = value
+        .split_once('-')
+        .ok_or_else(|| format!("{flag} expects two members A-B, got '{value}'"))?;
+    Ok((
+        parse_number(flag, a, "a member id in A-B")?,
+        parse_number(flag, b, "a member id in A-B")?,
+    ))
+}
+
+/// Parses `WHO@WHEN,WHO@WHEN,…` with `item` for each pair.
+fn parse_list<T>(
+    flag: &str,
+    value: &str,
+    item: impl Fn(&str, &str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    value
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|part| {
+            let (who, when) = part
+                .split_once('@')
+                .ok_or_else(|| format!("{flag} expects WHO@WHEN[,WHO@WHEN…], got '{part}'"))?;
+            item(who, when)
+        })
+        .collect()
+}
+
+fn parse_cuts(flag: &str, value: &str, both_ways: bool) -> Result<Vec<Cut>, String> {
+    parse_list(flag, value, |pair, span| {
+        let (from, to) = parse_pair(flag, pair)?;
+        Ok(Cut {
+            from,
+            to,
+            both_ways,
+            span: parse_span(flag, span)?,
+        })
+    })
+}
+
+fn parse_member_spans(flag: &str, value: &str) -> Result<Vec<(usize, Span)>, String> {
+    parse_list(flag, value, |node, span| {
+        Ok((
+            parse_number(flag, node, "a member id in N@T1..T2")?,
+            parse_span(flag, span)?,
+        ))
+    })
+}
+
+fn parse_suspicions(flag: &str, value: &str) -> Result<Vec<Suspicion>, String> {
+    parse_list(flag, value, |pair, tick| {
+        let (by, of) = parse_pair(flag, pair)?;
+        Ok(Suspicion {
+            tick: parse_number(flag, tick, "a tick in A-B@T")?,
+            by,
+            of,
+        })
+    })
 }
 
 fn parse_args(argv: &[String]) -> Result<Command, String> {
@@ -164,6 +262,14 @@ fn parse_args(argv: &[String]) -> Result<Command, String> {
             "--leave" => args.leaves.extend(parse_events(&flag, v)?),
             "--change" => args.changes.extend(parse_events(&flag, v)?),
             "--detect" => args.detect = parse_number(&flag, v, "a number of ticks")?,
+            "--cut" => args.cuts.extend(parse_cuts(&flag, v, true)?),
+            "--cut-oneway" => args.cuts.extend(parse_cuts(&flag, v, false)?),
+            "--isolate" => args.isolations.extend(parse_member_spans(&flag, v)?),
+            "--freeze" => args.freezes.extend(parse_member_spans(&flag, v)?),
+            "--suspect" => args.suspicions.extend(parse_suspicions(&flag, v)?),
+            "--suspect-after" => {
+                args.suspect_after = Some(parse_number(&flag, v, "a number of ticks")?);
+            }
             "--scale" => args.scale = parse_number(&flag, v, "a number")?,
             "--seed" => args.seed = parse_number(&flag, v, "an unsigned integer")?,
             "--trace" => args.trace = Some(value.clone()),
@@ -238,6 +344,8 @@ struct Summary {
     survivors: usize,
     crashed: usize,
     left: usize,
+    /// Members that failed (no quorum, excluded, not converged, …).
+    failed: usize,
     failures: Vec<String>,
     max_abs_error: Option<f64>,
     residual: Option<f64>,
@@ -277,6 +385,7 @@ fn summarize(args: &Args, graph: &Graph, report: &Report, wall_ms: f64) -> Summa
         survivors: report.survivors(),
         crashed: count(|n| matches!(n, NodeOutcome::Crashed { .. })),
         left: count(|n| matches!(n, NodeOutcome::Left { .. })),
+        failed: count(|n| matches!(n, NodeOutcome::Failed(_))),
         failures,
         max_abs_error: report.max_abs_error(),
         residual: report
@@ -322,6 +431,7 @@ fn json(args: &Args, report: &Report, s: &Summary) -> String {
         ("survivors", s.survivors.to_string()),
         ("crashed", s.crashed.to_string()),
         ("left", s.left.to_string()),
+        ("failed", s.failed.to_string()),
         ("contributors", json_optional(contributors.map(|c| c.len()))),
         ("departed", departed.unwrap_or_else(|| "null".into())),
         (
@@ -345,8 +455,8 @@ fn json(args: &Args, report: &Report, s: &Summary) -> String {
         (
             "messages",
             format!(
-                "{{\"sent\":{},\"dropped\":{},\"duplicated\":{},\"delayed\":{}}}",
-                m.sent, m.dropped, m.duplicated, m.delayed
+                "{{\"sent\":{},\"dropped\":{},\"duplicated\":{},\"delayed\":{},\"cut\":{}}}",
+                m.sent, m.dropped, m.duplicated, m.delayed, m.cut
             ),
         ),
         ("failures", format!("[{}]", failures.join(","))),
@@ -372,7 +482,7 @@ fn text(args: &Args, report: &Report, s: &Summary) -> String {
         "converged: {}   rounds: {}   ticks: {}   wall: {:.1} ms",
         report.converged, report.rounds, report.ticks, s.wall_ms
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
         "survivors: {}   crashed: {}   left: {}   contributors: {}",
         s.survivors,
@@ -383,6 +493,10 @@ fn text(args: &Args, report: &Report, s: &Summary) -> String {
             .as_ref()
             .map_or_else(|| "disagree".to_string(), |c| c.len().to_string())
     );
+    if s.failed > 0 {
+        let _ = write!(out, "   failed: {}", s.failed);
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "max |value - exact mean of contributors|: {}   reported residual: {}",
@@ -400,11 +514,15 @@ fn text(args: &Args, report: &Report, s: &Summary) -> String {
         let _ = writeln!(out, "exact-schedule bound: {bound} rounds");
     }
     let m = report.messages;
-    let _ = writeln!(
+    let _ = write!(
         out,
         "messages: {} sent, {} dropped, {} duplicated, {} delayed",
         m.sent, m.dropped, m.duplicated, m.delayed
     );
+    if m.cut > 0 {
+        let _ = write!(out, ", {} cut", m.cut);
+    }
+    out.push('\n');
     for f in &s.failures {
         let _ = writeln!(out, "  {f}");
     }
@@ -461,6 +579,11 @@ fn run(args: &Args) -> Result<bool, String> {
             leaves: args.leaves.clone(),
             input_changes,
             detect_after: args.detect,
+            cuts: args.cuts.clone(),
+            isolations: args.isolations.clone(),
+            freezes: args.freezes.clone(),
+            false_suspicions: args.suspicions.clone(),
+            suspect_after: args.suspect_after,
         },
         seed: args.seed,
         no_trace: false,
@@ -534,6 +657,42 @@ mod tests {
     }
 
     #[test]
+    fn parses_outages() {
+        let Command::Run(args) = parse(
+            "--cut 0-1@10..30,2-3@5.. --cut-oneway 4-5@1..2 --isolate 6@3..9 \
+             --freeze 2@4..40 --suspect 1-7@12 --suspect-after 5",
+        )
+        .unwrap() else {
+            panic!("expected a run");
+        };
+        let cut = |from, to, both_ways, span| Cut {
+            from,
+            to,
+            both_ways,
+            span,
+        };
+        assert_eq!(
+            args.cuts,
+            vec![
+                cut(0, 1, true, Span::between(10, 30)),
+                cut(2, 3, true, Span::from_tick(5)),
+                cut(4, 5, false, Span::between(1, 2)),
+            ]
+        );
+        assert_eq!(args.isolations, vec![(6, Span::between(3, 9))]);
+        assert_eq!(args.freezes, vec![(2, Span::between(4, 40))]);
+        assert_eq!(
+            args.suspicions,
+            vec![Suspicion {
+                tick: 12,
+                by: 1,
+                of: 7
+            }]
+        );
+        assert_eq!(args.suspect_after, Some(5));
+    }
+
+    #[test]
     fn bad_arguments_are_one_line_errors() {
         for (line, needle) in [
             ("--nodes x", "--nodes expects a positive integer"),
@@ -545,6 +704,14 @@ mod tests {
             ("--bogus 1", "unknown option"),
             ("--tol", "expects a value"),
             ("--scale -1", "--scale"),
+            ("--cut 0-1", "WHO@WHEN"),
+            ("--cut 0@1..2", "A-B"),
+            ("--cut 0-x@1..2", "member id"),
+            ("--cut 0-1@5", "T1..T2"),
+            ("--freeze 2@x..4", "first tick"),
+            ("--isolate 2@1..y", "last tick"),
+            ("--suspect 1-2@z", "tick"),
+            ("--suspect-after k", "number of ticks"),
         ] {
             let err = parse(line).unwrap_err();
             assert!(err.contains(needle), "{line}: {err}");

@@ -230,6 +230,7 @@ impl Engine {
     pub(super) fn learn(&mut self, events: &[Event]) -> bool {
         let mut changed = false;
         let mut departures = false;
+        let mut dropped = Vec::new();
         for &event in events {
             // A member proven gone has departed, whichever event came first.
             let implied = match event {
@@ -254,10 +255,26 @@ impl Engine {
                     if self.peer_index(node).is_some() {
                         if self.plan.is_none() {
                             self.remove_peer(node);
+                            dropped.push(node);
                         }
                         self.reconfigure = true;
                     }
                 }
+            }
+        }
+        // A neighbour dropped without proof that it is gone may be alive
+        // (frozen, cut off, falsely suspected): it gets our view at once,
+        // rather than when it next talks to us. Read with what it buffered
+        // meanwhile, the view stops it before stale round messages can
+        // complete its rounds.
+        for node in dropped {
+            if self
+                .events
+                .as_slice()
+                .binary_search(&Event::Gone { node })
+                .is_err()
+            {
+                self.fence(node);
             }
         }
         if changed {
@@ -275,19 +292,27 @@ impl Engine {
     /// Stops this member if the members it holds live are no strict
     /// majority of the members not proven gone. Its neighbours get its view
     /// as its last word, so that those on its side of a partition learn the
-    /// same departures and stop too, instead of waiting for it.
+    /// same departures and stop too, instead of waiting for it — and its
+    /// own departure, for a neighbour that knows more members to be gone
+    /// and so keeps its quorum: it would otherwise wait for this member,
+    /// which is alive but will send no round again.
     fn check_quorum(&mut self) {
         let members = self.members();
         let (live, base) = (self.events.live(members), self.events.not_gone(members));
         if self.phase != Phase::Running || 2 * live > base {
             return;
         }
+        let mut events = self.events.as_slice().to_vec();
+        let me = Event::Departed { node: self.id };
+        if let Err(at) = events.binary_search(&me) {
+            events.insert(at, me);
+        }
         let message = OwnedMessage {
             header: Header {
                 view: self.events.id(),
                 ..Header::new(Kind::Events, self.round)
             },
-            events: self.events.as_slice().to_vec(),
+            events,
             payload: Vec::new(),
             abort: None,
         };
@@ -299,14 +324,25 @@ impl Engine {
         );
     }
 
-    /// The others declared this member departed: it stops without a word.
+    /// The others declared this member departed: it stops, and its last
+    /// word — to its neighbours, and to anyone who asks later — is that
+    /// departure alone. It is still alive, so no failure detector reports
+    /// it: a neighbour that has not heard of the exclusion otherwise would
+    /// wait for it forever. (Its other suspicions stay with it: they may
+    /// be the mistakes that cut it off.)
     pub(super) fn exclude(&mut self) {
         if self.phase == Phase::Running {
-            self.phase = Phase::Failed;
+            let message = OwnedMessage {
+                header: Header {
+                    view: self.events.id(),
+                    ..Header::new(Kind::Events, self.round)
+                },
+                events: vec![Event::Departed { node: self.id }],
+                payload: Vec::new(),
+                abort: None,
+            };
             let rank = self.id();
-            let rare = self.rare();
-            rare.outcome = Some(Err(Error::Excluded { rank }));
-            rare.terminal = None;
+            self.terminate(Phase::Failed, Err(Error::Excluded { rank }), message);
         }
     }
 

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::view::{Event, ViewId};
-use crate::error::Error;
+use crate::error::{ArgumentKind, Error};
 
 /// What a message is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +201,13 @@ pub enum AbortReason {
         /// The most values a message may carry.
         max: u64,
     },
+    /// A member's own arguments were invalid.
+    InvalidArgument {
+        /// That member.
+        rank: u32,
+        /// What was wrong.
+        kind: ArgumentKind,
+    },
     /// After a topology repair the Laplacian step is too large.
     StepTooLarge {
         /// The member whose degree grew.
@@ -243,6 +250,10 @@ impl From<AbortReason> for Error {
                 len: len as usize,
                 max: max as usize,
             },
+            AbortReason::InvalidArgument { rank, kind } => Error::InvalidArgument {
+                rank: rank as usize,
+                kind,
+            },
             AbortReason::StepTooLarge { eps, degree, .. } => Error::LaplacianStepTooLarge {
                 eps,
                 max_degree: degree as usize,
@@ -280,6 +291,10 @@ impl AbortReason {
                 rank: rank as u32,
                 len: len as u64,
                 max: max as u64,
+            },
+            Error::InvalidArgument { rank, kind } => AbortReason::InvalidArgument {
+                rank: rank as u32,
+                kind,
             },
             _ => return None,
         })

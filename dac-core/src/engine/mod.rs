@@ -462,6 +462,19 @@ impl Engine {
         self.events.departed().map(|d| d as usize).collect()
     }
 
+    /// Departed members this member knows to be gone (proven, not only
+    /// suspected), ascending.
+    pub fn gone(&self) -> Vec<usize> {
+        self.events
+            .as_slice()
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Gone { node } => Some(node as usize),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Fingerprint of the current view.
     pub fn view(&self) -> ViewId {
         self.events.id()

@@ -77,11 +77,15 @@ impl Engine {
             return Ok(());
         }
         if self.events.has_departed(from) {
-            // A member we hold departed is still talking to us (it was
+            // A member we hold departed is still running rounds (it was
             // falsely suspected, or frozen and revived): our view tells it
             // so, and it stops with `Error::Excluded` instead of waiting
-            // for members that no longer listen to it.
-            self.fence(from);
+            // for members that no longer listen to it. Only rounds and
+            // hellos are answered, so that two members that hold each
+            // other departed do not answer each other's answers forever.
+            if matches!(message.header.kind, Kind::Round | Kind::Hello) {
+                self.fence(from);
+            }
             return Ok(());
         }
         let kind = message.header.kind;
@@ -276,6 +280,18 @@ impl Engine {
         // ahead, and then the message is not stored either (it will come
         // again).
         if !exact_round {
+            // A neighbour more than a round ahead of our first round that
+            // takes gossip (a new edge's peer starts at the agreed round,
+            // however far ahead): its gossip would hold the slot that one
+            // of our earlier rounds needs, and their messages would be
+            // refused until it came. It resends while it waits for us (a
+            // host on lossy links calls `tick`).
+            let first = self
+                .plan
+                .map_or(self.round, |plan| self.round.max(plan.rounds()));
+            if r - first > 1 {
+                return;
+            }
             let acc = &mut self.acc[(r % 2) as usize];
             if acc.round != r {
                 if acc.round != EMPTY && acc.round >= self.round {
@@ -355,7 +371,7 @@ impl Engine {
 
     /// Queues our view for `to`, a member we hold departed (at most one
     /// pending answer per member).
-    fn fence(&mut self, to: u32) {
+    pub(super) fn fence(&mut self, to: u32) {
         let rare = self.rare();
         if !rare.events_to.contains(&to) && rare.events_to.len() < MAX_FENCED {
             rare.events_to.push(to);

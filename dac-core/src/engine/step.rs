@@ -539,9 +539,14 @@ impl<'a> EdgeFold<'a> {
         let d = if W == 0 { me.len() - 1 } else { W - 1 };
         let w_me = me[d];
         let inv_me = 1.0 / w_me;
+        // Capped, so that without weight (no estimate, `delta` infinite)
+        // the residual is infinite rather than the NaN of ∞/∞: a mass can
+        // pass through zero weight after the exact phase dropped a
+        // departed partner's flows.
         let scale = me[..d]
             .iter()
-            .fold(1.0f64, |a, s| a.max((s * inv_me).abs()));
+            .fold(1.0f64, |a, s| a.max((s * inv_me).abs()))
+            .min(f64::MAX);
         EdgeFold {
             me,
             w_me,

@@ -13,7 +13,33 @@
 //!   failure detector would, and the graph is repaired around it
 //!   ([`Graph::repaired`]);
 //! - a member leaves gracefully at a given round;
-//! - a member's input changes at a given round.
+//! - a member's input changes at a given round;
+//! - a link is cut, one way or both ways, for a [`Span`] of ticks
+//!   ([`Faults::cuts`]): the messages that would cross it then are lost;
+//! - a member is isolated for a span ([`Faults::isolations`]): all its
+//!   links are cut both ways, including links a repair adds meanwhile;
+//! - a member is frozen for a span ([`Faults::freezes`]), as by `SIGSTOP`:
+//!   it neither receives, advances, ticks nor sends, what reaches it waits
+//!   in its receive buffer until it thaws, and its failure detector then
+//!   restarts its clocks instead of counting the stall as silence;
+//! - a member's failure detector suspects a member that is fine
+//!   ([`Faults::false_suspicions`]);
+//! - with [`Faults::suspect_after`], a silence-based failure detector runs:
+//!   every member that is neither crashed nor frozen sends a heartbeat on
+//!   each link every tick (cuts, isolations and freezes stop heartbeats;
+//!   random loss, duplicates and delays do not), and a running member that
+//!   hears none from a neighbour for `suspect_after` ticks suspects it
+//!   ([`Engine::peer_suspected`](crate::Engine::peer_suspected)); the graph
+//!   is then repaired around it as around a crash.
+//!
+//! Crashes and leaves are *proven* departures
+//! ([`Engine::peer_departed`](crate::Engine::peer_departed)): a crashed
+//! member's links are reset, so its neighbours learn of it after
+//! `detect_after` ticks whether or not the silence-based detector runs,
+//! and it never counts against the quorum. Suspicions do: a member that
+//! holds no strict majority of the members not proven gone stops with
+//! [`Error::Partitioned`], and a member the others went on without stops
+//! with [`Error::Excluded`]; both end as [`NodeOutcome::Failed`].
 //!
 //! ```
 //! use dac_core::{sim, Config, Graph, Schedule};
@@ -30,7 +56,34 @@
 //! assert!(report.max_abs_error().unwrap() <= 1e-10 * 7.5);
 //! # Ok::<(), dac_core::Error>(())
 //! ```
+//!
+//! A member that stalls past the failure detector's timeout is suspected;
+//! the others finish without it, and it learns so when it resumes:
+//!
+//! ```
+//! use dac_core::sim::{self, Faults, NodeOutcome, Span};
+//! use dac_core::{Config, Error, Graph, Schedule};
+//!
+//! let graph = Graph::complete(4)?;
+//! let inputs = [1.0, 2.0, 3.0, 4.0];
+//! let options = sim::Options {
+//!     config: Config { schedule: Schedule::Metropolis, tol: 1e-9, ..Config::default() },
+//!     faults: sim::Faults {
+//!         freezes: vec![(2, Span::between(3, 23))],
+//!         suspect_after: Some(5),
+//!         ..Faults::default()
+//!     },
+//!     ..sim::Options::default()
+//! };
+//! let report = sim::simulate(&graph, &inputs, 1, &options)?;
+//! assert_eq!(report.nodes[2], NodeOutcome::Failed(Error::Excluded { rank: 2 }));
+//! assert_eq!(report.contributors.unwrap().to_vec(), vec![0, 1, 3]);
+//! assert!(!report.converged);
+//! # Ok::<(), dac_core::Error>(())
+//! ```
 
+mod detector;
+mod outage;
 mod outbox;
 mod run;
 mod trace;
@@ -59,9 +112,93 @@ pub struct Faults {
     pub leaves: Vec<(usize, u32)>,
     /// Inputs replaced mid-run.
     pub input_changes: Vec<InputChange>,
-    /// Ticks after a crash until its neighbours' failure detectors report
-    /// it (at least 1).
+    /// Ticks after a crash (or a leave) until its neighbours' failure
+    /// detectors report it as proven gone — and those of members that take
+    /// it as a neighbour later, after they do (at least 1).
     pub detect_after: u32,
+    /// Links cut for a span of ticks.
+    pub cuts: Vec<Cut>,
+    /// `(member, span)`: all of the member's links are cut both ways
+    /// during `span`, including links a repair adds meanwhile.
+    pub isolations: Vec<(usize, Span)>,
+    /// `(member, span)`: the member is frozen during `span` (as by
+    /// `SIGSTOP`): it neither receives, advances, ticks nor sends, and the
+    /// messages that reach it meanwhile wait in its receive buffer (up to
+    /// [`RECEIVE_BUFFER`] of them; later ones are lost) until it thaws. A
+    /// member frozen for good ends as [`NodeOutcome::Unfinished`].
+    pub freezes: Vec<(usize, Span)>,
+    /// Failure detectors that suspect a member that is fine.
+    pub false_suspicions: Vec<Suspicion>,
+    /// Run the silence-based failure detector: a running member suspects a
+    /// neighbour from which no heartbeat arrived for this many ticks (at
+    /// least 1). `None`: no detector; only crashes and leaves are reported.
+    pub suspect_after: Option<u32>,
+}
+
+/// Most messages a frozen member's receive buffer holds; more are lost
+/// (and counted in [`MessageStats::cut`]), as by a full socket buffer.
+pub const RECEIVE_BUFFER: usize = 4096;
+
+/// A span of ticks: `start` up to, not including, `end`, or for good
+/// without an `end`. Ticks count from 1: the first
+/// [`Simulator::step`] simulates tick 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The first tick of the span.
+    pub start: u64,
+    /// The first tick after the span (`None`: it never ends). It must be
+    /// above `start`.
+    pub end: Option<u64>,
+}
+
+impl Span {
+    /// The ticks `start..end`.
+    pub fn between(start: u64, end: u64) -> Span {
+        Span {
+            start,
+            end: Some(end),
+        }
+    }
+
+    /// Every tick from `start` on.
+    pub fn from_tick(start: u64) -> Span {
+        Span { start, end: None }
+    }
+
+    /// True if `tick` lies in the span.
+    pub fn contains(&self, tick: u64) -> bool {
+        tick >= self.start && self.end.is_none_or(|end| tick < end)
+    }
+}
+
+/// A link cut for a span of ticks: a message from `from` to `to` that
+/// would be delivered during the span is lost (and, with `both_ways`, one
+/// from `to` to `from` as well). The members need not be neighbours yet:
+/// a repair may join them later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The member whose messages are lost.
+    pub from: usize,
+    /// The member they do not reach.
+    pub to: usize,
+    /// Cut the link in the other direction too.
+    pub both_ways: bool,
+    /// When the link is cut.
+    pub span: Span,
+}
+
+/// A failure detector's mistake: at tick `tick`, member `by` suspects
+/// member `of` ([`Engine::peer_suspected`](crate::Engine::peer_suspected))
+/// although `of` is fine. A suspicion due while `by` is frozen is made
+/// when it thaws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suspicion {
+    /// When the suspicion is made.
+    pub tick: u64,
+    /// The member whose detector errs.
+    pub by: usize,
+    /// The member it suspects.
+    pub of: usize,
 }
 
 impl Default for Faults {
@@ -74,6 +211,11 @@ impl Default for Faults {
             leaves: Vec::new(),
             input_changes: Vec::new(),
             detect_after: 3,
+            cuts: Vec::new(),
+            isolations: Vec::new(),
+            freezes: Vec::new(),
+            false_suspicions: Vec::new(),
+            suspect_after: None,
         }
     }
 }
@@ -107,7 +249,8 @@ pub struct Options {
 pub enum NodeOutcome {
     /// It finished with a result.
     Finished(Reduction),
-    /// It failed (for example `max_rounds` reached, or excluded).
+    /// It failed (for example `max_rounds` reached, no quorum left, or
+    /// excluded).
     Failed(Error),
     /// It crashed on reaching `round`.
     Crashed {
@@ -119,7 +262,8 @@ pub enum NodeOutcome {
         /// The round it reached.
         round: u32,
     },
-    /// The simulation's tick limit came first.
+    /// The simulation ended first: its tick limit came, or the member was
+    /// frozen for good (see [`Faults::freezes`]) once the others ended.
     Unfinished {
         /// The round it reached.
         round: u32,
@@ -147,6 +291,9 @@ pub struct MessageStats {
     pub duplicated: u64,
     /// Messages delayed by at least one tick.
     pub delayed: u64,
+    /// Messages lost to cut links and isolations, or beyond a frozen
+    /// member's receive buffer (heartbeats are not counted).
+    pub cut: u64,
     /// Messages an engine rejected as malformed (always 0 unless the
     /// engine has a bug).
     pub violations: u64,
@@ -166,7 +313,11 @@ pub struct Report {
     /// Ticks simulated.
     pub ticks: u64,
     /// Every member that neither crashed nor left finished, and all agree
-    /// on the contributors.
+    /// on the contributors. A member that stopped for want of a quorum
+    /// ([`Error::Partitioned`]) or was excluded ([`Error::Excluded`]) did
+    /// not finish, so a run in which one did is not converged;
+    /// [`Report::contributors`] still says whether those that finished
+    /// agree.
     pub converged: bool,
     /// The contributors every finished member reports (`None` if they
     /// disagree or none finished).

@@ -1,7 +1,7 @@
 //! The simulator's message board: every member's plain round message of
 //! one tick, laid out so that receivers read one cache line per neighbour.
 
-use crate::engine::{Header, Kind, ViewId};
+use crate::engine::{Header, Kind, OwnedMessage, ViewId};
 
 /// `out_target` of a member that sent no plain round message this tick.
 pub(super) const NOBODY: u32 = u32::MAX;
@@ -122,6 +122,16 @@ impl Outbox {
             &self.long[from * w..(from + 1) * w]
         } else {
             &self.records[from].inline[..w]
+        }
+    }
+
+    /// `from`'s plain round message, as an owned message.
+    pub(super) fn message(&self, from: usize, w: usize) -> OwnedMessage {
+        OwnedMessage {
+            header: self.records[from].header(),
+            events: Vec::new(),
+            payload: self.payload(from, w).to_vec(),
+            abort: None,
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The simulation loop.
 
+mod membership;
+
 use std::collections::{BTreeMap, HashMap};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
+use super::detector::Detector;
+use super::outage::{self, Outages};
 use super::outbox::{Gathered, NEIGHBOURS, NOBODY, Outbox, PREFETCH_AHEAD, prefetch};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
@@ -48,6 +52,9 @@ pub struct Simulator {
     applied: BTreeMap<u32, Vec<Vec<f64>>>,
     /// Departures to report to neighbours: (tick, member).
     detections: Vec<(u64, u32)>,
+    /// Departures to report to one member that took a departed member as a
+    /// new neighbour: (tick, member, departed neighbour).
+    late_detections: Vec<(u64, u32, u32)>,
     /// Members with a scheduled crash, leave or input change.
     scheduled: Vec<bool>,
     /// The plain round messages receivers read this tick, and the ones
@@ -59,9 +66,16 @@ pub struct Simulator {
     routed: Vec<Routed>,
     delayed: BTreeMap<u64, Vec<Routed>>,
     repairs: HashMap<Vec<usize>, (Graph, usize)>,
+    /// Cut links, isolated and frozen members, false suspicions.
+    outages: Outages,
+    /// The silence-based failure detector, if it runs.
+    detector: Option<Detector>,
     /// Some neighbour sets changed, so they may be briefly asymmetric.
     repaired: bool,
     any_departed: bool,
+    /// A member suspected another: live members may now be dropped by
+    /// neighbours they still talk to (see [`Simulator::reach_unlisted`]).
+    suspected: bool,
     tick: u64,
     max_ticks: u64,
     trace: Vec<RoundSums>,
@@ -134,9 +148,13 @@ impl Simulator {
         for list in changes.values_mut() {
             list.sort_by_key(|c| std::cmp::Reverse(c.0)); // pop() yields the earliest
         }
-        let max_ticks =
-            (u64::from(options.config.max_rounds) + 1000) * 16 * (1 + u64::from(faults.max_delay))
-                + 64 * u64::from(faults.detect_after);
+        let outages = Outages::new(faults);
+        let max_ticks = ((u64::from(options.config.max_rounds) + 1000)
+            * 16
+            * (1 + u64::from(faults.max_delay))
+            + 64 * u64::from(faults.detect_after)
+            + 64 * u64::from(faults.suspect_after.unwrap_or(0)))
+        .saturating_add(outages.last_tick());
         let mut simulator = Simulator {
             rng: Xoshiro256PlusPlus::seed_from_u64(options.seed),
             dim,
@@ -145,6 +163,7 @@ impl Simulator {
             leave_at,
             changes,
             detections: Vec::new(),
+            late_detections: Vec::new(),
             initial: inputs.to_vec(),
             applied: BTreeMap::new(),
             scheduled: vec![false; n],
@@ -153,8 +172,11 @@ impl Simulator {
             routed: Vec::new(),
             delayed: BTreeMap::new(),
             repairs: HashMap::new(),
+            outages,
+            detector: faults.suspect_after.map(Detector::new),
             repaired: false,
             any_departed: false,
+            suspected: false,
             tick: 0,
             max_ticks,
             trace: Vec::new(),
@@ -187,17 +209,25 @@ impl Simulator {
     }
 
     /// Simulates one tick; returns false once every member has finished
-    /// (or crashed or left), or the tick limit is reached.
+    /// (or crashed, left, or is frozen for good), or the tick limit is
+    /// reached.
     ///
-    /// Each member takes in what reached it, completes at most one round,
-    /// meets its scheduled faults, and emits its messages for the next
-    /// tick — one pass over the members.
+    /// Failure detectors report first; then each member takes in what
+    /// reached it, completes at most one round, meets its scheduled faults,
+    /// and emits its messages for the next tick — one pass over the
+    /// members.
     pub fn step(&mut self) -> bool {
         if self.finished {
             return false;
         }
         self.tick += 1;
+        let outages = self.outages.begin_tick(self.tick);
+        if outages {
+            self.report_to_thawed();
+        }
         self.report_departures();
+        self.make_false_suspicions();
+        self.listen();
         let now = self.due_routed();
         let mut cursor = 0;
         let n = self.engines.len();
@@ -205,6 +235,8 @@ impl Simulator {
             let f = &self.options.faults;
             f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
         };
+        // Faults in transit or outages: every member takes the general path.
+        let general = faulty || outages;
         let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
         for j in 0..n {
@@ -226,7 +258,7 @@ impl Simulator {
             let routed_here = cursor < now.len() && now[cursor].to as usize == j;
             let before = self.engines[j].round();
             let plain = live
-                && !faulty
+                && !general
                 && !routed_here
                 && !self.repaired
                 && !self.engines[j].pending_reconfiguration();
@@ -237,9 +269,17 @@ impl Simulator {
             } else {
                 self.gather(j, &mut gathered);
                 self.stats.sent += gathered.len() as u64;
+                let frozen = self.outages.frozen(j);
+                if outages && live && !frozen {
+                    self.deliver_held(j);
+                }
                 if faulty {
                     for m in &gathered {
                         self.deliver_with_faults(j, m.from as usize, m.index as usize);
+                    }
+                } else if outages {
+                    for m in &gathered {
+                        self.deliver_through_outages(j, m.from as usize, m.index as usize);
                     }
                 } else {
                     self.deliver_all(j, &gathered);
@@ -248,7 +288,12 @@ impl Simulator {
                     if live {
                         let routed = &now[cursor];
                         let from = routed.from as usize;
-                        if self.engines[j]
+                        if !self.outages.open(from, j) {
+                            self.stats.cut += 1;
+                        } else if frozen {
+                            let message = routed.message.clone();
+                            self.outages.hold(j, from, message, &mut self.stats);
+                        } else if self.engines[j]
                             .receive(from, &routed.message.as_message())
                             .is_err()
                         {
@@ -258,6 +303,14 @@ impl Simulator {
                     cursor += 1;
                 }
                 if !live {
+                    continue;
+                }
+                if frozen {
+                    // It does nothing until it thaws (if it ever does).
+                    let thaws = !self.outages.frozen_for_good(j, self.tick);
+                    if thaws && self.engines[j].phase() == Phase::Running {
+                        running += 1;
+                    }
                     continue;
                 }
                 if self.engines[j].pending_reconfiguration() {
@@ -272,6 +325,9 @@ impl Simulator {
                 self.reconfigure(j);
             }
             self.emit(j);
+            if self.suspected {
+                self.reach_unlisted(j);
+            }
             if self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running {
                 running += 1;
             }
@@ -391,67 +447,28 @@ impl Simulator {
         }
     }
 
-    /// Crashes, leaves and input changes of member `j` that its round has
-    /// reached.
-    fn apply_scheduled(&mut self, j: usize) {
-        let node = j as u32;
-        let detect_after = u64::from(self.options.faults.detect_after);
-        let running = self.life[j] == Life::Running && self.engines[j].phase() == Phase::Running;
-        let round = self.engines[j].round();
-        if running && self.crash_at.get(&node).is_some_and(|&r| round >= r) {
-            self.crash_at.remove(&node);
-            self.life[j] = Life::Crashed { round };
-            self.any_departed = true;
-            self.detections.push((self.tick + detect_after, node));
-            return;
-        }
-        if running && self.leave_at.get(&node).is_some_and(|&r| round >= r) {
-            self.leave_at.remove(&node);
-            self.engines[j].leave();
-            self.life[j] = Life::Left { round };
-            self.any_departed = true;
-            // A lost announcement is covered by the failure detector.
-            self.detections.push((self.tick + detect_after, node));
-        }
-        if !running {
-            return;
-        }
-        let Some(list) = self.changes.get_mut(&node) else {
-            return;
-        };
-        let mut due = Vec::new();
-        while list.last().is_some_and(|(r, _)| round >= *r) {
-            due.extend(list.pop());
-        }
-        for (_, input) in due {
-            // Inputs were validated in `new`.
-            if self.engines[j].set_input(&input).is_ok() {
-                self.applied.entry(node).or_default().push(input);
-            } else {
+    /// Hands member `j`, which thawed, what waited in its receive buffer.
+    fn deliver_held(&mut self, j: usize) {
+        for (from, message) in self.outages.take_held(j) {
+            if self.engines[j]
+                .receive(from as usize, &message.as_message())
+                .is_err()
+            {
                 self.stats.violations += 1;
             }
         }
     }
 
-    /// Failure detectors that fire this tick tell the departed member's
-    /// neighbours.
-    fn report_departures(&mut self) {
-        let tick = self.tick;
-        let due: Vec<u32> = self
-            .detections
-            .iter()
-            .filter(|d| d.0 <= tick)
-            .map(|d| d.1)
-            .collect();
-        self.detections.retain(|d| d.0 > tick);
-        for gone in due {
-            let neighbours: Vec<usize> = self.engines[gone as usize].peers().collect();
-            for j in neighbours {
-                if self.life[j] == Life::Running {
-                    self.engines[j].peer_departed(gone as usize);
-                    self.reconfigure(j);
-                }
-            }
+    /// Hands `from`'s plain round message of this tick to `to` unless the
+    /// link is cut; a frozen `to` finds it in its receive buffer later.
+    fn deliver_through_outages(&mut self, to: usize, from: usize, index: usize) {
+        if !self.outages.open(from, to) {
+            self.stats.cut += 1;
+        } else if self.outages.frozen(to) {
+            let message = self.outbox.message(from, self.dim + 1);
+            self.outages.hold(to, from, message, &mut self.stats);
+        } else {
+            self.deliver(to, from, index);
         }
     }
 
@@ -494,14 +511,9 @@ impl Simulator {
                 continue;
             }
             if delay == 0 {
-                self.deliver(to, from, index);
+                self.deliver_through_outages(to, from, index);
             } else {
-                let message = OwnedMessage {
-                    header: self.outbox.records[from].header(),
-                    events: Vec::new(),
-                    payload: self.outbox.payload(from, self.dim + 1).to_vec(),
-                    abort: None,
-                };
+                let message = self.outbox.message(from, self.dim + 1);
                 self.delayed
                     .entry(self.tick + delay)
                     .or_default()
@@ -564,30 +576,6 @@ impl Simulator {
         {
             self.stats.violations += 1;
         }
-    }
-
-    /// Hands a member the repaired neighbour set for its current view.
-    fn reconfigure(&mut self, j: usize) {
-        if !self.engines[j].pending_reconfiguration() {
-            return;
-        }
-        let departed = self.engines[j].departed();
-        let base = &self.base;
-        let n = base.len();
-        let (graph, diameter) = self.repairs.entry(departed.clone()).or_insert_with(|| {
-            let graph = base.repaired(&departed);
-            let diameter = graph.live_diameter_bound(&departed).unwrap_or(n);
-            (graph, diameter)
-        });
-        let peers: Vec<usize> = graph.neighbors(j).collect();
-        match self.engines[j].set_peers(&peers, *diameter) {
-            // A Laplacian step too large for the repaired degree aborts the
-            // run for everyone; the outcomes report it.
-            Ok(()) | Err(Error::LaplacianStepTooLarge { .. }) => {}
-            // The repair is monotone, so nothing else can go wrong.
-            Err(_) => self.stats.violations += 1,
-        }
-        self.repaired = true;
     }
 
     /// Adds member `i`'s state at its current round to the trace.
@@ -747,5 +735,5 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
         }
         check_input(change.node, &change.input)?;
     }
-    Ok(())
+    outage::validate(faults, n)
 }
