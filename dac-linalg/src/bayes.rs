@@ -7,7 +7,7 @@ use dac_core::Communicator;
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, ArrayBase, ArrayView1, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, reduce_checked};
+use crate::check::{Verdict, ballot, dissenters, reduce_checked, slot};
 use crate::error::{LinalgError, Result};
 use crate::replicated::{Check, Replicated};
 
@@ -37,7 +37,7 @@ pub struct Posterior {
 /// `p`), [`LinalgError::NonFinite`], [`LinalgError::InvalidArgument`]
 /// (`noise_var ≤ 0`, a prior covariance that is not symmetric positive
 /// definite, ranks passing different priors), [`LinalgError::Incomplete`],
-/// or the reduction's error — on every rank alike.
+/// or the reduction's error — on every rank alike, naming the same ranks.
 pub fn gaussian_linear<C, S, T, U, V>(
     comm: &mut C,
     x_rows: &ArrayBase<S, Ix2>,
@@ -93,22 +93,15 @@ where
         prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
     ];
     let sums = reduce_checked(comm, verdict, &fingerprint, &data, "XᵀX and Xᵀy")?;
-    for other in 0..comm.size() {
-        let theirs = &sums.meta[other];
-        let same = fingerprint
-            .iter()
-            .zip(theirs)
-            .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0));
-        if !same {
-            return Err(LinalgError::InvalidArgument {
-                ranks: vec![comm.rank(), other],
-                detail: format!(
-                    "; ranks {} and {other} pass different priors, noise variances or widths: \
-                     every rank must pass the same",
-                    comm.rank()
-                ),
-            });
-        }
+    let ranks: Vec<usize> = (0..comm.size()).collect();
+    let odd = dissenters(&ranks, |a, b| same_prior(&sums.meta[a], &sums.meta[b]));
+    if !odd.is_empty() {
+        return Err(LinalgError::InvalidArgument {
+            ranks: odd,
+            detail: "; the ranks pass different priors, noise variances or widths: every rank \
+                     must pass the same"
+                .into(),
+        });
     }
     let Some(prior_precision) = prior_precision else {
         // Unreachable: a bad verdict failed the reduction on every rank.
@@ -122,9 +115,17 @@ where
         prior_mean,
         &sums.data,
         noise_var,
-        comm.rank(),
+        comm.size(),
         sums.rounds,
     )
+}
+
+/// Whether two ranks' fingerprints of their priors (as a reduction
+/// returned them) are the same.
+fn same_prior(a: &[f64], b: &[f64]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0))
 }
 
 /// `prior_cov⁻¹`, or `None` if `prior_cov` is not symmetric positive
@@ -140,13 +141,13 @@ fn precision_of<V: Data<Elem = f64>>(prior_cov: &ArrayBase<V, Ix2>) -> Option<DM
 }
 
 /// The posterior from the prior and the summed `XᵀX | Xᵀy` (row-major
-/// `p × p`, then `p`).
+/// `p × p`, then `p`), on each of the `size` ranks.
 fn posterior<U: Data<Elem = f64>>(
     prior_precision: &DMatrix<f64>,
     prior_mean: &ArrayBase<U, Ix1>,
     sums: &[f64],
     noise_var: f64,
-    rank: usize,
+    size: usize,
     rounds: u32,
 ) -> Result<Posterior> {
     let p = prior_mean.len();
@@ -155,9 +156,11 @@ fn posterior<U: Data<Elem = f64>>(
     let mu0 = DVector::from_iterator(p, prior_mean.iter().copied());
     let precision = prior_precision + &xtx / noise_var;
     let precision = (&precision + precision.transpose()) * 0.5;
+    // Found on every rank alike from the shared sums (short of copies that
+    // straddle the edge of positive definiteness in their last bits).
     let Some(chol) = precision.clone().cholesky() else {
         return Err(LinalgError::InvalidArgument {
-            ranks: vec![rank],
+            ranks: (0..size).collect(),
             detail: "; the posterior precision is not positive definite (ill-conditioned prior)"
                 .into(),
         });
@@ -183,7 +186,8 @@ fn posterior<U: Data<Elem = f64>>(
 /// # Errors
 /// As [`gaussian_linear`], except that an invalid prior or `noise_var` on
 /// any rank is [`LinalgError::InvalidArgument`] on every rank (naming the
-/// ranks that passed one), plus [`LinalgError::PartitionLost`],
+/// ranks that passed one; so are different ones, naming the ranks outside
+/// the largest group that agrees), plus [`LinalgError::PartitionLost`],
 /// [`LinalgError::ReplicaMismatch`], and [`LinalgError::Shape`] for
 /// partitions that are not this rank's. With
 /// [`crate::ReplicatedOptions::allow_degraded`] the posterior given the
@@ -202,39 +206,52 @@ where
     V: Data<Elem = f64>,
 {
     let (rank, size, p) = (comm.rank(), comm.size(), prior_mean.len());
-    // A bad prior is found here but reported in the reduction below, so
-    // that every rank fails alike even if only this one passed it.
-    let prior = if prior_cov.dim() != (p, p) {
-        Err(format!(
-            "the prior mean has {p} entries but the prior covariance is {:?}",
-            prior_cov.dim()
-        ))
+    // A bad prior or partition is found here but reported in the reduction
+    // below, so that every rank fails alike even if only this one has it.
+    let mut verdict = Verdict::ok();
+    let prior_precision = if prior_cov.dim() != (p, p) {
+        verdict.argument(|| {
+            format!(
+                "the prior mean has {p} entries but the prior covariance is {:?}",
+                prior_cov.dim()
+            )
+        });
+        None
     } else if !(noise_var > 0.0 && noise_var.is_finite()) {
-        Err(format!("noise_var = {noise_var} must be positive"))
+        verdict.argument(|| format!("noise_var = {noise_var} must be positive"));
+        None
     } else if prior_mean
         .iter()
         .chain(prior_cov.iter())
         .any(|v| !v.is_finite())
     {
-        Err("the prior is not finite".to_string())
+        verdict.argument(|| "the prior is not finite".into());
+        None
     } else {
-        precision_of(prior_cov).ok_or_else(|| "prior_cov is not symmetric positive definite".into())
+        let precision = precision_of(prior_cov);
+        if precision.is_none() {
+            verdict.argument(|| "prior_cov is not symmetric positive definite".into());
+        }
+        precision
     };
-    let problem = parts.iter().find_map(|(part, (x, y))| {
-        (x.ncols() != p || y.len() != x.nrows()).then(|| {
+    if let Some((part, (x, y))) = parts
+        .iter()
+        .find(|(_, (x, y))| x.ncols() != p || y.len() != x.nrows())
+    {
+        verdict.shape(|| {
             format!(
                 "rank {rank}: partition {part} has X {:?} and y of {} entries, expected {p} columns",
                 x.dim(),
                 y.len()
             )
-        })
-    });
+        });
+    }
     let len = p * p + p;
     let contributions = parts
         .iter()
         .map(|(&part, (x, y))| {
             let mut c = Vec::with_capacity(len);
-            if problem.is_none() {
+            if verdict.is_ok() {
                 c.extend(x.t().dot(x).iter());
                 c.extend(x.t().dot(y).iter());
             } else {
@@ -243,54 +260,51 @@ where
             (part, c)
         })
         .collect();
-    // What every rank must agree on, summed over the ranks, then one flag
-    // per rank for a bad prior.
-    let mut ballot = vec![0.0; 3 + size];
-    if prior.is_ok() {
-        ballot[0] = noise_var;
-        ballot[1] = prior_mean.iter().sum::<f64>();
-        ballot[2] = prior_cov.iter().map(|v| v.abs()).sum::<f64>();
+    // What every rank must agree on, at this rank's slot: compared after
+    // the reduction.
+    let fingerprint = if prior_precision.is_some() {
+        [
+            noise_var,
+            prior_mean.iter().sum::<f64>(),
+            prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
+        ]
     } else {
-        ballot[3 + rank] = 1.0;
-    }
-    let (sums, votes) = job.reduce(comm, len, &contributions, &ballot, Check::WhenDue, problem)?;
-    let bad: Vec<usize> = (0..size).filter(|&r| votes.sum[3 + r] > 0.5).collect();
-    let prior_precision = match prior {
-        Err(detail) => {
-            return Err(LinalgError::InvalidArgument {
-                ranks: bad,
-                detail: format!("; {detail}"),
-            });
-        }
-        Ok(_) if !bad.is_empty() => {
-            return Err(LinalgError::InvalidArgument {
-                ranks: bad,
-                detail: String::new(),
-            });
-        }
-        Ok(precision) => precision,
+        [0.0; 3]
     };
-    let fingerprint = &ballot[..3];
-    let voters = votes.voters as f64;
-    let same = fingerprint
-        .iter()
-        .zip(&votes.sum)
-        .all(|(mine, all)| (voters * mine - all).abs() <= 1e-9 * (voters * mine).abs().max(1.0));
-    if !same {
+    let fingerprints = ballot(rank, size, &fingerprint);
+    let (sums, votes) = job.reduce(
+        comm,
+        len,
+        &contributions,
+        &fingerprints,
+        Check::WhenDue,
+        verdict,
+    )?;
+    let odd = dissenters(&votes.ranks, |a, b| {
+        same_prior(slot(&votes.sum, a, 3), slot(&votes.sum, b, 3))
+    });
+    if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
-            ranks: vec![rank],
+            ranks: odd,
             detail: "; the ranks pass different priors or noise variances: every rank must \
                      pass the same"
                 .into(),
         });
     }
+    let Some(prior_precision) = prior_precision else {
+        // Unreachable: a bad verdict failed the reduction on every rank.
+        return Err(LinalgError::InvalidArgument {
+            ranks: vec![rank],
+            detail: String::new(),
+        });
+    };
     let rounds = u32::try_from(sums.rounds).unwrap_or(u32::MAX);
     posterior(
         &prior_precision,
         prior_mean,
         &sums.value,
         noise_var,
-        rank,
+        size,
         rounds,
     )
 }
@@ -309,7 +323,8 @@ where
 /// [`LinalgError::NonFinite`] for a `+∞` or NaN log-likelihood or
 /// log-prior; [`LinalgError::Shape`] if ranks have grids of different
 /// sizes; [`LinalgError::Empty`] for an empty grid or one where every point
-/// is impossible; [`LinalgError::Incomplete`]; the reduction's error.
+/// is impossible; [`LinalgError::Incomplete`]; the reduction's error — on
+/// every rank alike (every rank must pass the same `log_prior`).
 pub fn grid_posterior<C, S, P, L>(
     comm: &mut C,
     grid: &ArrayBase<S, Ix2>,
@@ -333,6 +348,15 @@ where
     {
         verdict.not_finite(|| format!("local_loglik at grid point {i} is {v}"));
     }
+    // Evaluated before the reduction, so that a bad one fails every rank.
+    let log_priors: Vec<f64> = grid.rows().into_iter().map(&log_prior).collect();
+    if let Some((i, v)) = log_priors
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_nan() || **v == f64::INFINITY)
+    {
+        verdict.not_finite(|| format!("log_prior at grid point {i} is {v}"));
+    }
     // Finite parts, then a count of impossible (−∞) points.
     let mut data: Vec<f64> = ll
         .iter()
@@ -348,22 +372,18 @@ where
             what: "an empty grid",
         });
     }
-    let mut log_post = Vec::with_capacity(points);
-    for (i, row) in grid.rows().into_iter().enumerate() {
-        let prior = log_prior(row);
-        if prior.is_nan() || prior == f64::INFINITY {
-            return Err(LinalgError::NonFinite {
-                ranks: vec![comm.rank()],
-                detail: format!("; log_prior at grid point {i} is {prior}"),
-            });
-        }
-        let impossible = sums.data[points + i] > 0.5 || prior == f64::NEG_INFINITY;
-        log_post.push(if impossible {
-            f64::NEG_INFINITY
-        } else {
-            prior + sums.data[i]
-        });
-    }
+    let log_post: Vec<f64> = log_priors
+        .iter()
+        .enumerate()
+        .map(|(i, &prior)| {
+            let impossible = sums.data[points + i] > 0.5 || prior == f64::NEG_INFINITY;
+            if impossible {
+                f64::NEG_INFINITY
+            } else {
+                prior + sums.data[i]
+            }
+        })
+        .collect();
     let top = log_post.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if top == f64::NEG_INFINITY {
         return Err(LinalgError::Empty {

@@ -4,7 +4,7 @@
 use dac_core::Communicator;
 use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, reduce_checked, row_layout};
+use crate::check::{Verdict, at_limit, reduce_checked, row_layout};
 use crate::checkpoint::{Checkpoints, ProblemId, Snapshot};
 use crate::error::{LinalgError, Result};
 
@@ -58,9 +58,10 @@ pub struct Cg {
 /// [`LinalgError::Shape`] (rows of `b` not matching `a_rows`, `Σ r_i ≠ n`,
 /// ranks disagreeing on `n`), [`LinalgError::NonFinite`],
 /// [`LinalgError::InvalidArgument`] (`tol` not in `(0, 1)`, `A` found not
-/// positive definite), [`LinalgError::NotConverged`] after `max_iter`,
+/// positive definite, ranks passing different `max_iter` when the smallest
+/// is reached), [`LinalgError::NotConverged`] after `max_iter`,
 /// [`LinalgError::Empty`], [`LinalgError::Incomplete`], or the reduction's
-/// error — on every rank alike.
+/// error — on every rank alike, naming the same ranks.
 pub fn cg<C, S, T>(
     comm: &mut C,
     a_rows: &ArrayBase<S, Ix2>,
@@ -126,6 +127,7 @@ where
     let layout = row_layout(comm, verdict, r, n)?;
     let (offset, total) = (layout.offset, layout.total);
     let mut rounds = u64::from(layout.rounds);
+    // Both shared: `row_layout` checked that every rank's `n` is the same.
     if total != n {
         return Err(LinalgError::Shape {
             reason: format!("A must be square: the ranks hold {total} rows of {n} columns"),
@@ -139,8 +141,8 @@ where
     // Assembles the ranks' pieces (`local`, r values) into a full vector,
     // with this rank's votes after it.
     let mut assemble =
-        |comm: &mut C, local: &[f64], votes: [f64; 3]| -> Result<(Vec<f64>, [usize; 3])> {
-            let mut full = vec![0.0; n + 3];
+        |comm: &mut C, local: &[f64], votes: [f64; 4]| -> Result<(Vec<f64>, [usize; 4])> {
+            let mut full = vec![0.0; n + 4];
             if ok {
                 full[offset..offset + r].copy_from_slice(local);
             }
@@ -152,12 +154,13 @@ where
                 count(sum.data[n]),
                 count(sum.data[n + 1]),
                 count(sum.data[n + 2]),
+                count(sum.data[n + 3]),
             ];
             let mut data = sum.data;
             data.truncate(n);
             Ok((data, votes))
         };
-    let (b_full, _) = assemble(comm, &b.to_vec(), [0.0; 3])?;
+    let (b_full, _) = assemble(comm, &b.to_vec(), [0.0; 4])?;
     let b_full = Array1::from(b_full);
     let b_norm = b_full.dot(&b_full).sqrt();
     let mut x = Array1::<f64>::zeros(n);
@@ -179,6 +182,9 @@ where
     if let (Some(store), Some(problem)) = (checkpoints, &problem) {
         let (snapshot, agreement) = store.resume_counting(comm, problem)?;
         agree_rounds = u64::from(agreement);
+        // Agreed by construction: every rank has a snapshot at the agreed
+        // iteration, saved by this loop for the same `n` (its problem id
+        // holds `n`), so every rank resumes, or none does.
         if let Some(state) = snapshot
             && let [rs_saved] = state.scalars[..]
             && let [xs, rss, ps] = &state.vectors[..]
@@ -194,12 +200,17 @@ where
             resumed_from = state.iteration;
         }
     }
-    // Votes: [converged, breakdown (pᵀA p ≤ 0), checkpoint not written].
-    let mut vote = [
-        f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)),
-        0.0,
-        0.0,
-    ];
+    // Votes: [converged, breakdown (pᵀA p ≤ 0), checkpoint not written,
+    // at max_iter].
+    let ballot = |rs: f64, iterations: usize| {
+        [
+            f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)),
+            0.0,
+            0.0,
+            f64::from(u8::from(iterations >= options.max_iter)),
+        ]
+    };
+    let mut vote = ballot(rs, iterations);
     loop {
         let (q, votes) = assemble(comm, &a_rows.dot(&p).to_vec(), vote)?;
         let majority = |v: usize| 2 * v > size;
@@ -223,7 +234,16 @@ where
         if majority(votes[0]) {
             break;
         }
-        if iterations >= options.max_iter {
+        if at_limit(
+            (rank, size),
+            vote[3] > 0.5,
+            (votes[3], size),
+            "max_iter",
+            |flags| {
+                reduce_checked(comm, Verdict::ok(), &[], flags, "the iteration limits")
+                    .map(|limits| (limits.data, (0..size).collect()))
+            },
+        )? {
             return Err(LinalgError::NotConverged {
                 iterations,
                 residual: rs.sqrt() / b_norm.max(f64::MIN_POSITIVE),
@@ -233,7 +253,7 @@ where
         let pq = p.dot(&q);
         // Also catches NaN: a system that is not positive definite.
         if pq.is_nan() || pq <= 0.0 {
-            vote = [0.0, 1.0, 0.0];
+            vote = [0.0, 1.0, 0.0, vote[3]];
             continue;
         }
         let alpha = rs / pq;
@@ -243,11 +263,7 @@ where
         p = &res + &(&p * (rs_new / rs));
         rs = rs_new;
         iterations += 1;
-        vote = [
-            f64::from(u8::from(rs.sqrt() <= options.tol * b_norm)),
-            0.0,
-            0.0,
-        ];
+        vote = ballot(rs, iterations);
         if let (Some(store), Some(problem)) = (checkpoints, &problem)
             && store.is_due(iterations)
         {

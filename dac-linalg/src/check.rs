@@ -8,6 +8,12 @@
 //! the rank's own slot, so that every rank learns every rank's values (the
 //! sum of one value and zeros: exact for integers once rounded, and within
 //! the reduction's tolerance for the others).
+//!
+//! Every decision taken after a reduction is taken from what it returned,
+//! which every rank shares: whether ranks passed different options
+//! ([`dissenters`]), and whether a loop has reached its iteration limit
+//! ([`at_limit`]: a vote in the loop's own reduction, so that a rank whose
+//! limit differs cannot leave the others waiting).
 
 use dac_core::{Communicator, Error};
 use ndarray::{ArrayBase, Data, Dimension, Ix2};
@@ -95,6 +101,146 @@ impl Verdict {
     pub(crate) fn is_ok(&self) -> bool {
         self.shape.is_none() && self.non_finite.is_none() && self.argument.is_none()
     }
+
+    /// This rank's flags for a reduction: `FLAG_BLOCKS × size` values, 1 at
+    /// this rank's slot of each block (shape, non-finite, argument) where
+    /// it found a problem, 0 elsewhere.
+    pub(crate) fn flags(&self, rank: usize, size: usize) -> Vec<f64> {
+        let mut flags = vec![0.0; FLAG_BLOCKS * size];
+        let found = [&self.shape, &self.non_finite, &self.argument];
+        for (block, reason) in found.into_iter().enumerate() {
+            if reason.is_some() {
+                flags[block * size + rank] = 1.0;
+            }
+        }
+        flags
+    }
+
+    /// Fails on every rank when the summed [`Verdict::flags`] name some
+    /// rank: a shape problem first, then a non-finite value, then an
+    /// invalid argument. `flagged` reads one summed flag; `shape` words the
+    /// shape error from the flagged ranks and this rank's own reason.
+    pub(crate) fn fail_on_flags(
+        &self,
+        sum: &[f64],
+        flagged: impl Fn(f64) -> Result<bool>,
+        shape: impl FnOnce(&[usize], Option<&str>) -> String,
+    ) -> Result<()> {
+        let size = sum.len() / FLAG_BLOCKS;
+        let ranks = |block: usize| -> Result<Vec<usize>> {
+            let mut ranks = Vec::new();
+            for r in 0..size {
+                if flagged(sum[block * size + r])? {
+                    ranks.push(r);
+                }
+            }
+            Ok(ranks)
+        };
+        let here = |reason: &Option<String>| {
+            reason
+                .as_ref()
+                .map(|s| format!("; here: {s}"))
+                .unwrap_or_default()
+        };
+        let bad_shape = ranks(0)?;
+        if !bad_shape.is_empty() {
+            return Err(LinalgError::Shape {
+                reason: shape(&bad_shape, self.shape.as_deref()),
+            });
+        }
+        let bad_values = ranks(1)?;
+        if !bad_values.is_empty() {
+            return Err(LinalgError::NonFinite {
+                ranks: bad_values,
+                detail: here(&self.non_finite),
+            });
+        }
+        let bad_arguments = ranks(2)?;
+        if !bad_arguments.is_empty() {
+            return Err(LinalgError::InvalidArgument {
+                ranks: bad_arguments,
+                detail: here(&self.argument),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Blocks of per-rank flags a [`Verdict`] takes in a reduction: shape,
+/// non-finite, argument.
+pub(crate) const FLAG_BLOCKS: usize = 3;
+
+/// The ranks outside the largest group of `ranks` that agree with one of
+/// them (the lowest such rank on ties), where `same(a, b)` says whether
+/// ranks `a` and `b` passed the same: empty when they all agree. Taken
+/// from values every rank shares, it names the same ranks on every rank.
+pub(crate) fn dissenters(ranks: &[usize], same: impl Fn(usize, usize) -> bool) -> Vec<usize> {
+    let agreeing = |r: usize| ranks.iter().filter(|&&o| same(r, o)).count();
+    let mut reference = None;
+    for &r in ranks {
+        let count = agreeing(r);
+        if reference.is_none_or(|(_, best)| count > best) {
+            reference = Some((r, count));
+        }
+    }
+    match reference {
+        Some((reference, _)) => ranks
+            .iter()
+            .copied()
+            .filter(|&o| !same(reference, o))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// `values` at this rank's slot of `size` slots (zeros elsewhere): summed
+/// over the ranks, every rank's values ([`slot`] reads them back).
+pub(crate) fn ballot(rank: usize, size: usize, values: &[f64]) -> Vec<f64> {
+    let k = values.len();
+    let mut out = vec![0.0; size * k];
+    out[rank * k..(rank + 1) * k].copy_from_slice(values);
+    out
+}
+
+/// Rank `r`'s `k` values in a summed [`ballot`].
+pub(crate) fn slot(sum: &[f64], r: usize, k: usize) -> &[f64] {
+    &sum[r * k..(r + 1) * k]
+}
+
+/// Whether a loop stops at its iteration limit, from the vote of its last
+/// reduction: `reached` of the `voters` ranks were at theirs (`mine`: this
+/// rank was), a count every rank shares. `Ok(false)` when none was,
+/// `Ok(true)` when all were.
+///
+/// When only some were, the ranks passed different limits (`what`). Then
+/// one more reduction, of a flag per rank (`sum` does it and also returns
+/// the ranks that took part), tells which ranks reached theirs, and every
+/// rank fails with [`LinalgError::InvalidArgument`] naming the side that
+/// is not the majority's ([`dissenters`]). That reduction is only made on
+/// this error path.
+pub(crate) fn at_limit(
+    (rank, size): (usize, usize),
+    mine: bool,
+    (reached, voters): (usize, usize),
+    what: &str,
+    sum: impl FnOnce(&[f64]) -> Result<(Vec<f64>, Vec<usize>)>,
+) -> Result<bool> {
+    if reached == 0 {
+        return Ok(false);
+    }
+    if reached >= voters {
+        return Ok(true);
+    }
+    let (flags, ranks) = sum(&ballot(rank, size, &[f64::from(u8::from(mine))]))?;
+    let at = |r: usize| flags[r] > 0.5;
+    let first: Vec<usize> = ranks.iter().copied().filter(|&r| at(r)).collect();
+    Err(LinalgError::InvalidArgument {
+        ranks: dissenters(&ranks, |a, b| at(a) == at(b)),
+        detail: format!(
+            "; the ranks pass different {what}: rank(s) {first:?} reached theirs, the others \
+             not; every rank must pass the same"
+        ),
+    })
 }
 
 /// The summed data and the metadata of every rank.
@@ -126,18 +272,9 @@ pub(crate) fn reduce_checked<C: Communicator>(
     what: &str,
 ) -> Result<Checked> {
     let (size, rank, k) = (comm.size(), comm.rank(), meta.len());
-    let head = size * (3 + k);
-    let mut payload = vec![0.0; head];
-    if verdict.shape.is_some() {
-        payload[rank] = 1.0;
-    }
-    if verdict.non_finite.is_some() {
-        payload[size + rank] = 1.0;
-    }
-    if verdict.argument.is_some() {
-        payload[2 * size + rank] = 1.0;
-    }
-    payload[3 * size + rank * k..3 * size + (rank + 1) * k].copy_from_slice(meta);
+    let head = size * (FLAG_BLOCKS + k);
+    let mut payload = verdict.flags(rank, size);
+    payload.extend_from_slice(&ballot(rank, size, meta));
     let ok = verdict.is_ok();
     payload.extend(data.iter().map(|&x| if ok { x } else { 0.0 }));
     let reduction = comm.allreduce_sum(&payload).map_err(|e| match e {
@@ -163,40 +300,18 @@ pub(crate) fn reduce_checked<C: Communicator>(
     }
     let rounds = reduction.rounds;
     let sum = reduction.value;
-    let flagged =
-        |offset: usize| -> Vec<usize> { (0..size).filter(|&r| sum[offset + r] > 0.5).collect() };
-    let bad_shape = flagged(0);
-    if !bad_shape.is_empty() {
-        let mine = verdict
-            .shape
-            .map(|s| format!("; rank {rank}: {s}"))
-            .unwrap_or_default();
-        return Err(LinalgError::Shape {
-            reason: format!("the local pieces of rank(s) {bad_shape:?} do not fit{mine}"),
-        });
-    }
-    let bad_values = flagged(size);
-    if !bad_values.is_empty() {
-        return Err(LinalgError::NonFinite {
-            ranks: bad_values,
-            detail: verdict
-                .non_finite
-                .map(|s| format!("; here: {s}"))
-                .unwrap_or_default(),
-        });
-    }
-    let bad_arguments = flagged(2 * size);
-    if !bad_arguments.is_empty() {
-        return Err(LinalgError::InvalidArgument {
-            ranks: bad_arguments,
-            detail: verdict
-                .argument
-                .map(|s| format!("; here: {s}"))
-                .unwrap_or_default(),
-        });
-    }
+    verdict.fail_on_flags(
+        &sum[..FLAG_BLOCKS * size],
+        |flag| Ok(flag > 0.5),
+        |bad, mine| {
+            let mine = mine
+                .map(|s| format!("; rank {rank}: {s}"))
+                .unwrap_or_default();
+            format!("the local pieces of rank(s) {bad:?} do not fit{mine}")
+        },
+    )?;
     let meta = (0..size)
-        .map(|r| sum[3 * size + r * k..3 * size + (r + 1) * k].to_vec())
+        .map(|r| slot(&sum[FLAG_BLOCKS * size..head], r, k).to_vec())
         .collect();
     Ok(Checked {
         data: sum[head..].to_vec(),
@@ -217,7 +332,8 @@ pub(crate) struct RowLayout {
 }
 
 /// Shares every rank's row count and width (and its verdict) in one
-/// checked reduction; fails on every rank if the widths differ.
+/// checked reduction; fails on every rank, naming the same ranks, if the
+/// widths differ.
 pub(crate) fn row_layout<C: Communicator>(
     comm: &mut C,
     verdict: Verdict,
@@ -232,12 +348,13 @@ pub(crate) fn row_layout<C: Communicator>(
         "the row counts",
     )?;
     let size = comm.size();
-    if let Some(other) = (0..size).find(|&o| shapes.count(o, 1) != cols) {
+    let ranks: Vec<usize> = (0..size).collect();
+    let odd = dissenters(&ranks, |a, b| shapes.count(a, 1) == shapes.count(b, 1));
+    if !odd.is_empty() {
+        let widths: Vec<usize> = (0..size).map(|o| shapes.count(o, 1)).collect();
         return Err(LinalgError::Shape {
             reason: format!(
-                "rank {} has rows of {cols} columns, rank {other} of {}",
-                comm.rank(),
-                shapes.count(other, 1)
+                "the rows of rank(s) {odd:?} are not as wide as the others': {widths:?} columns by rank"
             ),
         });
     }
@@ -252,7 +369,30 @@ pub(crate) fn row_layout<C: Communicator>(
 mod tests {
     use ndarray::{Array1, Array2};
 
-    use super::Verdict;
+    use super::{Verdict, dissenters};
+
+    /// The ranks outside the largest group that agrees are named; on a
+    /// tie, the group of the lowest rank is the reference.
+    #[test]
+    fn dissenters_are_the_ranks_outside_the_largest_agreeing_group() {
+        let named = |values: &[u8]| {
+            let ranks: Vec<usize> = (0..values.len()).collect();
+            dissenters(&ranks, |a, b| values[a] == values[b])
+        };
+        assert_eq!(named(&[1, 1, 1, 1]), Vec::<usize>::new());
+        assert_eq!(named(&[1, 1, 2, 1]), vec![2]);
+        assert_eq!(named(&[2, 1, 1, 1]), vec![0]);
+        assert_eq!(named(&[5, 5, 8, 2]), vec![2, 3]);
+        assert_eq!(named(&[1, 2]), vec![1]);
+        assert_eq!(named(&[1, 2, 2, 1]), vec![1, 2]);
+        assert_eq!(named(&[]), Vec::<usize>::new());
+        // Only the ranks passed take part.
+        let values = [1, 9, 2, 2];
+        assert_eq!(
+            dissenters(&[0, 2, 3], |a, b| values[a] == values[b]),
+            vec![0]
+        );
+    }
 
     /// The second operand must match the named dimension; the first
     /// problem of each kind is the one reported.

@@ -30,8 +30,10 @@
 //!   [`gaussian_linear_replicated`] and [`cg_replicated`] (hashes every
 //!   `k` iterations on an iterate made bit-identical first).
 //! - Errors are [`LinalgError`], the same on every rank: a rank whose
-//!   local shapes do not fit, or whose data holds a NaN, says so in the
-//!   call's reduction, so no rank waits for one that gave up.
+//!   local shapes do not fit, whose data holds a NaN or whose options are
+//!   out of range says so in the call's reduction, so no rank waits for
+//!   one that gave up; options that must match (a ridge, a prior, an
+//!   iteration limit) are compared from what the reductions return.
 //!
 //! ```
 //! use dac_core::{threaded, Communicator};

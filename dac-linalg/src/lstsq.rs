@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayBase, Data, Ix2};
 
 use std::collections::BTreeMap;
 
-use crate::check::{Verdict, reduce_checked};
+use crate::check::{Verdict, at_limit, ballot, dissenters, reduce_checked, slot};
 use crate::error::{LinalgError, Result};
 use crate::ops::upper_triangle;
 use crate::replicated::{Check, Replicated};
@@ -90,9 +90,10 @@ pub struct Lstsq {
 /// [`LinalgError::Shape`] (rows of `b` not matching `a_rows`, ranks
 /// disagreeing on `n` or `k`), [`LinalgError::NonFinite`],
 /// [`LinalgError::Empty`] (no rows or no columns anywhere),
-/// [`LinalgError::InvalidArgument`] (a negative or non-finite `ridge`, or
-/// ranks passing different ones), [`LinalgError::Incomplete`], or the
-/// reduction's error — on every rank alike.
+/// [`LinalgError::InvalidArgument`] (a negative or non-finite `ridge`,
+/// ranks passing different ridges, or different `max_refinements` when
+/// refinement reaches one), [`LinalgError::Incomplete`], or the
+/// reduction's error — on every rank alike, naming the same ranks.
 pub fn lstsq<C, S, T>(
     comm: &mut C,
     a_rows: &ArrayBase<S, Ix2>,
@@ -127,26 +128,24 @@ where
     ];
     let sums = reduce_checked(comm, verdict, &meta, &data, "the normal equations")?;
     let rounds = u64::from(sums.rounds);
-    let size = comm.size();
-    if let Some(other) = (0..size).find(|&o| sums.count(o, 1) != n || sums.count(o, 2) != k) {
+    let (rank, size) = (comm.rank(), comm.size());
+    let ranks: Vec<usize> = (0..size).collect();
+    let shape = |o: usize| (sums.count(o, 1), sums.count(o, 2));
+    let odd = dissenters(&ranks, |a, b| shape(a) == shape(b));
+    if !odd.is_empty() {
+        let shapes: Vec<_> = ranks.iter().map(|&o| shape(o)).collect();
         return Err(LinalgError::Shape {
             reason: format!(
-                "rank {} has {n} columns and {k} right-hand sides, rank {other} has {} and {}",
-                comm.rank(),
-                sums.count(other, 1),
-                sums.count(other, 2)
+                "rank(s) {odd:?} pass another number of columns or right-hand sides than the \
+                 others: (columns, right-hand sides) by rank {shapes:?}"
             ),
         });
     }
-    if let Some(other) =
-        (0..size).find(|&o| (sums.meta[o][3] - ridge).abs() > 1e-9 * ridge.max(1.0))
-    {
+    let odd = dissenters(&ranks, |a, b| same_ridge(sums.meta[a][3], sums.meta[b][3]));
+    if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
-            ranks: vec![comm.rank(), other],
-            detail: format!(
-                "; ridge = {ridge} here but {} on rank {other}: every rank must pass the same options",
-                sums.meta[other][3]
-            ),
+            ranks: odd,
+            detail: format!("; ridge = {ridge} here: every rank must pass the same options"),
         });
     }
     if n == 0 || (0..size).all(|o| sums.count(o, 0) == 0) {
@@ -156,25 +155,45 @@ where
     }
     let (g, c) = unpack_normal(&sums.data, n, k);
     let rows_here = a_rows;
-    solve_and_refine(&g, &c, options, rounds, |x, stop, cholesky| {
+    solve_and_refine(&g, &c, options, rounds, |x, vote| {
         let xa = to_ndarray(x);
         let resid = b.to_owned() - rows_here.dot(&xa);
         // Row-major n × k, as in the first reduction.
         let mut data: Vec<f64> = rows_here.t().dot(&resid).iter().copied().collect();
         data.push(resid.iter().map(|v| v * v).sum());
-        data.push(stop);
-        data.push(cholesky);
+        data.extend_from_slice(&vote);
         let step = reduce_checked(comm, Verdict::ok(), &[], &data, "the refinement")?;
         let (grad, votes) = step.data.split_at(n * k + 1);
+        let limit = at_limit(
+            (rank, size),
+            vote[2] > 0.5,
+            (count(votes[2]), size),
+            "max_refinements",
+            |flags| {
+                reduce_checked(comm, Verdict::ok(), &[], flags, "the refinement limits")
+                    .map(|limits| (limits.data, ranks.clone()))
+            },
+        )?;
         Ok(Refinement {
             grad: grad[..n * k].to_vec(),
             residual2: grad[n * k],
             stop_votes: votes[0],
             cholesky_votes: votes[1],
             voters: size,
+            limit,
             rounds: u64::from(step.rounds),
         })
     })
+}
+
+/// Whether two ranks' ridges (as a reduction returned them) are the same.
+fn same_ridge(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// A summed count of votes.
+fn count(votes: f64) -> usize {
+    votes.round().max(0.0) as usize
 }
 
 /// `G` (from its upper triangle) and `C = Aᵀb` (`n × k`) from a summed
@@ -201,18 +220,21 @@ struct Refinement {
     stop_votes: f64,
     cholesky_votes: f64,
     voters: usize,
+    /// Every rank has taken its `max_refinements` steps (from the vote;
+    /// ranks that disagree on it fail the reduction instead).
+    limit: bool,
     rounds: u64,
 }
 
 /// Solves the summed normal equations and refines the solution; `refine`
 /// does one reduction of `Aᵀ(b − A x)` for the current `x`, carrying this
-/// rank's votes (stop; Cholesky).
+/// rank's votes `[stop, Cholesky, at max_refinements]`.
 fn solve_and_refine(
     g: &DMatrix<f64>,
     c: &DMatrix<f64>,
     options: &LstsqOptions,
     mut rounds: u64,
-    mut refine: impl FnMut(&DMatrix<f64>, f64, f64) -> Result<Refinement>,
+    mut refine: impl FnMut(&DMatrix<f64>, [f64; 3]) -> Result<Refinement>,
 ) -> Result<Lstsq> {
     let (n, k) = (c.nrows(), c.ncols());
     let mut system = System::new(g, options, None);
@@ -225,30 +247,37 @@ fn solve_and_refine(
     // Refine: x += solve(Aᵀ(b − A x) − ridge·x). Each pass also measures
     // ‖b − A x‖ for the current x. Ranks' copies of the sums may differ in
     // their last bits, so every decision that changes the number of
-    // reductions (stop) or the answer (which solver) is a majority vote
-    // carried in the reduction, the same on every rank.
+    // reductions (stop, the refinement limit) or the answer (which solver)
+    // is a vote carried in the reduction, the same on every rank.
     loop {
         let step = refine(
             &x,
-            stop_vote,
-            f64::from(u8::from(system.solver == Solver::Cholesky)),
+            [
+                stop_vote,
+                f64::from(u8::from(system.solver == Solver::Cholesky)),
+                f64::from(u8::from(refinements >= options.max_refinements)),
+            ],
         )?;
         rounds += step.rounds;
         residual_norm2 = step.residual2.max(0.0);
         let majority = |votes: f64| 2.0 * votes.round() > step.voters as f64;
-        if first {
-            first = false;
-            let cholesky = majority(step.cholesky_votes);
-            if cholesky != (system.solver == Solver::Cholesky) {
-                // This rank's estimate fell on the other side of the
-                // threshold: solve as the majority does, and measure again.
-                system = System::new(g, options, Some(cholesky));
-                x = system.solve(c);
-                continue;
-            }
+        // This rank's estimate fell on the other side of the threshold:
+        // it solves as the majority does, and this pass counts as a step
+        // on it as on the others, so that every rank stops after the same
+        // reductions.
+        let resolved =
+            first && majority(step.cholesky_votes) != (system.solver == Solver::Cholesky);
+        if resolved {
+            system = System::new(g, options, Some(majority(step.cholesky_votes)));
+            x = system.solve(c);
         }
-        if refinements == options.max_refinements || majority(step.stop_votes) {
+        first = false;
+        if step.limit || majority(step.stop_votes) {
             break;
+        }
+        refinements += 1;
+        if resolved {
+            continue;
         }
         let grad = DMatrix::from_iterator(k, n, step.grad.iter().copied()).transpose()
             - &x * options.ridge;
@@ -261,7 +290,6 @@ fn solve_and_refine(
         }
         x += dx;
         last_step = norm;
-        refinements += 1;
     }
     Ok(Lstsq {
         x: to_ndarray(&x),
@@ -287,7 +315,9 @@ fn solve_and_refine(
 /// replicated and contributed exactly once, but not hashed.
 ///
 /// # Errors
-/// As [`lstsq`], plus [`LinalgError::PartitionLost`] and
+/// As [`lstsq`] (an invalid or different `ridge` on any rank is
+/// [`LinalgError::InvalidArgument`] on every rank, naming the ranks that
+/// passed one), plus [`LinalgError::PartitionLost`] and
 /// [`LinalgError::ReplicaMismatch`]; [`LinalgError::Shape`] also for
 /// partitions that are not this rank's or whose shapes differ from
 /// `shape`. With [`crate::ReplicatedOptions::allow_degraded`] the answer
@@ -302,29 +332,32 @@ pub fn lstsq_replicated<C: Communicator>(
     options: &LstsqOptions,
 ) -> Result<Lstsq> {
     let (n, k) = shape;
+    let (rank, size) = (comm.rank(), comm.size());
     let ridge = options.ridge;
+    // Both checks are reported in the reduction below, so that every rank
+    // fails alike even if only this one found a problem.
+    let mut verdict = Verdict::ok();
     if !(ridge >= 0.0 && ridge.is_finite()) {
-        return Err(LinalgError::InvalidArgument {
-            ranks: vec![comm.rank()],
-            detail: format!("; ridge = {ridge} must be a finite number ≥ 0"),
-        });
+        verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
     }
-    let problem = parts.iter().find_map(|(p, (a, b))| {
-        (a.ncols() != n || b.ncols() != k || b.nrows() != a.nrows()).then(|| {
+    if let Some((p, (a, b))) = parts
+        .iter()
+        .find(|(_, (a, b))| a.ncols() != n || b.ncols() != k || b.nrows() != a.nrows())
+    {
+        verdict.shape(|| {
             format!(
-                "rank {}: partition {p} has A {:?} and b {:?}, expected n = {n} columns of A and k = {k} of b",
-                comm.rank(),
+                "rank {rank}: partition {p} has A {:?} and b {:?}, expected n = {n} columns of A and k = {k} of b",
                 a.dim(),
                 b.dim()
             )
-        })
-    });
+        });
+    }
     let len = n * (n + 1) / 2 + n * k + 1;
     let contributions: BTreeMap<usize, Vec<f64>> = parts
         .iter()
         .map(|(&p, (a, b))| {
             let mut c = Vec::with_capacity(len);
-            if problem.is_none() {
+            if verdict.is_ok() {
                 c.extend(upper_triangle(&a.t().dot(a)));
                 c.extend(a.t().dot(b).iter());
                 c.push(a.nrows() as f64);
@@ -334,14 +367,25 @@ pub fn lstsq_replicated<C: Communicator>(
             (p, c)
         })
         .collect();
-    let (sums, _) = job.reduce(comm, len, &contributions, &[], Check::WhenDue, problem)?;
+    // Every rank's ridge, compared after the reduction.
+    let ridges = ballot(rank, size, &[if ridge.is_finite() { ridge } else { 0.0 }]);
+    let (sums, votes) = job.reduce(comm, len, &contributions, &ridges, Check::WhenDue, verdict)?;
+    let odd = dissenters(&votes.ranks, |a, b| {
+        same_ridge(slot(&votes.sum, a, 1)[0], slot(&votes.sum, b, 1)[0])
+    });
+    if !odd.is_empty() {
+        return Err(LinalgError::InvalidArgument {
+            ranks: odd,
+            detail: format!("; ridge = {ridge} here: every rank must pass the same options"),
+        });
+    }
     if n == 0 || sums.value[len - 1] < 0.5 {
         return Err(LinalgError::Empty {
             what: "least squares without rows or columns",
         });
     }
     let (g, c) = unpack_normal(&sums.value, n, k);
-    solve_and_refine(&g, &c, options, sums.rounds, |x, stop, cholesky| {
+    solve_and_refine(&g, &c, options, sums.rounds, |x, vote| {
         let xa = to_ndarray(x);
         let steps: BTreeMap<usize, Vec<f64>> = parts
             .iter()
@@ -352,14 +396,21 @@ pub fn lstsq_replicated<C: Communicator>(
                 (p, data)
             })
             .collect();
-        let (step, votes) =
-            job.reduce(comm, n * k + 1, &steps, &[stop, cholesky], Check::No, None)?;
+        let (step, votes) = job.reduce(comm, n * k + 1, &steps, &vote, Check::No, Verdict::ok())?;
+        let limit = at_limit(
+            (rank, size),
+            vote[2] > 0.5,
+            (count(votes.sum[2]), votes.ranks.len()),
+            "max_refinements",
+            |flags| job.sum_ballot(comm, flags),
+        )?;
         Ok(Refinement {
             grad: step.value[..n * k].to_vec(),
             residual2: step.value[n * k],
             stop_votes: votes.sum[0],
             cholesky_votes: votes.sum[1],
-            voters: votes.voters,
+            voters: votes.ranks.len(),
+            limit,
             rounds: step.rounds,
         })
     })

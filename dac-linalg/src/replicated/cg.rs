@@ -10,6 +10,7 @@ use super::digest::{bits_chunks, decode_bits};
 use super::ops::PartitionRows;
 use super::{Check, Replicated, Votes};
 use crate::cg::{Cg, CgOptions};
+use crate::check::{Verdict, at_limit};
 use crate::error::{LinalgError, Result};
 
 /// CG's state between two iterations: `x`, the residual `r` and the search
@@ -37,13 +38,13 @@ struct System<'a> {
 
 impl System<'_> {
     /// Sums the partitions' `rows(A_p, b_p)` into a full vector, with this
-    /// rank's votes; fails on a lost partition. Returns the sum, the votes
-    /// and the rounds.
+    /// rank's votes and its verdict; fails on a lost partition. Returns the
+    /// sum, the votes and the rounds.
     fn assemble<C: Communicator>(
         &self,
         comm: &mut C,
         job: &mut Replicated,
-        check: Check,
+        (check, verdict): (Check, Verdict),
         votes: &[f64],
         rows: impl Fn(&Array2<f64>, &Array1<f64>) -> Array1<f64>,
     ) -> Result<(Array1<f64>, Votes, u64)> {
@@ -53,7 +54,7 @@ impl System<'_> {
             .map(|(&p, (a, b))| (p, self.layout.place(p, &rows(a, b).to_vec())))
             .collect();
         let n = self.layout.total();
-        let (sum, votes) = job.reduce(comm, n, &contributions, votes, check, None)?;
+        let (sum, votes) = job.reduce(comm, n, &contributions, votes, check, verdict)?;
         if let Some(&partition) = sum.lost.first() {
             return Err(LinalgError::PartitionLost { partition });
         }
@@ -140,7 +141,10 @@ impl Replicated {
 /// [`allow_degraded`](super::ReplicatedOptions::allow_degraded): a system
 /// without some of its rows has no solution to give) and
 /// [`LinalgError::ReplicaMismatch`]; [`LinalgError::Shape`] also for
-/// partitions that are not this rank's, or an `A_p` that is not `n` wide.
+/// partitions that are not this rank's, an `A_p` that is not `n` wide, or
+/// an `n` that is not the partitions' rows in all (even on a rank that
+/// holds no partition). A bad `tol`, a bad shape or a different
+/// `max_iter` on one rank fails every rank alike, naming that rank.
 pub fn cg_replicated<C: Communicator>(
     comm: &mut C,
     job: &mut Replicated,
@@ -148,41 +152,57 @@ pub fn cg_replicated<C: Communicator>(
     parts: &BTreeMap<usize, (Array2<f64>, Array1<f64>)>,
     options: &CgOptions,
 ) -> Result<Cg> {
+    let (rank, size) = (comm.rank(), comm.size());
+    // Found here, reported in the first reduction, so that every rank
+    // fails alike even if only this one found a problem.
+    let mut verdict = Verdict::ok();
     if !(options.tol > 0.0 && options.tol < 1.0) {
-        return Err(LinalgError::InvalidArgument {
-            ranks: vec![comm.rank()],
-            detail: format!("; tol = {} must lie in (0, 1)", options.tol),
-        });
+        verdict.argument(|| format!("tol = {} must lie in (0, 1)", options.tol));
     }
-    let problem = parts.iter().find_map(|(p, (a, b))| {
-        (a.ncols() != n || b.len() != a.nrows()).then(|| {
+    if let Some((p, (a, b))) = parts
+        .iter()
+        .find(|(_, (a, b))| a.ncols() != n || b.len() != a.nrows())
+    {
+        verdict.shape(|| {
             format!(
-                "rank {}: partition {p} has A {:?} and b of {} entries, expected {n} columns",
-                comm.rank(),
+                "rank {rank}: partition {p} has A {:?} and b of {} entries, expected {n} columns",
                 a.dim(),
                 b.len()
             )
-        })
-    });
-    let rows = parts.iter().map(|(&p, (a, _))| (p, a.nrows())).collect();
-    let layout = PartitionRows::share(comm, job, &rows, problem)?;
-    let mut rounds = layout.rounds;
-    let total = layout.total();
-    if total != n {
-        return Err(LinalgError::Shape {
-            reason: format!("A must be square: the partitions hold {total} rows of {n} columns"),
         });
     }
+    let rows = parts.iter().map(|(&p, (a, _))| (p, a.nrows())).collect();
+    let layout = PartitionRows::share(comm, job, &rows, verdict)?;
+    let mut rounds = layout.rounds;
+    let total = layout.total();
+    // `total` is shared but `n` is this rank's: a rank that holds no
+    // partition has nothing to check it against but `total`, so it reports
+    // a mismatch in the next reduction, as the others do theirs.
+    let mut square = Verdict::ok();
+    if total != n {
+        square.shape(|| {
+            format!("rank {rank}: A must be square: the partitions hold {total} rows but n = {n}")
+        });
+    }
+    let system = System { parts, layout };
+    let (b, _, more) =
+        system.assemble(comm, job, (Check::WhenDue, square), &[], |_, b| b.clone())?;
+    rounds += more;
+    // Every rank's `n` is `total` now.
     if n == 0 {
         return Err(LinalgError::Empty {
             what: "a system of size 0",
         });
     }
-    let system = System { parts, layout };
-    let (b, _, more) = system.assemble(comm, job, Check::WhenDue, &[], |_, b| b.clone())?;
-    rounds += more;
     let b_norm = b.dot(&b).sqrt();
-    let converged = |s: &State| f64::from(u8::from(s.rs().sqrt() <= options.tol * b_norm));
+    // Votes: [converged, breakdown (pᵀA p ≤ 0), at max_iter].
+    let vote = |s: &State| {
+        [
+            f64::from(u8::from(s.rs().sqrt() <= options.tol * b_norm)),
+            0.0,
+            f64::from(u8::from(s.iteration >= options.max_iter)),
+        ]
+    };
     let mut state = State {
         iteration: 0,
         x: Array1::zeros(n),
@@ -192,8 +212,7 @@ pub fn cg_replicated<C: Communicator>(
     // The state at the last check that passed.
     let mut verified = state.clone();
     let every = usize::try_from(job.options().checkpoint_every).unwrap_or(usize::MAX);
-    // Votes: [converged, breakdown (pᵀA p ≤ 0)].
-    let mut vote = [converged(&state), 0.0];
+    let mut ballot = vote(&state);
     loop {
         let checkpoint = every > 0 && state.iteration.is_multiple_of(every);
         let check = if checkpoint {
@@ -206,7 +225,7 @@ pub fn cg_replicated<C: Communicator>(
             state.x = Array1::from(flat[..n].to_vec());
             state.r = Array1::from(flat[n..2 * n].to_vec());
             state.p = Array1::from(flat[2 * n..].to_vec());
-            vote[0] = converged(&state);
+            ballot[0] = vote(&state)[0];
             Check::Now
         } else {
             Check::No
@@ -214,20 +233,24 @@ pub fn cg_replicated<C: Communicator>(
         let excluded = job.excluded.len();
         let direction = state.p.clone();
         let (q, votes, more) =
-            system.assemble(comm, job, check, &vote, |a, _| a.dot(&direction))?;
+            system.assemble(comm, job, (check, Verdict::ok()), &ballot, |a, _| {
+                a.dot(&direction)
+            })?;
         rounds += more;
         if checkpoint {
             if job.excluded.len() > excluded && verified.iteration < state.iteration {
                 state = verified.clone();
-                vote = [converged(&state), 0.0];
+                ballot = vote(&state);
                 continue;
             }
             verified = state.clone();
         }
-        let majority = |v: f64| 2.0 * v.round() > votes.voters as f64;
+        let voters = votes.ranks.len();
+        let count = |v: f64| v.round().max(0.0) as usize;
+        let majority = |v: f64| 2 * count(v) > voters;
         if majority(votes.sum[1]) {
             return Err(LinalgError::InvalidArgument {
-                ranks: (0..comm.size()).collect(),
+                ranks: (0..size).collect(),
                 detail: format!(
                     "; A is not positive definite (pᵀA p ≤ 0 at iteration {})",
                     state.iteration
@@ -243,7 +266,13 @@ pub fn cg_replicated<C: Communicator>(
             }
             break;
         }
-        if state.iteration >= options.max_iter {
+        if at_limit(
+            (rank, size),
+            ballot[2] > 0.5,
+            (count(votes.sum[2]), voters),
+            "max_iter",
+            |flags| job.sum_ballot(comm, flags),
+        )? {
             return Err(LinalgError::NotConverged {
                 iterations: state.iteration,
                 residual: state.rs().sqrt() / b_norm.max(f64::MIN_POSITIVE),
@@ -252,7 +281,7 @@ pub fn cg_replicated<C: Communicator>(
         let pq = state.p.dot(&q);
         // Also catches NaN: a system that is not positive definite.
         if pq.is_nan() || pq <= 0.0 {
-            vote = [0.0, 1.0];
+            ballot = [0.0, 1.0, ballot[2]];
             continue;
         }
         let rs = state.rs();
@@ -262,7 +291,7 @@ pub fn cg_replicated<C: Communicator>(
         let beta = state.rs() / rs;
         state.p = &state.r + &(&state.p * beta);
         state.iteration += 1;
-        vote = [converged(&state), 0.0];
+        ballot = vote(&state);
     }
     Ok(Cg {
         residual_norm: state.rs().sqrt(),

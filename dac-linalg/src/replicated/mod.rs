@@ -65,6 +65,7 @@ pub use cg::cg_replicated;
 pub use ops::{dot_replicated, gram_replicated, matvec_rows_replicated, rmatvec_replicated};
 pub use placement::{Placement, ReplicationPlan, replication_factor};
 
+use crate::check::{FLAG_BLOCKS, Verdict};
 use crate::error::{LinalgError, Result};
 use digest::{CHUNKS, decode_flag, decode_hash, hash_chunks, hash_u16};
 
@@ -153,11 +154,11 @@ pub(crate) enum Check {
 }
 
 /// A per-rank part carried next to the partition sums (votes): its sum
-/// over the ranks that took part, and how many did.
+/// over the ranks that took part, and which ones did.
 #[derive(Debug)]
 pub(crate) struct Votes {
     pub(crate) sum: Vec<f64>,
-    pub(crate) voters: usize,
+    pub(crate) ranks: Vec<usize>,
 }
 
 /// A job whose data is cut into partitions held by several ranks each:
@@ -258,7 +259,8 @@ impl Replicated {
     /// - [`LinalgError::Shape`]: the wrong partitions, or the wrong lengths.
     /// - [`LinalgError::NonFinite`].
     /// - [`LinalgError::InvalidArgument`]: a placement for another number of
-    ///   ranks.
+    ///   ranks (found in the reduction, so the ranks with the right one fail
+    ///   too, naming the ranks with the wrong one).
     /// - [`LinalgError::PartitionLost`].
     /// - [`LinalgError::ReplicaMismatch`].
     /// - The reduction's error.
@@ -272,13 +274,14 @@ impl Replicated {
         check: bool,
     ) -> Result<PartitionSum> {
         let check = if check { Check::WhenDue } else { Check::No };
-        self.reduce(comm, len, contributions, &[], check, None)
+        self.reduce(comm, len, contributions, &[], check, Verdict::ok())
             .map(|(sum, _)| sum)
     }
 
     /// [`Replicated::allreduce_sum`] with a per-rank part (votes) summed
-    /// over the live ranks of the data reduction, and a shape problem the
-    /// caller found in this rank's partitions.
+    /// over the live ranks of the data reduction, and the caller's verdict
+    /// on this rank's input (its partitions, its options), which fails the
+    /// call on every rank.
     pub(crate) fn reduce<C: Communicator>(
         &mut self,
         comm: &mut C,
@@ -286,16 +289,19 @@ impl Replicated {
         contributions: &BTreeMap<usize, Vec<f64>>,
         votes: &[f64],
         check: Check,
-        problem: Option<String>,
+        mut verdict: Verdict,
     ) -> Result<(PartitionSum, Votes)> {
         let (size, me) = (comm.size(), comm.rank());
-        if self.placement.ranks() != size {
-            return Err(LinalgError::InvalidArgument {
-                ranks: vec![me],
-                detail: format!(
-                    ": the placement is for {} ranks but the job has {size}",
+        if self.placement.ranks() == size {
+            self.validate(me, len, contributions, &mut verdict);
+        } else {
+            // Its partitions are not worth checking; reported with the
+            // others' flags, so that no rank waits for this one.
+            verdict.argument(|| {
+                format!(
+                    "the placement is for {} ranks but the job has {size}",
                     self.placement.ranks()
-                ),
+                )
             });
         }
         let op = self.op;
@@ -306,10 +312,6 @@ impl Replicated {
             Check::WhenDue => every > 0 && op.is_multiple_of(every),
             Check::Now => true,
         };
-        let (mut shape, non_finite) = self.validate(me, len, contributions);
-        if problem.is_some() {
-            shape = problem;
-        }
         let offsets = slot_offsets(&self.placement);
         let slots = offsets[self.placement.partitions()];
         let mut reductions = 0;
@@ -320,13 +322,13 @@ impl Replicated {
         if checkpoint {
             // Round 1: the flags, then every holder's hash of every
             // partition it holds.
-            let mut payload = vec![0.0; 2 * size + slots * CHUNKS];
-            payload[me] = f64::from(u8::from(shape.is_some()));
-            payload[size + me] = f64::from(u8::from(non_finite.is_some()));
-            if shape.is_none() && non_finite.is_none() && !self.excluded.contains(&me) {
+            let head = FLAG_BLOCKS * size;
+            let mut payload = verdict.flags(me, size);
+            payload.resize(head + slots * CHUNKS, 0.0);
+            if verdict.is_ok() && !self.excluded.contains(&me) {
                 for (&p, c) in contributions {
                     if let Some(k) = self.placement.holders(p).iter().position(|&h| h == me) {
-                        let at = 2 * size + (offsets[p] + k) * CHUNKS;
+                        let at = head + (offsets[p] + k) * CHUNKS;
                         payload[at..at + CHUNKS].copy_from_slice(&hash_chunks(p, c, me, op));
                     }
                 }
@@ -334,14 +336,12 @@ impl Replicated {
             let red = self.sum(comm, &payload)?;
             reductions += 1;
             rounds += u64::from(red.rounds);
-            fail_on_flags(&red.value, size, &shape, &non_finite)?;
+            fail_on_flags(&verdict, &red.value[..head])?;
             flags_done = true;
             // Each holder checks the others' hashes against its own
             // contribution.
             let digests: Vec<Option<[u16; CHUNKS]>> = (0..slots)
-                .map(|s| {
-                    decode_hash(&red.value[2 * size + s * CHUNKS..2 * size + (s + 1) * CHUNKS])
-                })
+                .map(|s| decode_hash(&red.value[head + s * CHUNKS..head + (s + 1) * CHUNKS]))
                 .collect::<Result<_>>()?;
             for p in 0..self.placement.partitions() {
                 for (k, &h) in self.placement.holders(p).iter().enumerate() {
@@ -383,15 +383,15 @@ impl Replicated {
         }
         loop {
             // The data reduction: [flags | mismatch flags | votes | data].
-            let head = if flags_done { 0 } else { 2 * size };
-            let mut payload = vec![0.0; head];
-            if !flags_done {
-                payload[me] = f64::from(u8::from(shape.is_some()));
-                payload[size + me] = f64::from(u8::from(non_finite.is_some()));
-            }
+            let head = if flags_done { 0 } else { FLAG_BLOCKS * size };
+            let mut payload = if flags_done {
+                Vec::new()
+            } else {
+                verdict.flags(me, size)
+            };
             payload.extend_from_slice(&mismatch_flags);
             payload.extend_from_slice(votes);
-            let ok = shape.is_none() && non_finite.is_none();
+            let ok = verdict.is_ok();
             let assigned: Vec<Option<usize>> = (0..self.placement.partitions())
                 .map(|p| self.contributor(p, &skip))
                 .collect();
@@ -410,7 +410,7 @@ impl Replicated {
             reductions += 1;
             rounds += u64::from(red.rounds);
             if !flags_done {
-                fail_on_flags(&red.value, size, &shape, &non_finite)?;
+                fail_on_flags(&verdict, &red.value[..head])?;
             }
             let body = &red.value[head..];
             let (flags, rest) = body.split_at(mismatch_flags.len());
@@ -430,7 +430,9 @@ impl Replicated {
             let mut value = sum.to_vec();
             let votes = Votes {
                 sum: vote_sum.to_vec(),
-                voters: red.contributors.len(),
+                ranks: (0..size)
+                    .filter(|&r| red.contributors.contains(r))
+                    .collect(),
             };
             let missing: Vec<usize> = assigned
                 .iter()
@@ -534,6 +536,21 @@ impl Replicated {
         Ok((reductions, rounds))
     }
 
+    /// One reduction of a per-rank `payload` outside any partition (a
+    /// decision's flags, on an error path): the sum over the ranks that
+    /// took part, and which ones did.
+    pub(crate) fn sum_ballot<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        payload: &[f64],
+    ) -> Result<(Vec<f64>, Vec<usize>)> {
+        let red = self.sum(comm, payload)?;
+        let ranks = (0..comm.size())
+            .filter(|&r| red.contributors.contains(r))
+            .collect();
+        Ok((red.value, ranks))
+    }
+
     /// One `allreduce_sum`, noting who departed.
     fn sum<C: Communicator>(&mut self, comm: &mut C, payload: &[f64]) -> Result<Reduction> {
         let red = comm.allreduce_sum(payload).map_err(|e| match e {
@@ -554,36 +571,34 @@ impl Replicated {
         Ok(red)
     }
 
-    /// This rank's own problems with its contributions.
+    /// Records this rank's own problems with its contributions.
     fn validate(
         &self,
         me: usize,
         len: usize,
         contributions: &BTreeMap<usize, Vec<f64>>,
-    ) -> (Option<String>, Option<String>) {
+        verdict: &mut Verdict,
+    ) {
         let held = self.placement.held_by(me);
         let passed: Vec<usize> = contributions.keys().copied().collect();
-        let shape = if passed != held {
-            Some(format!(
-                "rank {me} holds partitions {held:?} but passed {passed:?}"
-            ))
-        } else {
-            contributions
-                .iter()
-                .find(|(_, c)| c.len() != len)
-                .map(|(p, c)| {
-                    format!(
-                        "rank {me}: partition {p}'s contribution has {} values, not {len}",
-                        c.len()
-                    )
-                })
-        };
-        let non_finite = contributions.iter().find_map(|(p, c)| {
+        if passed != held {
+            verdict.shape(|| format!("rank {me} holds partitions {held:?} but passed {passed:?}"));
+        } else if let Some((p, c)) = contributions.iter().find(|(_, c)| c.len() != len) {
+            verdict.shape(|| {
+                format!(
+                    "rank {me}: partition {p}'s contribution has {} values, not {len}",
+                    c.len()
+                )
+            });
+        }
+        if let Some((p, i, x)) = contributions.iter().find_map(|(p, c)| {
             c.iter()
-                .position(|x| !x.is_finite())
-                .map(|i| format!("rank {me}: partition {p}'s contribution[{i}] = {}", c[i]))
-        });
-        (shape, non_finite)
+                .enumerate()
+                .find(|(_, x)| !x.is_finite())
+                .map(|(i, x)| (p, i, x))
+        }) {
+            verdict.not_finite(|| format!("rank {me}: partition {p}'s contribution[{i}] = {x}"));
+        }
     }
 
     fn mismatch_len(&self) -> usize {
@@ -676,40 +691,11 @@ impl Replicated {
     }
 }
 
-/// Fails on every rank when some rank flagged its contributions.
-fn fail_on_flags(
-    sum: &[f64],
-    size: usize,
-    shape: &Option<String>,
-    non_finite: &Option<String>,
-) -> Result<()> {
-    let flagged = |offset: usize| -> Result<Vec<usize>> {
-        let mut ranks = Vec::new();
-        for r in 0..size {
-            if decode_flag(sum[offset + r])? {
-                ranks.push(r);
-            }
-        }
-        Ok(ranks)
-    };
-    let bad_shape = flagged(0)?;
-    if !bad_shape.is_empty() {
-        let mine = shape.as_ref().map(|s| format!("; {s}")).unwrap_or_default();
-        return Err(LinalgError::Shape {
-            reason: format!(
-                "the partitions passed by rank(s) {bad_shape:?} do not fit the placement{mine}"
-            ),
-        });
-    }
-    let bad_values = flagged(size)?;
-    if !bad_values.is_empty() {
-        return Err(LinalgError::NonFinite {
-            ranks: bad_values,
-            detail: non_finite
-                .as_ref()
-                .map(|s| format!("; here: {s}"))
-                .unwrap_or_default(),
-        });
-    }
-    Ok(())
+/// Fails on every rank when some rank flagged its input (`flags`: the
+/// summed [`Verdict::flags`]).
+fn fail_on_flags(verdict: &Verdict, flags: &[f64]) -> Result<()> {
+    verdict.fail_on_flags(flags, decode_flag, |bad, mine| {
+        let mine = mine.map(|s| format!("; {s}")).unwrap_or_default();
+        format!("the partitions passed by rank(s) {bad:?} do not fit{mine}")
+    })
 }

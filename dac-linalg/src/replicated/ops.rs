@@ -13,32 +13,43 @@ use ndarray::{Array1, Array2};
 
 use super::digest::decode_count;
 use super::{Check, PartitionSum, Replicated};
+use crate::check::Verdict;
 use crate::error::{LinalgError, Result};
 use crate::ops::{from_upper_triangle, upper_triangle};
 
 /// Sums `contribution(part)` (`len` values each) over the job's
-/// partitions; with a local `problem`, this rank contributes zeros and the
-/// call fails on every rank with [`LinalgError::Shape`].
+/// partitions; with a local `problem` (this rank's verdict on its input),
+/// this rank contributes zeros and the call fails on every rank.
 pub(super) fn sum_parts<C: Communicator, T>(
     comm: &mut C,
     job: &mut Replicated,
     len: usize,
     parts: &BTreeMap<usize, T>,
-    problem: Option<String>,
+    problem: Verdict,
     contribution: impl Fn(usize, &T) -> Vec<f64>,
 ) -> Result<PartitionSum> {
     let contributions = parts
         .iter()
         .map(|(&p, part)| {
-            let c = match problem {
-                None => contribution(p, part),
-                Some(_) => vec![0.0; len],
+            let c = if problem.is_ok() {
+                contribution(p, part)
+            } else {
+                vec![0.0; len]
             };
             (p, c)
         })
         .collect();
     job.reduce(comm, len, &contributions, &[], Check::WhenDue, problem)
         .map(|(sum, _)| sum)
+}
+
+/// A verdict with the shape problem `problem`, if any.
+fn shaped(problem: Option<String>) -> Verdict {
+    let mut verdict = Verdict::ok();
+    if let Some(reason) = problem {
+        verdict.shape(|| reason);
+    }
+    verdict
 }
 
 /// Where each partition's rows sit when a matrix is split by rows into the
@@ -65,16 +76,17 @@ impl PartitionRows {
     }
 
     /// Sums the row counts of the job's partitions (`rows[p]` for those
-    /// this rank holds). A lost partition fails the call even with
+    /// this rank holds), with this rank's verdict on its input. A lost
+    /// partition fails the call even with
     /// [`crate::ReplicatedOptions::allow_degraded`]: its rows' place is unknown.
     pub(super) fn share<C: Communicator>(
         comm: &mut C,
         job: &mut Replicated,
         rows: &BTreeMap<usize, usize>,
-        problem: Option<String>,
+        verdict: Verdict,
     ) -> Result<PartitionRows> {
         let partitions = job.placement().partitions();
-        let sums = sum_parts(comm, job, partitions, rows, problem, |p, &r| {
+        let sums = sum_parts(comm, job, partitions, rows, verdict, |p, &r| {
             let mut c = vec![0.0; partitions];
             c[p] = r as f64;
             c
@@ -119,7 +131,7 @@ pub fn dot_replicated<C: Communicator>(
             )
         })
     });
-    let sums = sum_parts(comm, job, 2, parts, problem, |_, (x, y)| {
+    let sums = sum_parts(comm, job, 2, parts, shaped(problem), |_, (x, y)| {
         vec![x.dot(y), x.len() as f64]
     })?;
     if sums.value[1] < 0.5 {
@@ -158,8 +170,8 @@ pub fn matvec_rows_replicated<C: Communicator>(
         })
     });
     let rows = parts.iter().map(|(&p, a)| (p, a.nrows())).collect();
-    let layout = PartitionRows::share(comm, job, &rows, problem)?;
-    let sums = sum_parts(comm, job, layout.total(), parts, None, |p, a| {
+    let layout = PartitionRows::share(comm, job, &rows, shaped(problem))?;
+    let sums = sum_parts(comm, job, layout.total(), parts, Verdict::ok(), |p, a| {
         layout.place(p, &a.dot(x).to_vec())
     })?;
     if let Some(&partition) = sums.lost.first() {
@@ -191,7 +203,7 @@ pub fn rmatvec_replicated<C: Communicator>(
             )
         })
     });
-    let sums = sum_parts(comm, job, n, parts, problem, |_, (a, y)| {
+    let sums = sum_parts(comm, job, n, parts, shaped(problem), |_, (a, y)| {
         a.t().dot(y).to_vec()
     })?;
     Ok(Array1::from(sums.value))
@@ -219,8 +231,13 @@ pub fn gram_replicated<C: Communicator>(
             )
         })
     });
-    let sums = sum_parts(comm, job, n * (n + 1) / 2, parts, problem, |_, a| {
-        upper_triangle(&a.t().dot(a)).collect()
-    })?;
+    let sums = sum_parts(
+        comm,
+        job,
+        n * (n + 1) / 2,
+        parts,
+        shaped(problem),
+        |_, a| upper_triangle(&a.t().dot(a)).collect(),
+    )?;
     Ok(from_upper_triangle(n, sums.value))
 }
