@@ -37,6 +37,9 @@ pub struct CommBuilder {
     pub(crate) queue_depth: usize,
     /// An error found while setting options, reported by `build`.
     pub(crate) invalid: Option<Error>,
+    /// A fault to commit while the job forms (tests only).
+    #[cfg(feature = "testing")]
+    pub(crate) after_join: Option<crate::testing::AfterJoin>,
 }
 
 impl Default for CommBuilder {
@@ -61,6 +64,8 @@ impl Default for CommBuilder {
             max_frame: DEFAULT_MAX_FRAME,
             queue_depth: 64,
             invalid: None,
+            #[cfg(feature = "testing")]
+            after_join: None,
         }
     }
 }
@@ -159,15 +164,20 @@ impl CommBuilder {
         self
     }
 
-    /// A member that does not answer pings for this long is declared
-    /// departed (default 10 s). A crashed process whose connections reset
-    /// is detected at once.
+    /// A neighbour from which nothing has arrived for this long (quiet
+    /// links carry a heartbeat every quarter of it) is suspected departed,
+    /// within this time plus a quarter of it (default 10 s). A crashed
+    /// process is found at once: its connections reset and its address
+    /// refuses a new one. New connections must complete their handshake,
+    /// and probes their answer, within this time too.
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.peer_timeout = timeout;
         self
     }
 
-    /// How long forming the job may take (default 60 s).
+    /// How long the members may take to join the job through rank 0
+    /// (default 60 s, so that they may start in any order). Opening the
+    /// links once all have joined is bounded by `peer_timeout` + 5 s.
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
         self

@@ -94,7 +94,7 @@ impl Comm {
 
     /// Members known to have departed, in rank order.
     pub fn departed(&self) -> Vec<usize> {
-        let mut all = self.node.departed();
+        let mut all: Vec<usize> = self.node.departed().into_iter().map(|(r, _)| r).collect();
         // Reductions take `&mut self`, so the session is free here.
         if let Ok(session) = self.session.try_lock() {
             all.extend(session.departed.iter().copied());
@@ -141,6 +141,44 @@ impl Comm {
             .map_err(|e| transport(format!("the reduction task failed: {e}")))?
     }
 
+    /// Fails the next collective on every member with
+    /// [`Error::InvalidArgument`] naming this rank, instead of running it:
+    /// for a program that finds its own arguments invalid (a wrong type or
+    /// shape only it can see) and would otherwise return early, leaving the
+    /// others waiting for it — or pairing its next call with their current
+    /// one. The caller then reports its own, detailed error; every other
+    /// member's call returns `Error::InvalidArgument { rank, kind }`.
+    ///
+    /// ```no_run
+    /// use dac_net::{ArgumentKind, Comm, Communicator};
+    ///
+    /// let mut comm = Comm::from_env()?;
+    /// let text = std::env::args().nth(1).unwrap_or_default();
+    /// match text.parse::<f64>() {
+    ///     Ok(x) => println!("{:?}", comm.allreduce_mean(&[x])?.value),
+    ///     Err(e) => {
+    ///         comm.abort_call(ArgumentKind::Value)?;
+    ///         eprintln!("rank {}: {text:?} is not a number: {e}", comm.rank());
+    ///     }
+    /// }
+    /// # Ok::<(), dac_net::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Transport`] if called inside an async runtime or after
+    /// shutdown; the error this member is out of the job with
+    /// ([`Error::Excluded`], [`Error::Partitioned`]).
+    pub fn abort_call(&mut self, kind: dac_core::ArgumentKind) -> Result<()> {
+        let runtime = self.runtime()?;
+        let rank = self.rank;
+        runtime.block_on(async {
+            self.session
+                .lock()
+                .await
+                .abort_call(Error::InvalidArgument { rank, kind })
+        })
+    }
+
     /// [`Communicator::allreduce_mean`] for async code.
     ///
     /// # Errors
@@ -158,11 +196,63 @@ impl Comm {
     }
 
     /// Writes raw bytes on the link to member `to`, bypassing the frame
-    /// encoder. For tests of the peers' frame checks only: a member that
-    /// does this is disconnected by `to`.
-    #[doc(hidden)]
+    /// encoder. For tests of the peers' frame checks only (feature
+    /// `testing`): a member that does this is disconnected by `to`.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] if called inside an async runtime or after
+    /// shutdown.
+    #[cfg(feature = "testing")]
     pub fn send_raw_for_tests(&mut self, to: usize, bytes: Vec<u8>) -> Result<()> {
-        self.runtime()?.block_on(self.node.send_raw(to, bytes));
+        let runtime = self.runtime()?;
+        let _entered = runtime.enter();
+        self.node.send_raw(to, bytes);
+        Ok(())
+    }
+
+    /// The job id (tests that forge frames).
+    #[cfg(feature = "testing")]
+    pub(crate) fn job(&self) -> u64 {
+        self.node.job
+    }
+
+    /// The frame limit (tests that forge frames).
+    #[cfg(feature = "testing")]
+    pub(crate) fn max_frame(&self) -> usize {
+        self.node.max_frame()
+    }
+
+    /// The id the next reduction will have (tests that forge frames).
+    #[cfg(feature = "testing")]
+    pub(crate) fn next_op(&self) -> u64 {
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(self.session.lock()).op() + 1,
+            None => 0,
+        }
+    }
+
+    /// How many neighbours this member has before any departure (tests that
+    /// forge frames).
+    #[cfg(feature = "testing")]
+    pub(crate) fn neighbour_count(&self) -> usize {
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(self.session.lock()).neighbour_count(),
+            None => 0,
+        }
+    }
+
+    /// Every frame goes out `copies` times (a flooding member, in tests).
+    #[cfg(feature = "testing")]
+    pub(crate) fn set_copies(&self, copies: usize) {
+        self.node.set_copies(copies);
+    }
+
+    /// Queues `frame` `copies` times on the link to `to`, waiting for room
+    /// (a flooding member, in tests).
+    #[cfg(feature = "testing")]
+    pub(crate) fn send_waiting(&self, to: usize, frame: Arc<[u8]>, copies: usize) -> Result<()> {
+        let runtime = self.runtime()?;
+        runtime.block_on(self.node.send_waiting(to, frame, copies));
         Ok(())
     }
 
@@ -233,8 +323,10 @@ impl CommBuilder {
     /// # Errors
     /// [`Error::InvalidConfig`] (and the other configuration errors of
     /// `dac-core`) for bad settings; [`Error::Transport`] if the job cannot
-    /// be formed within the startup timeout (rank 0 unreachable, a member
-    /// missing, settings that differ between members, a wrong job key).
+    /// be formed: within the startup timeout (rank 0 unreachable, a member
+    /// missing, settings that differ between members, a wrong job key), or,
+    /// once every member has joined, within `peer_timeout` + 5 s of a member
+    /// lost before its links were up (the error names it, on every member).
     pub fn build(self) -> Result<Comm> {
         let (rank, size, config) = self.checked()?;
         if tokio::runtime::Handle::try_current().is_ok() {

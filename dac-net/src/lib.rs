@@ -8,15 +8,17 @@
 //!   list of members whose data it contains. [`Comm::from_env`] joins a job
 //!   started by the `dacrun` launcher; [`Comm::builder`] takes explicit
 //!   addresses (across machines).
-//! - `transport` (TCP, optional pre-shared job key, noise, yamux, ping) and
-//!   `node` (one long-lived stream per neighbour, bounded queues, the
-//!   failure detector) carry frames whose format `wire` defines and
-//!   checks; a peer that sends a bad frame is disconnected and reported as
-//!   a [`PeerEvent`].
+//! - `transport` (TCP, optional pre-shared job key, noise, yamux) and
+//!   `node` (one long-lived stream per neighbour, heartbeats, bounded
+//!   queues, the failure detector and its probes) carry frames whose
+//!   format `wire` defines and checks; a peer that sends a bad frame is
+//!   cut off and reported as a [`PeerEvent`].
 //! - [`Neighbourhood`] is the topology layer: each member's neighbour set,
 //!   repaired over the survivors when members depart.
 //! - `roster` forms the job: rank 0 collects every member's peer id and
-//!   addresses and hands out the list in rank order.
+//!   addresses, hands out the list in rank order, and starts the job once
+//!   every member has its links up (or aborts it on every member, naming
+//!   the member that was lost).
 //!
 //! ```no_run
 //! use dac_net::{Comm, Communicator};
@@ -33,26 +35,37 @@
 //!
 //! # Faults
 //!
-//! A member whose process dies is detected when its connections reset (at
-//! once on a crash) or when it stops answering pings for `peer_timeout`;
-//! its neighbours drop its flows, the topology is repaired, and the
-//! reduction in progress completes with the exact mean of the survivors'
-//! inputs. Later reductions run over the survivors.
+//! A member whose process dies is found at once (its connections reset and
+//! its address refuses a probe); a member that falls silent — frozen, or
+//! cut off by the network — is suspected after `peer_timeout`. Its
+//! neighbours drop its flows, the topology is repaired, and the reduction
+//! in progress completes with the exact mean of the survivors' inputs.
+//! Later reductions run over the survivors. A member goes on only while
+//! the members it holds live are a strict majority of those not proven
+//! gone ([`Error::Partitioned`] otherwise), and a member the others went on
+//! without is told so ([`Error::Excluded`]); either way every later call on
+//! its `Comm` fails too. The repository's `docs/architecture.md` gives the
+//! rules in full.
 #![deny(missing_docs)]
 
 mod builder;
 mod comm;
 mod node;
+mod repeats;
 mod roster;
 mod self_kill;
 mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod topology;
 mod transport;
 mod wire;
 
 pub use builder::{CommBuilder, parse_key};
 pub use comm::Comm;
-pub use dac_core::{Communicator, Config, Error, Reduction, Result, Schedule, Topology};
+pub use dac_core::{
+    ArgumentKind, Communicator, Config, Error, Reduction, Result, Schedule, Topology,
+};
 pub use libp2p::Multiaddr;
 pub use libp2p::pnet::PreSharedKey;
 pub use node::PeerEvent;

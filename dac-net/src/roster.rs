@@ -1,5 +1,6 @@
 //! Forming a job: every member learns every member's peer id and
-//! addresses, in rank order.
+//! addresses, in rank order, and the job starts only once every member has
+//! its links up.
 //!
 //! Rank 0 is the coordinator (its address is the bootstrap address). Every
 //! other rank dials it, opens a roster stream and sends `Join { rank, size,
@@ -7,11 +8,19 @@
 //! id and answers each with the member list. A join for a taken rank, for
 //! another size or with other settings (topology, schedule, tolerance) is
 //! refused with a reason, and the joiner fails with it.
+//!
+//! The roster streams stay open while the members open their links. Each
+//! member then reports `Ready` or `Failed { reason }`; rank 0 answers
+//! everyone with `Start` once all are ready, and with `Abort { reason }`
+//! as soon as one fails, its roster stream ends (its process died), or it
+//! has not reported within the link deadline. So a member lost while the
+//! job forms makes formation fail on every member, naming it, within that
+//! deadline, and no member starts a job that lacks one.
 
 use std::time::Duration;
 
 use dac_core::{Error, Result};
-use futures::{AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +32,7 @@ use crate::wire::{encode_control, read_control};
 pub(crate) const ROSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/roster/1");
 
 /// Version of the roster and data protocols.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Largest roster message (a member list of thousands of members).
 const MAX_ROSTER_MESSAGE: usize = 16 << 20;
@@ -51,6 +60,18 @@ enum RosterMessage {
     Refused {
         reason: String,
     },
+    /// A member's links are up.
+    Ready,
+    /// A member could not open its links.
+    Failed {
+        reason: String,
+    },
+    /// Every member is ready: the job runs.
+    Start,
+    /// The job cannot form.
+    Abort {
+        reason: String,
+    },
 }
 
 fn error(reason: impl Into<String>) -> Error {
@@ -70,9 +91,168 @@ fn addrs_from_bytes(addrs: Vec<Vec<u8>>) -> Vec<Multiaddr> {
         .collect()
 }
 
-async fn send(stream: &mut Stream, message: &RosterMessage) -> std::io::Result<()> {
+async fn send<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    message: &RosterMessage,
+) -> std::io::Result<()> {
     stream.write_all(&encode_control(message)).await?;
     stream.flush().await
+}
+
+/// Reads one roster message.
+async fn receive<R: AsyncRead + Unpin>(stream: &mut R) -> Result<RosterMessage, String> {
+    read_control::<_, RosterMessage>(stream, MAX_ROSTER_MESSAGE)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Rank 0's side of the start: the roster streams of ranks `1..size`,
+/// kept open until every member has reported its links.
+#[derive(Debug)]
+pub(crate) struct Formation {
+    streams: Vec<(usize, Stream)>,
+}
+
+impl Formation {
+    /// Collects every member's report (for at most `timeout`), then starts
+    /// the job or aborts it on every member; `mine` is rank 0's own link
+    /// result.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] naming the member that was lost or could not
+    /// link, when the job cannot form.
+    pub(crate) async fn conclude(self, mine: Result<(), String>, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (tx, mut rx) = mpsc::channel(self.streams.len().max(1));
+        let (ended_tx, mut ended) = mpsc::channel::<()>(self.streams.len().max(1));
+        let mut writers = Vec::with_capacity(self.streams.len());
+        for (rank, stream) in self.streams {
+            let (mut read, write) = stream.split();
+            writers.push(write);
+            let tx = tx.clone();
+            let ended_tx = ended_tx.clone();
+            tokio::spawn(async move {
+                let report = match tokio::time::timeout_at(deadline, receive(&mut read)).await {
+                    Ok(Ok(RosterMessage::Ready)) => Ok(()),
+                    Ok(Ok(RosterMessage::Failed { reason })) => Err(reason),
+                    Ok(Ok(_)) => Err(format!("rank {rank} sent an unexpected roster message")),
+                    Ok(Err(e)) => Err(format!(
+                        "rank {rank} was lost while the job formed (its roster stream ended: {e})"
+                    )),
+                    Err(_) => Err(format!(
+                        "rank {rank} did not report its links within {:.1} s",
+                        timeout.as_secs_f64()
+                    )),
+                };
+                let _ = tx.send(report).await;
+                // Then wait for the member to close its side: it has read
+                // our answer.
+                let mut rest = [0u8; 64];
+                while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, read.read(&mut rest)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = ended_tx.send(()).await;
+            });
+        }
+        drop(tx);
+        drop(ended_tx);
+        let mut failure = mine.err();
+        let mut waiting = writers.len();
+        while failure.is_none() && waiting > 0 {
+            match rx.recv().await {
+                Some(Ok(())) => waiting -= 1,
+                Some(Err(reason)) => failure = Some(reason),
+                None => break,
+            }
+        }
+        let word = match &failure {
+            None => RosterMessage::Start,
+            Some(reason) => RosterMessage::Abort {
+                reason: reason.clone(),
+            },
+        };
+        let tell = writers.iter_mut().map(|w| send(w, &word));
+        let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(tell)).await;
+        match failure {
+            None => Ok(()),
+            Some(reason) => {
+                // Our network goes when this returns: first let every
+                // member read the abort (it closes its side), for at most
+                // two seconds.
+                let gone = async { while ended.recv().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
+                Err(error(format!("rank 0: the job could not form: {reason}")))
+            }
+        }
+    }
+}
+
+/// A member's side of the start: opens its links (`linking`) while it
+/// listens to rank 0, reports the outcome on the roster stream, and waits
+/// (at most `timeout`) for rank 0 to start the job. An abort from rank 0
+/// ends the wait at once, with its reason (the member that was lost).
+///
+/// # Errors
+/// [`Error::Transport`] naming what went wrong: our own links, another
+/// member's (from rank 0's abort), or rank 0 lost.
+pub(crate) async fn confirm(
+    stream: Stream,
+    rank: usize,
+    linking: impl std::future::Future<Output = Result<(), String>>,
+    timeout: Duration,
+) -> Result<()> {
+    let (mut read, mut write) = stream.split();
+    let fail = |reason: String| error(format!("rank {rank}: the job could not form: {reason}"));
+    let lost = |e: String| {
+        error(format!(
+            "rank {rank}: rank 0 was lost while the job formed (its roster stream ended: {e})"
+        ))
+    };
+    // The answer is read from the start, so that an abort is seen while the
+    // links are still opening; the read is kept, not restarted, after that.
+    let mut answer = Box::pin(receive(&mut read));
+    let mine = tokio::select! {
+        mine = linking => mine,
+        early = &mut answer => return match early {
+            Ok(RosterMessage::Abort { reason }) => Err(fail(reason)),
+            Ok(_) => Err(error(format!("rank {rank}: rank 0 sent an unexpected roster message"))),
+            Err(e) => Err(lost(e)),
+        },
+    };
+    let report = match &mine {
+        Ok(()) => RosterMessage::Ready,
+        Err(reason) => RosterMessage::Failed {
+            reason: reason.clone(),
+        },
+    };
+    let sent = tokio::time::timeout(timeout, send(&mut write, &report)).await;
+    if let Err(reason) = mine {
+        // Rank 0 may already have aborted for the failure behind ours
+        // (a member lost): its reason names the cause.
+        let cause = match tokio::time::timeout(Duration::from_secs(2), &mut answer).await {
+            Ok(Ok(RosterMessage::Abort { reason })) => reason,
+            _ => reason,
+        };
+        return Err(fail(cause));
+    }
+    if !matches!(sent, Ok(Ok(()))) {
+        return Err(lost("cannot report to it".into()));
+    }
+    match tokio::time::timeout(timeout, &mut answer).await {
+        Ok(Ok(RosterMessage::Start)) => Ok(()),
+        Ok(Ok(RosterMessage::Abort { reason })) => Err(fail(reason)),
+        Ok(Ok(_)) => Err(error(format!(
+            "rank {rank}: rank 0 sent an unexpected roster message"
+        ))),
+        Ok(Err(e)) => Err(lost(e)),
+        Err(_) => Err(error(format!(
+            "rank {rank}: rank 0 did not start the job within {:.1} s",
+            timeout.as_secs_f64()
+        ))),
+    }
 }
 
 /// Rank 0: waits for the other `size − 1` members, then answers them all.
@@ -83,7 +263,7 @@ pub(crate) async fn coordinate(
     size: usize,
     settings: String,
     timeout: Duration,
-) -> Result<(Roster, tokio::task::JoinHandle<()>)> {
+) -> Result<(Roster, Formation, tokio::task::JoinHandle<()>)> {
     let deadline = Instant::now() + timeout;
     let mut joined: Vec<Option<(PeerId, Vec<Multiaddr>, Stream)>> =
         (0..size).map(|_| None).collect();
@@ -156,9 +336,11 @@ pub(crate) async fn coordinate(
     };
     let mut members = vec![me];
     let mut streams = Vec::new();
-    for (peer, addrs, stream) in joined.into_iter().skip(1).flatten() {
-        members.push((peer, addrs));
-        streams.push(stream);
+    for (rank, joined) in joined.into_iter().enumerate().skip(1) {
+        if let Some((peer, addrs, stream)) = joined {
+            members.push((peer, addrs));
+            streams.push((rank, stream));
+        }
     }
     let accepted = RosterMessage::Accepted {
         job,
@@ -167,8 +349,8 @@ pub(crate) async fn coordinate(
             .map(|(p, a)| (p.to_bytes(), addrs_to_bytes(a)))
             .collect(),
     };
-    for stream in &mut streams {
-        // A member that vanished now is detected by the data plane.
+    for (_, stream) in &mut streams {
+        // A member that vanished now is caught when it does not report.
         let _ = send(stream, &accepted).await;
     }
     // Refuse anyone who comes later.
@@ -180,7 +362,7 @@ pub(crate) async fn coordinate(
             }
         }
     });
-    Ok((Roster { job, members }, late))
+    Ok((Roster { job, members }, Formation { streams }, late))
 }
 
 /// Who asks to join, and with what.
@@ -194,14 +376,15 @@ pub(crate) struct Applicant {
 }
 
 /// Any other rank: joins through the bootstrap addresses (retrying until
-/// `timeout`, so rank 0 may start later).
+/// `timeout`, so rank 0 may start later). Returns the member list and the
+/// roster stream, on which the member then [`confirm`]s its links.
 pub(crate) async fn join(
     commands: &mpsc::UnboundedSender<SwarmCommand>,
     control: &mut libp2p_stream::Control,
     bootstrap: &[Multiaddr],
     me: Applicant,
     timeout: Duration,
-) -> Result<Roster> {
+) -> Result<(Roster, Stream)> {
     let Applicant {
         rank,
         size,
@@ -249,20 +432,21 @@ pub(crate) async fn join(
                 send(&mut stream, &message)
                     .await
                     .map_err(|e| format!("sending the join to {addr}: {e}"))?;
-                read_control::<_, RosterMessage>(&mut stream, MAX_ROSTER_MESSAGE)
+                let answer = receive(&mut stream)
                     .await
-                    .map_err(|e| format!("waiting for the member list from {addr}: {e}"))
+                    .map_err(|e| format!("waiting for the member list from {addr}: {e}"))?;
+                Ok::<_, String>((answer, stream))
             };
             match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(RosterMessage::Accepted { job, members })) => {
-                    return roster_from(job, members, size, rank);
+                Ok(Ok((RosterMessage::Accepted { job, members }, stream))) => {
+                    return Ok((roster_from(job, members, size, rank)?, stream));
                 }
-                Ok(Ok(RosterMessage::Refused { reason })) => {
+                Ok(Ok((RosterMessage::Refused { reason }, _))) => {
                     return Err(error(format!(
                         "rank {rank}: rank 0 refused to admit it: {reason}"
                     )));
                 }
-                Ok(Ok(RosterMessage::Join { .. })) => last = format!("{addr} sent a join"),
+                Ok(Ok((_, _))) => last = format!("{addr} sent something other than a member list"),
                 Ok(Err(e)) => last = e,
                 Err(_) => break,
             }

@@ -1,6 +1,6 @@
 //! One member's side of a job: forming it, and running reductions on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,21 +14,34 @@ use tokio::task::JoinHandle;
 
 use crate::builder::CommBuilder;
 use crate::comm::transport;
-use crate::node::{DATA_PROTOCOL, Inbound, Limits, Node};
+use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
+use crate::repeats::{REPEAT_BURST, REPEAT_RATE, Repeats};
 use crate::roster::{self, ROSTER_PROTOCOL, Roster};
 use crate::topology::Neighbourhood;
 use crate::transport::{self as swarm, SwarmCommand};
 use crate::wire::{self, Frame};
+use futures::StreamExt;
 
 /// First wait before a blocked member retransmits its round message; the
 /// wait doubles up to [`MAX_IDLE`]. Streams are reliable, so this only
-/// recovers frames dropped on purpose (none today) — a cheap safety net.
+/// recovers frames dropped because a link's queue was full (its member
+/// does not read, and is cut off soon) — a cheap safety net.
 const FIRST_IDLE: Duration = Duration::from_millis(500);
 const MAX_IDLE: Duration = Duration::from_secs(8);
 
-/// Frames a member may send for the next reduction before we start it.
-/// An honest member sends a handful (it cannot pass round 0 without us).
+/// Frames a member may send for later reductions before we start them.
+/// An honest member sends a handful for each (it cannot pass round 0
+/// without us).
 const MAX_EARLY_FRAMES: usize = 64;
+
+/// How many reductions ahead of us a member may be. One, as a rule; more
+/// after calls that failed at once (an abort ends a reduction on a member
+/// as soon as it arrives, and [`Session::abort_call`] returns at once).
+const MAX_AHEAD: u64 = 16;
+
+/// Time beyond `peer_timeout` that opening the links may take while the
+/// job forms (and a repaired link later).
+const LINK_SLACK: Duration = Duration::from_secs(5);
 
 /// Everything a reduction needs, apart from the runtime.
 #[derive(Debug)]
@@ -47,12 +60,21 @@ pub(crate) struct Session {
     pub(crate) node: Arc<Node>,
     /// Neighbour sets, before and after departures.
     hood: Neighbourhood,
-    /// Frames and departures from the links, in arrival order per link.
+    /// Frames from the links, in arrival order per link.
     inbox: mpsc::Receiver<Inbound>,
+    /// The node's decisions: departures, and our own exclusion.
+    verdicts: mpsc::UnboundedReceiver<Verdict>,
     /// Reductions started so far (the id of the current one).
     op: u64,
     /// Members known to have departed, from any source.
     pub(crate) departed: BTreeSet<usize>,
+    /// Those of them known to be gone (their process ended, or they left).
+    gone: BTreeSet<usize>,
+    /// Why this member is out of the job for good (excluded by the others,
+    /// or without a quorum): every later reduction fails with it.
+    failed: Option<Error>,
+    /// Per member, the repeated frames it has sent (see [`REPEAT_BURST`]).
+    repeats: HashMap<usize, Repeats>,
     /// Frames for the next reduction: (sender, frame).
     early: Vec<(usize, Frame)>,
     /// The previous reduction's engine, which answers late questions
@@ -128,12 +150,17 @@ impl Session {
         let data = control
             .accept(DATA_PROTOCOL)
             .map_err(|e| transport(e.to_string()))?;
-        // Inbound data streams must be taken at once (libp2p drops those
-        // nobody polls): park them until the node exists.
+        let probes = control
+            .accept(PROBE_PROTOCOL)
+            .map_err(|e| transport(e.to_string()))?;
+        // Inbound streams must be taken at once (libp2p drops those nobody
+        // polls): park them until the node exists.
         let (parked_tx, mut parked) = mpsc::channel(1024);
         let park = tokio::spawn(async move {
-            let mut data = data;
-            while let Some(item) = futures::StreamExt::next(&mut data).await {
+            let data = data.map(|(peer, stream)| (false, peer, stream));
+            let probes = probes.map(|(peer, stream)| (true, peer, stream));
+            let mut both = futures::stream::select(data, probes);
+            while let Some(item) = both.next().await {
                 if parked_tx.try_send(item).is_err() {
                     continue; // a flood of streams; the honest ones retry
                 }
@@ -144,6 +171,8 @@ impl Session {
         }
         let me = (started.peer_id, started.listen_addrs.clone());
         let mut tasks = vec![started.task, park];
+        let mut formation = None;
+        let mut roster_stream = None;
         let roster = if rank == 0 {
             if size == 1 {
                 Roster {
@@ -154,8 +183,9 @@ impl Session {
                 let incoming = control
                     .accept(ROSTER_PROTOCOL)
                     .map_err(|e| transport(e.to_string()))?;
-                let (roster, late) =
+                let (roster, forming, late) =
                     roster::coordinate(incoming, me, size, settings, b.startup_timeout).await?;
+                formation = Some(forming);
                 tasks.push(late);
                 roster
             }
@@ -166,7 +196,7 @@ impl Session {
             {
                 bootstrap = rendezvous(dir, b.startup_timeout).await?;
             }
-            roster::join(
+            let (roster, stream) = roster::join(
                 &started.commands,
                 &mut control,
                 &bootstrap,
@@ -178,8 +208,23 @@ impl Session {
                 },
                 b.startup_timeout,
             )
-            .await?
+            .await?;
+            roster_stream = Some(stream);
+            roster
         };
+        #[cfg(feature = "testing")]
+        match b.after_join {
+            Some(crate::testing::AfterJoin::Vanish) => {
+                return Err(transport("vanished after joining (a test)"));
+            }
+            // Blocks the runtime's only worker and this thread: nothing of
+            // this member runs.
+            Some(crate::testing::AfterJoin::Freeze(time)) => {
+                tokio::spawn(async move { std::thread::sleep(time) });
+                std::thread::sleep(time);
+            }
+            None => {}
+        }
         let (done, added) = tokio::sync::oneshot::channel();
         let _ = started.commands.send(SwarmCommand::AddAddresses {
             members: roster.members.clone(),
@@ -189,37 +234,51 @@ impl Session {
             .await
             .map_err(|_| transport("the network task has stopped"))?;
         let (inbox_tx, inbox) = mpsc::channel(1024);
+        let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
+        let link_timeout = b.peer_timeout + LINK_SLACK;
         let limits = Limits {
             max_frame: b.max_frame,
             queue_depth: b.queue_depth,
-            connect_timeout: b.startup_timeout,
+            connect_timeout: link_timeout,
+            peer_timeout: b.peer_timeout,
         };
-        let members = roster.members.iter().map(|m| m.0).collect();
-        let node = Node::new(
-            rank,
-            roster.job,
-            members,
+        let wiring = Wiring {
             control,
-            started.commands.clone(),
-            inbox_tx,
-            limits,
-        );
+            commands: started.commands.clone(),
+            inbox: inbox_tx,
+            verdicts: verdicts_tx,
+        };
+        let node = Node::new(rank, roster.job, roster.members, wiring, limits);
         let accepting = Arc::clone(&node);
         tasks.push(tokio::spawn(async move {
-            while let Some((peer, stream)) = parked.recv().await {
-                accepting.accept(peer, stream);
+            while let Some((probe, peer, stream)) = parked.recv().await {
+                if probe {
+                    accepting.accept_probe(peer, stream);
+                } else {
+                    accepting.accept(peer, stream);
+                }
             }
         }));
         let watching = Arc::clone(&node);
         let mut closed = started.closed;
         tasks.push(tokio::spawn(async move {
             while let Some(peer) = closed.recv().await {
-                watching.connection_closed(peer).await;
+                watching.connection_closed(peer);
             }
         }));
+        tasks.push(tokio::spawn(Arc::clone(&node).watch()));
         let mut hood = hood;
         let (peers, _) = hood.neighbours(rank, &[]);
-        node.connect(&peers).await.map_err(transport)?;
+        {
+            let linking = node.connect(&peers, link_timeout);
+            if let Some(formation) = formation {
+                formation
+                    .conclude(linking.await, link_timeout + Duration::from_secs(2))
+                    .await?;
+            } else if let Some(stream) = roster_stream {
+                roster::confirm(stream, rank, linking, link_timeout + LINK_SLACK).await?;
+            }
+        }
         Ok(Session {
             rank,
             size,
@@ -229,8 +288,12 @@ impl Session {
             node,
             hood,
             inbox,
+            verdicts,
             op: 0,
             departed: BTreeSet::new(),
+            gone: BTreeSet::new(),
+            failed: None,
+            repeats: HashMap::new(),
             early: Vec::new(),
             last: None,
             owed: None,
@@ -240,7 +303,7 @@ impl Session {
     }
 
     pub(crate) async fn close(&mut self) {
-        self.pay_owed().await;
+        self.pay_owed();
         self.node.close(Duration::from_secs(2)).await;
         for task in self.tasks.drain(..) {
             task.abort();
@@ -250,11 +313,91 @@ impl Session {
         self.commands = dead;
     }
 
-    /// One reduction: the mean of every live member's `x`.
-    pub(crate) async fn reduce(&mut self, x: &[f64]) -> Result<Reduction> {
+    /// Reductions started so far.
+    #[cfg(feature = "testing")]
+    pub(crate) fn op(&self) -> u64 {
+        self.op
+    }
+
+    /// Neighbours before any departure.
+    #[cfg(feature = "testing")]
+    pub(crate) fn neighbour_count(&mut self) -> usize {
+        self.hood.neighbours(self.rank, &[]).0.len()
+    }
+
+    /// Records a departure the session learned of.
+    fn depart(&mut self, rank: usize, proven: bool) {
+        self.departed.insert(rank);
+        if proven {
+            self.gone.insert(rank);
+        }
+    }
+
+    /// This member is out of the job for good.
+    fn fail(&mut self, error: &Error) {
+        if matches!(error, Error::Excluded { .. } | Error::Partitioned { .. }) {
+            self.failed = Some(error.clone());
+            self.node.stop();
+        }
+    }
+
+    /// Takes in the node's decisions that arrived between reductions.
+    fn take_verdicts(&mut self) {
+        while let Ok(verdict) = self.verdicts.try_recv() {
+            match verdict {
+                Verdict::Departed { rank, proven } => self.depart(rank, proven),
+                Verdict::Fenced { .. } => self.fail(&Error::Excluded { rank: self.rank }),
+            }
+        }
+    }
+
+    /// Tells the node about departures the engine learned from other
+    /// members, so that their links are cut (and they are told).
+    fn sync_departures(&mut self, engine: &Engine) {
+        let gone = engine.gone();
+        for d in engine.departed() {
+            if !self.departed.contains(&d) {
+                let proven = gone.binary_search(&d).is_ok();
+                self.depart(d, proven);
+                self.node.departed_elsewhere(d, proven);
+            }
+        }
+    }
+
+    /// Takes part in the next reduction only to fail it on every member
+    /// with `error` (this member's own arguments were invalid).
+    pub(crate) fn abort_call(&mut self, error: Error) -> Result<()> {
+        self.take_verdicts();
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone());
+        }
+        let Some(reason) = AbortReason::from_error(&error) else {
+            return Err(transport(format!("{error} cannot be told to the others")));
+        };
         self.op += 1;
         let op = self.op;
-        self.departed.extend(self.node.departed());
+        let (peers, bound) = self.hood.neighbours(self.rank, &[]);
+        let setup = NodeSetup {
+            id: self.rank,
+            members: self.size,
+            peers: &peers,
+            diameter_bound: bound,
+        };
+        let mut aborted = Engine::aborted(setup, reason);
+        self.flush(op, &mut aborted);
+        self.last = Some((op, aborted));
+        self.early.retain(|(_, f)| f.op > op);
+        Ok(())
+    }
+
+    /// One reduction: the mean of every live member's `x`.
+    pub(crate) async fn reduce(&mut self, x: &[f64]) -> Result<Reduction> {
+        self.take_verdicts();
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        self.op += 1;
+        let op = self.op;
         let (peers, bound) = self.hood.neighbours(self.rank, &[]);
         let setup = NodeSetup {
             id: self.rank,
@@ -279,7 +422,7 @@ impl Session {
                 // instead of waiting for our input.
                 if let Some(reason) = AbortReason::from_error(&error) {
                     let mut aborted = Engine::aborted(setup, reason);
-                    self.flush(op, &mut aborted).await;
+                    self.flush(op, &mut aborted);
                     self.last = Some((op, aborted));
                 }
                 self.early.retain(|(_, f)| f.op > op);
@@ -287,41 +430,80 @@ impl Session {
             }
         };
         for &d in &self.departed {
-            engine.peer_departed(d);
+            if self.gone.contains(&d) {
+                engine.peer_departed(d);
+            } else {
+                engine.peer_suspected(d);
+            }
         }
         let known = self.departed.len();
+        let mut view = engine.view();
         self.reconfigure(&mut engine);
-        let early = std::mem::take(&mut self.early);
+        let (early, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(_, f)| f.op == op);
+        self.early = later;
         for (from, frame) in early {
-            self.route(&mut engine, from, frame).await;
+            self.route(&mut engine, from, frame);
         }
         let mut idle = FIRST_IDLE;
         loop {
+            if engine.view() != view {
+                view = engine.view();
+                self.sync_departures(&engine);
+            }
             self.reconfigure(&mut engine);
-            self.flush(op, &mut engine).await;
+            self.flush(op, &mut engine);
+            if std::env::var("DAC_DBG").is_ok() {
+                eprintln!(
+                    "DBG op {op} round {} phase {:?} peers {:?} waiting {:?} departed {:?}",
+                    engine.round(),
+                    engine.phase(),
+                    engine.peers().collect::<Vec<_>>(),
+                    engine.waiting_for(),
+                    engine.departed()
+                );
+            }
             match engine.advance() {
                 Progress::Advanced => {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => return self.finish(op, engine, known).await,
+                Progress::Finished => return self.finish(op, engine, known),
                 Progress::Blocked => {}
             }
-            match tokio::time::timeout(idle, self.inbox.recv()).await {
-                Ok(Some(Inbound::Frame { from, frame })) => {
-                    self.route(&mut engine, from, frame).await;
-                }
-                Ok(Some(Inbound::Departed { rank })) => {
-                    self.pay_owed().await;
-                    engine.peer_departed(rank);
-                    self.departed.insert(rank);
-                    if let Some((_, last)) = self.last.as_mut() {
-                        last.peer_departed(rank);
+            if std::env::var("DAC_DBG").is_ok() {
+                eprintln!("DBG   select idle {idle:?}");
+            }
+            tokio::select! {
+                biased;
+                inbound = self.inbox.recv() => match inbound {
+                    Some(Inbound { from, frame, .. }) => { if std::env::var("DAC_DBG").is_ok() { eprintln!("DBG   frame from {from} op {} {:?} r{}", frame.op, frame.message.header.kind, frame.message.header.round); } self.take(&mut engine, from, frame) },
+                    None => return Err(transport("the network task has stopped")),
+                },
+                verdict = self.verdicts.recv() => match verdict {
+                    Some(Verdict::Departed { rank, proven }) => {
+                        self.pay_owed();
+                        self.depart(rank, proven);
+                        if proven {
+                            engine.peer_departed(rank);
+                        } else {
+                            engine.peer_suspected(rank);
+                        }
+                        if let Some((_, last)) = self.last.as_mut() {
+                            last.peer_departed(rank);
+                        }
                     }
-                }
-                Ok(None) => return Err(transport("the network task has stopped")),
-                Err(_) => {
-                    self.pay_owed().await;
+                    Some(Verdict::Fenced { .. }) => {
+                        let error = Error::Excluded { rank: self.rank };
+                        self.fail(&error);
+                        return Err(error);
+                    }
+                    None => return Err(transport("the network task has stopped")),
+                },
+                () = tokio::time::sleep(idle) => {
+                    if std::env::var("DAC_DBG").is_ok() { eprintln!("DBG   tick"); }
+                    self.pay_owed();
                     engine.tick();
                     idle = (idle * 2).min(MAX_IDLE);
                 }
@@ -342,13 +524,10 @@ impl Session {
     /// neighbour still running that asks gets the result as a reply at once.
     /// A reduction during which members departed (`known` were known at its
     /// start) announces at once: its members may need to adopt the result.
-    async fn finish(&mut self, op: u64, mut engine: Engine, known: usize) -> Result<Reduction> {
+    fn finish(&mut self, op: u64, mut engine: Engine, known: usize) -> Result<Reduction> {
         let job = self.node.job;
-        let mut departed = engine.departed();
-        departed.extend(self.departed.iter().copied());
-        departed.sort_unstable();
-        departed.dedup();
-        let eventful = departed.len() > known;
+        self.sync_departures(&engine);
+        let eventful = self.departed.len() > known;
         let peers: Vec<usize> = engine.peers().collect();
         let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let mut announce = None;
@@ -361,27 +540,56 @@ impl Session {
             }
         });
         self.owed = announce.map(|frame| (frame, peers));
-        self.send_all(&engine, now).await;
-        self.departed.extend(engine.departed());
+        self.send_all(&engine, now);
         let outcome = engine.take_outcome();
         self.last = Some((op, engine));
-        outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")))
+        let outcome =
+            outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")));
+        if let Err(error) = &outcome {
+            self.fail(error);
+        }
+        outcome
     }
 
     /// Sends the deferred result announcement of the previous reduction.
-    async fn pay_owed(&mut self) {
+    fn pay_owed(&mut self) {
         if let Some((frame, peers)) = self.owed.take() {
             for p in peers {
-                self.node.send(p, Arc::clone(&frame)).await;
+                self.node.send(p, Arc::clone(&frame));
             }
         }
+    }
+
+    /// Cuts off a member that broke the protocol, and drops it from the
+    /// reduction at once.
+    fn expel(&mut self, engine: &mut Engine, from: usize, reason: String) {
+        self.node.cut_off(from, Cut::Misbehaved, reason);
+        self.depart(from, false);
+        engine.peer_suspected(from);
+    }
+
+    /// Takes in a frame from a link: counts it against its sender's budget
+    /// of repeats, then routes it.
+    fn take(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
+        if self.departed.contains(&from) {
+            return;
+        }
+        let budget = self.repeats.entry(from).or_insert_with(Repeats::new);
+        if !budget.admit(&frame, tokio::time::Instant::now()) {
+            let reason = format!(
+                "sent more than {REPEAT_BURST} repeated frames in one reduction (at most \
+                 {REPEAT_RATE} a second are allowed after that)"
+            );
+            return self.expel(engine, from, reason);
+        }
+        self.route(engine, from, frame);
     }
 
     /// Hands a frame to the engine of its reduction. Frames from a member
     /// this session has seen depart are dropped (a member falsely
     /// suspected, whose reader still runs); frames a member sent before
     /// departing were queued before its departure and still count.
-    async fn route(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
+    fn route(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
         if self.departed.contains(&from) {
             return;
         }
@@ -398,32 +606,52 @@ impl Session {
                 match violation.dimension_mismatch(self.rank, dim) {
                     // Another input length is a usage error: everyone fails.
                     Some(reason) => engine.abort(reason),
-                    None => self.node.misbehaved(from, violation.to_string()).await,
+                    None => self.expel(engine, from, violation.to_string()),
                 }
             }
         } else if frame.op + 1 == op {
             if let Some((last_op, mut last)) = self.last.take() {
-                // Errors are ignored: the previous reduction is over.
-                let _ = last.receive(from, &frame.message.as_message());
-                self.flush(last_op, &mut last).await;
+                // The previous reduction is over, but a malformed message
+                // is still a broken protocol.
+                let received = last.receive(from, &frame.message.as_message());
+                self.flush(last_op, &mut last);
                 self.last = Some((last_op, last));
+                if let Err(violation) = received
+                    && violation
+                        .dimension_mismatch(self.rank, engine.dim())
+                        .is_none()
+                {
+                    self.expel(engine, from, violation.to_string());
+                }
             }
-        } else if frame.op == op + 1 {
-            let kind = frame.message.header.kind;
-            let round = frame.message.header.round;
+        } else if frame.op > op && frame.op <= op + MAX_AHEAD {
+            // Checked now, while it waits: a resend of the same round
+            // would replace it before the engine could.
+            let h = &frame.message.header;
+            let sane = frame.message.payload.iter().all(|x| x.is_finite())
+                && h.streak >= 0.0
+                && h.epoch >= 0.0;
+            if !sane {
+                let reason = format!("sent a non-finite value in a {:?} message", h.kind);
+                return self.expel(engine, from, reason);
+            }
+            let (ahead, kind, round) = (frame.op, h.kind, h.round);
             // A resend replaces the frame it repeats.
             self.early.retain(|(f, e)| {
-                !(*f == from && e.message.header.kind == kind && e.message.header.round == round)
+                !(*f == from
+                    && e.op == ahead
+                    && e.message.header.kind == kind
+                    && e.message.header.round == round)
             });
             if self.early.iter().filter(|(f, _)| *f == from).count() >= MAX_EARLY_FRAMES {
                 let reason = format!("sent more than {MAX_EARLY_FRAMES} frames ahead");
-                self.node.misbehaved(from, reason).await;
+                self.expel(engine, from, reason);
             } else {
                 self.early.push((from, frame));
             }
-        } else if frame.op > op + 1 {
+        } else if frame.op > op + MAX_AHEAD {
             let reason = format!("sent a frame for reduction {} during {op}", frame.op);
-            self.node.misbehaved(from, reason).await;
+            self.expel(engine, from, reason);
         }
     }
 
@@ -440,16 +668,16 @@ impl Session {
     }
 
     /// Sends everything the engine has to send.
-    async fn flush(&self, op: u64, engine: &mut Engine) {
+    fn flush(&self, op: u64, engine: &mut Engine) {
         let mut out: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let job = self.node.job;
         engine.poll_outgoing(|target, message| {
             out.push((target, wire::encode(job, op, message).into()));
         });
-        self.send_all(engine, out).await;
+        self.send_all(engine, out);
     }
 
-    async fn send_all(&self, engine: &Engine, out: Vec<(Target, Arc<[u8]>)>) {
+    fn send_all(&self, engine: &Engine, out: Vec<(Target, Arc<[u8]>)>) {
         if out.is_empty() {
             return;
         }
@@ -458,10 +686,10 @@ impl Session {
             match target {
                 Target::Peers => {
                     for &p in &peers {
-                        self.node.send(p, Arc::clone(&frame)).await;
+                        self.node.send(p, Arc::clone(&frame));
                     }
                 }
-                Target::Peer(p) => self.node.send(p, frame).await,
+                Target::Peer(p) => self.node.send(p, frame),
             }
         }
     }

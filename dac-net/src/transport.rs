@@ -1,5 +1,7 @@
-//! The libp2p side: TCP (+ optional pnet) + noise + yamux, a stream
-//! behaviour for the data plane and ping for liveness, driven by one task.
+//! The libp2p side: TCP (+ optional pnet) + noise + yamux and a stream
+//! behaviour for the data plane, driven by one task. Liveness is not
+//! libp2p's: the links carry heartbeats and the node's failure detector
+//! watches them (see `node`).
 
 use std::time::Duration;
 
@@ -12,18 +14,97 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::DialOpts;
 use std::collections::HashMap;
 
+use libp2p::swarm::DialError;
 use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 
 /// The behaviours every node runs.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    /// Long-lived neighbour streams and the roster protocol.
+    /// Long-lived neighbour streams, probes and the roster protocol.
     stream: libp2p_stream::Behaviour,
-    /// Liveness: a connection whose pings fail is closed.
-    ping: ping::Behaviour,
+}
+
+/// Why a connection to a member could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DialFailure {
+    /// Another process answered at the member's address: the member's
+    /// process has ended.
+    Gone(String),
+    /// Anything else (refused, unreachable, timed out, a handshake that
+    /// failed). A refused connection is told apart by [`listening`], which
+    /// sees the socket error that libp2p's error chain hides.
+    Other(String),
+}
+
+impl DialFailure {
+    fn of(error: &DialError) -> DialFailure {
+        let text = error.to_string();
+        match error {
+            DialError::WrongPeerId { .. } => {
+                DialFailure::Gone(format!("another process answers at its address ({text})"))
+            }
+            _ => DialFailure::Other(text),
+        }
+    }
+}
+
+/// Whether anything listens at a member's TCP addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listening {
+    /// Some address accepted a TCP connection.
+    Yes,
+    /// Every address refused: nothing listens there, the member's process
+    /// has ended.
+    Refused,
+    /// Not known (unreachable, timed out, no TCP address).
+    Unknown(String),
+}
+
+/// Tries a plain TCP connection to each of `addrs` (closed again at once)
+/// within `timeout`. Only a refused connection on every address proves the
+/// process gone; a host that is down or cut off answers nothing.
+pub(crate) async fn listening(addrs: &[Multiaddr], timeout: Duration) -> Listening {
+    use libp2p::multiaddr::Protocol;
+    let mut sockets = Vec::new();
+    for addr in addrs {
+        let mut ip = None;
+        for protocol in addr.iter() {
+            match protocol {
+                Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+                Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+                Protocol::Tcp(port) => {
+                    if let Some(ip) = ip {
+                        sockets.push(std::net::SocketAddr::new(ip, port));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return Listening::Unknown("no TCP address".into());
+    }
+    let attempts = sockets
+        .iter()
+        .map(|s| tokio::time::timeout(timeout, tokio::net::TcpStream::connect(*s)));
+    let mut refused = 0;
+    let mut last = String::new();
+    for outcome in futures::future::join_all(attempts).await {
+        match outcome {
+            Ok(Ok(_)) => return Listening::Yes,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {:.1} s", timeout.as_secs_f64()),
+        }
+    }
+    if refused == sockets.len() {
+        Listening::Refused
+    } else {
+        Listening::Unknown(last)
+    }
 }
 
 /// What the rest of the node asks of the swarm task.
@@ -44,7 +125,7 @@ pub(crate) enum SwarmCommand {
     /// addresses if needed) before a stream is opened on it.
     Connect {
         peer: PeerId,
-        reply: oneshot::Sender<std::result::Result<(), String>>,
+        reply: oneshot::Sender<std::result::Result<(), DialFailure>>,
     },
     /// Close every connection to a peer.
     Disconnect { peer: PeerId },
@@ -68,12 +149,13 @@ fn transport_error(e: impl std::fmt::Display) -> Error {
 }
 
 /// Builds the swarm, starts listening on `listen` and spawns its task on
-/// the current runtime.
+/// the current runtime. A new connection must complete its handshake
+/// (key, noise, yamux) within `handshake_timeout`.
 pub(crate) async fn start(
     keypair: Keypair,
     psk: Option<PreSharedKey>,
     listen: Multiaddr,
-    peer_timeout: Duration,
+    handshake_timeout: Duration,
 ) -> Result<Started> {
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -94,17 +176,12 @@ pub(crate) async fn start(
                 base.upgrade(Version::V1Lazy)
                     .authenticate(noise)
                     .multiplex(yamux::Config::default())
-                    .timeout(Duration::from_secs(20)),
+                    .timeout(handshake_timeout),
             )
         })
         .map_err(transport_error)?
         .with_behaviour(|_| Behaviour {
             stream: libp2p_stream::Behaviour::new(),
-            ping: ping::Behaviour::new(
-                ping::Config::new()
-                    .with_interval((peer_timeout / 4).max(Duration::from_millis(100)))
-                    .with_timeout(peer_timeout),
-            ),
         })
         .map_err(transport_error)?
         // Quiet links between reductions must stay open.
@@ -159,10 +236,10 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<SwarmCommand>,
     closed: mpsc::UnboundedSender<PeerId>,
 ) {
-    type Reply<T> = oneshot::Sender<std::result::Result<T, String>>;
-    let mut dials: Vec<(ConnectionId, Reply<PeerId>)> = Vec::new();
+    type Reply<T, E> = oneshot::Sender<std::result::Result<T, E>>;
+    let mut dials: Vec<(ConnectionId, Reply<PeerId, String>)> = Vec::new();
     let mut addresses: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-    let mut connecting: HashMap<PeerId, Vec<Reply<()>>> = HashMap::new();
+    let mut connecting: HashMap<PeerId, Vec<Reply<(), DialFailure>>> = HashMap::new();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -197,8 +274,9 @@ async fn drive(
                         .condition(PeerCondition::DisconnectedAndNotDialing)
                         .build();
                     if let Err(e) = swarm.dial(opts) {
+                        let failure = DialFailure::of(&e);
                         for reply in connecting.remove(&peer).unwrap_or_default() {
-                            let _ = reply.send(Err(format!("cannot dial: {e}")));
+                            let _ = reply.send(Err(failure.clone()));
                         }
                     }
                 }
@@ -222,22 +300,14 @@ async fn drive(
                         let _ = reply.send(Err(error.to_string()));
                     }
                     if let Some(peer) = peer_id {
+                        let failure = DialFailure::of(&error);
                         for reply in connecting.remove(&peer).unwrap_or_default() {
-                            let _ = reply.send(Err(error.to_string()));
+                            let _ = reply.send(Err(failure.clone()));
                         }
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                     let _ = closed.send(peer_id);
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                    connection,
-                    result: Err(_),
-                    ..
-                })) => {
-                    // A peer silent past `peer_timeout`: its connection
-                    // goes, and with it its links.
-                    swarm.close_connection(connection);
                 }
                 _ => {}
             }

@@ -9,6 +9,12 @@
 //! 8·payload_len bytes  the payload, f64 little-endian
 //! ```
 //!
+//! Two kinds of body carry no engine message: an empty body (length 0) is a
+//! heartbeat, sent on a link that has been quiet for a while so that the
+//! failure detector can tell a quiet member from a silent one; and a body
+//! whose header length is `u32::MAX` is a one-byte [`Control`] word (the
+//! sender leaves, or tells us that we were excluded).
+//!
 //! Everything a peer controls is checked before it is used: the length
 //! prefix against the limit before any allocation, the header against the
 //! body, the payload length against the header, the job id against ours.
@@ -16,6 +22,8 @@
 //! event ids). A frame that fails any check closes the peer's connection.
 
 use dac_core::engine::{AbortReason, Event, Header, Message, OwnedMessage};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures::{AsyncRead, AsyncReadExt};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +57,49 @@ struct FrameHeader {
     abort: Option<AbortReason>,
     /// Number of f64 values after the header.
     payload_len: u32,
+}
+
+/// Header length that marks a control body.
+const CONTROL: u32 = u32::MAX;
+
+/// A heartbeat: a frame with an empty body.
+pub(crate) const HEARTBEAT: [u8; PREFIX] = [0; PREFIX];
+
+/// A word about the link itself rather than a reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// The sender leaves the job (a clean shutdown): it is gone, not
+    /// suspected.
+    Leaving,
+    /// The sender holds the receiver departed: the receiver was excluded.
+    Fenced,
+}
+
+impl Control {
+    fn code(self) -> u8 {
+        match self {
+            Control::Leaving => 1,
+            Control::Fenced => 2,
+        }
+    }
+
+    /// The frame that carries this word.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PREFIX + HEADER_LEN + 1);
+        out.extend_from_slice(&((HEADER_LEN + 1) as u32).to_le_bytes());
+        out.extend_from_slice(&CONTROL.to_le_bytes());
+        out.push(self.code());
+        out
+    }
+}
+
+/// What a link carries: a reduction's frame or a control word.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Body {
+    /// An engine message.
+    Frame(Frame),
+    /// A word about the link.
+    Control(Control),
 }
 
 /// A checked frame from a peer.
@@ -101,6 +152,23 @@ pub enum FrameError {
         /// The frame's job id.
         found: u64,
     },
+    /// A control word that does not exist.
+    #[error("unknown control word {code}")]
+    UnknownControl {
+        /// The word received.
+        code: u8,
+    },
+    /// A frame's bytes did not all arrive within the deadline its length
+    /// allows (a member that declares a large frame and then stalls).
+    #[error("sent {received} of the {len} bytes of a frame in {seconds:.1} s")]
+    Stalled {
+        /// Declared body length.
+        len: usize,
+        /// Bytes that arrived.
+        received: usize,
+        /// How long it had.
+        seconds: f64,
+    },
 }
 
 /// Why reading a frame stopped.
@@ -137,6 +205,20 @@ pub(crate) fn encode(job: u64, op: u64, message: &Message<'_>) -> Vec<u8> {
         bytes.copy_from_slice(&x.to_le_bytes());
     }
     out
+}
+
+/// Decodes and checks a non-empty body: a control word or a frame.
+pub(crate) fn decode(body: &[u8], job: u64) -> Result<Body, FrameError> {
+    if let [a, b, c, d, code] = *body
+        && u32::from_le_bytes([a, b, c, d]) == CONTROL
+    {
+        return match code {
+            1 => Ok(Body::Control(Control::Leaving)),
+            2 => Ok(Body::Control(Control::Fenced)),
+            code => Err(FrameError::UnknownControl { code }),
+        };
+    }
+    decode_body(body, job).map(Body::Frame)
 }
 
 /// Decodes and checks a frame body (everything after the length prefix).
@@ -228,7 +310,105 @@ pub(crate) async fn read_body<R: AsyncRead + Unpin>(
     Ok(true)
 }
 
+/// What the next read on a link gave.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Incoming {
+    /// An empty frame: the sender is alive.
+    Heartbeat,
+    /// A frame or a control word.
+    Body(Body),
+    /// The stream ended cleanly between frames.
+    End,
+}
+
+/// Reads the next frame of a link and checks it. `progress(mid_frame)` is
+/// called whenever bytes arrive (the failure detector's evidence of life);
+/// the body of a frame of `len` bytes must arrive within `deadline(len)`,
+/// or the sender is reported as stalled. The buffer grows as the body
+/// arrives, so a peer that declares a large frame and stalls does not make
+/// us allocate all of it.
+pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: (usize, u64),
+    buf: &mut Vec<u8>,
+    progress: &(dyn Fn(bool) + Sync),
+    deadline: impl Fn(usize) -> std::time::Duration,
+) -> Result<Incoming, ReadError> {
+    let (max, job) = limits;
+    let mut prefix = [0u8; PREFIX];
+    let mut got = 0;
+    while got < PREFIX {
+        let n = reader.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(Incoming::End);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        got += n;
+        progress(got < PREFIX);
+    }
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 {
+        return Ok(Incoming::Heartbeat);
+    }
+    if len > max {
+        return Err(FrameError::Oversized {
+            len: len as u64,
+            max,
+        }
+        .into());
+    }
+    let allowed = deadline(len);
+    let received = AtomicUsize::new(0);
+    let body = read_growing(reader, len, buf, &received, progress);
+    match tokio::time::timeout(allowed, body).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(FrameError::Stalled {
+                len,
+                received: received.load(Ordering::Relaxed),
+                seconds: allowed.as_secs_f64(),
+            }
+            .into());
+        }
+    }
+    Ok(Incoming::Body(decode(buf, job)?))
+}
+
+/// Reads exactly `len` bytes into `buf`, growing it as they arrive.
+async fn read_growing<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+    buf: &mut Vec<u8>,
+    received: &AtomicUsize,
+    progress: &(dyn Fn(bool) + Sync),
+) -> Result<(), ReadError> {
+    /// Growth step: a stalled peer costs at most this much beyond what it
+    /// sent.
+    const STEP: usize = 1 << 20;
+    buf.clear();
+    while buf.len() < len {
+        let start = buf.len();
+        let want = (len - start).min(STEP.max(start));
+        buf.resize(start + want, 0);
+        let mut filled = start;
+        while filled < start + want {
+            let n = reader.read(&mut buf[filled..start + want]).await?;
+            if n == 0 {
+                buf.truncate(filled);
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            filled += n;
+            received.store(filled, Ordering::Relaxed);
+            progress(filled < len);
+        }
+    }
+    Ok(())
+}
+
 /// Reads and checks one frame; `Ok(None)` on a clean end of stream.
+#[cfg(test)]
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,

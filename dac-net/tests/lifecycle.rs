@@ -247,3 +247,85 @@ fn inputs_beyond_the_frame_limit_fail_on_every_rank() {
         assert_close(&short.value, &exact_mean(&[0, 1, 2], 100), "after");
     }
 }
+
+/// A member that finds its own arguments invalid fails the call on every
+/// member, naming itself, instead of returning early; the next call pairs
+/// up as it should.
+#[test]
+fn a_call_one_member_rejects_fails_on_every_member() {
+    use dac_net::ArgumentKind;
+    let n = 3;
+    let results = common::run_job(
+        n,
+        |_, b| b,
+        |comm| {
+            let rank = comm.rank();
+            let first = if rank == 1 {
+                comm.abort_call(ArgumentKind::Shape).map(|()| None)
+            } else {
+                comm.allreduce_mean(&input(rank, 4)).map(Some)
+            };
+            let second = comm.allreduce_mean(&input(rank, 4)).unwrap();
+            (first, second)
+        },
+    );
+    let all: Vec<usize> = (0..n).collect();
+    for (rank, (first, second)) in results.iter().enumerate() {
+        if rank == 1 {
+            assert_eq!(first, &Ok(None));
+        } else {
+            assert_eq!(
+                first,
+                &Err(Error::InvalidArgument {
+                    rank: 1,
+                    kind: ArgumentKind::Shape
+                }),
+                "rank {rank}"
+            );
+        }
+        assert_close(&second.value, &exact_mean(&all, 4), &format!("rank {rank}"));
+        assert_eq!(second.contributors.to_vec(), all);
+    }
+}
+
+/// A member that rejects several calls in a row runs ahead of the others
+/// (each rejection returns at once): its frames for reductions the others
+/// have not started wait for them, and every call pairs up.
+#[test]
+fn a_member_several_calls_ahead_is_waited_for() {
+    use dac_net::ArgumentKind;
+    let n = 3;
+    let results = common::run_job(
+        n,
+        |_, b| b,
+        |comm| {
+            let rank = comm.rank();
+            let mut firsts = Vec::new();
+            for _ in 0..3 {
+                if rank == 1 {
+                    comm.abort_call(ArgumentKind::Value).unwrap();
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                    firsts.push(comm.allreduce_mean(&input(rank, 4)));
+                }
+            }
+            let last = comm.allreduce_mean(&input(rank, 4)).unwrap();
+            (firsts, last)
+        },
+    );
+    let all: Vec<usize> = (0..n).collect();
+    for (rank, (firsts, last)) in results.iter().enumerate() {
+        for first in firsts {
+            assert_eq!(
+                first,
+                &Err(Error::InvalidArgument {
+                    rank: 1,
+                    kind: ArgumentKind::Value
+                }),
+                "rank {rank}"
+            );
+        }
+        assert_close(&last.value, &exact_mean(&all, 4), &format!("rank {rank}"));
+        assert_eq!(last.contributors.to_vec(), all);
+    }
+}

@@ -15,7 +15,13 @@
 //! - `--sum`: check `allreduce_sum` instead of the mean;
 //! - `--kill-rank K --kill-after-ms T`: rank K kills itself with SIGKILL
 //!   T ms after its first reduction starts (run under `dacrun --keep-going`);
-//! - `--quiet`: only the summary line.
+//! - `--quiet`: only the summary line;
+//! - `--misbehave R:MODE@K` (builds with the `testing` feature only): rank R
+//!   breaks the protocol before reduction K — a bad frame to every other
+//!   rank (`wrong-job`, `future-op`, `oversized`, `truncated`, `garbage`,
+//!   `nan`, `stalled`), `flood:N` (N copies of a valid frame to rank
+//!   R + 1), or `repeat:N` (every frame it sends, N times from then on).
+//!   The others cut it off and go on; it fails with the error that says so.
 //!
 //! Every rank prints `ok: reps=R ... median_us=...` and exits 0 when every
 //! result is within `1e-12·max(1, ‖x̄‖∞)` of the exact mean, or names the
@@ -34,6 +40,60 @@ struct Args {
     sum: bool,
     kill: Option<SelfKill>,
     quiet: bool,
+    #[cfg(feature = "testing")]
+    misbehave: Option<Misbehaviour>,
+}
+
+/// `--misbehave R:MODE@K`.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, Copy)]
+struct Misbehaviour {
+    rank: usize,
+    at: usize,
+    mode: Mode,
+}
+
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Bad(dac_net::testing::BadFrame),
+    Flood(usize),
+    Repeat(usize),
+}
+
+#[cfg(feature = "testing")]
+fn parse_misbehaviour(text: &str) -> Result<Misbehaviour, String> {
+    let bad = || format!("--misbehave: {text:?} is not R:MODE@K");
+    let (rank, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (mode, at) = rest.rsplit_once('@').ok_or_else(bad)?;
+    let rank = rank.parse().map_err(|_| bad())?;
+    let at = at.parse().map_err(|_| bad())?;
+    let count = |n: &str| n.parse::<usize>().map_err(|_| bad());
+    let mode = match mode.split_once(':') {
+        Some(("flood", n)) => Mode::Flood(count(n)?),
+        Some(("repeat", n)) => Mode::Repeat(count(n)?),
+        _ => Mode::Bad(mode.parse().map_err(|e| format!("--misbehave: {e}"))?),
+    };
+    Ok(Misbehaviour { rank, at, mode })
+}
+
+/// Commits the misbehaviour of `--misbehave`.
+#[cfg(feature = "testing")]
+fn misbehave(comm: &mut Comm, m: Misbehaviour, x: &[f64]) -> Result<(), String> {
+    let others: Vec<usize> = (0..comm.size()).filter(|&r| r != m.rank).collect();
+    match m.mode {
+        Mode::Bad(bad) => {
+            for to in others {
+                comm.send_bad_frame(to, bad, x).map_err(|e| e.to_string())?;
+            }
+        }
+        Mode::Flood(copies) => {
+            let to = (m.rank + 1) % comm.size();
+            comm.flood(to, copies, x).map_err(|e| e.to_string())?;
+        }
+        Mode::Repeat(copies) => comm.duplicate_frames(copies),
+    }
+    Ok(())
 }
 
 fn parse() -> Result<Args, String> {
@@ -44,11 +104,19 @@ fn parse() -> Result<Args, String> {
         sum: false,
         kill: None,
         quiet: false,
+        #[cfg(feature = "testing")]
+        misbehave: None,
     };
     let mut kill_rank = None;
     let mut kill_after = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        #[cfg(feature = "testing")]
+        if flag == "--misbehave" {
+            let text = it.next().ok_or("--misbehave needs a value")?;
+            args.misbehave = Some(parse_misbehaviour(&text)?);
+            continue;
+        }
         let mut value = |name: &str| -> Result<u64, String> {
             let v = it.next().ok_or(format!("{name} needs a value"))?;
             v.parse()
@@ -116,6 +184,10 @@ fn run(args: &Args) -> Result<String, String> {
     let mut fewer = 0;
     let mut previous: Vec<usize> = (0..comm.size()).collect();
     for i in 0..args.warmup + args.reps {
+        #[cfg(feature = "testing")]
+        if let Some(m) = args.misbehave.filter(|m| m.rank == rank && m.at == i) {
+            misbehave(&mut comm, m, &x)?;
+        }
         let start = Instant::now();
         let r = if args.sum {
             comm.allreduce_sum(&x)

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use dac_net::{Comm, CommBuilder};
 
+pub(crate) mod procs;
+
 /// A fresh directory, removed on drop.
 pub(crate) struct TempDir(PathBuf);
 
