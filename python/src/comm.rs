@@ -4,13 +4,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use dac_core::{Communicator, Schedule, Topology};
-use dac_net::CommBuilder;
+use dac_net::{ArgumentKind, CommBuilder};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use crate::arrays::flat;
 use crate::blocking::{Outcome, interruptible, run};
-use crate::errors::{Failure, argument, network, to_py};
+use crate::errors::{Failure, argument, argument_kind, network, own_argument, to_py};
 
 /// Where a member's handle is between calls.
 #[derive(Debug)]
@@ -101,6 +102,53 @@ impl Comm {
             }
         }
     }
+
+    /// This member's own conversion of its arguments to a collective. If
+    /// `convert` fails, this member still takes part in the collective, to
+    /// fail it on every other member naming this rank (see `abort_call`),
+    /// and then raises the conversion's error, naming this rank in `ranks`
+    /// like the others' errors: otherwise the others would wait for it,
+    /// and its next call would pair with their current one.
+    ///
+    /// # Errors
+    /// The conversion's error, with the failure to tell the others, if
+    /// any, as its `__context__`; `KeyboardInterrupt` if that was
+    /// interrupted.
+    pub fn arguments<T>(
+        &self,
+        py: Python<'_>,
+        convert: impl FnOnce() -> Result<T, Failure>,
+    ) -> PyResult<T> {
+        convert().map_err(|failure| {
+            let kind = argument_kind(&failure);
+            let error = own_argument(py, self.rank, failure);
+            match self.call(py, move |comm| Ok(comm.abort_call(kind)?)) {
+                Ok(()) => error,
+                Err(failed) if !failed.is_instance_of::<PyException>(py) => {
+                    failed.set_context(py, Some(error));
+                    failed
+                }
+                Err(failed) => {
+                    if error.context(py).is_none() {
+                        error.set_context(py, Some(failed));
+                    }
+                    error
+                }
+            }
+        })
+    }
+}
+
+/// The kind of invalid argument `abort_call` reports, by its name.
+fn kind_named(name: &str) -> Result<ArgumentKind, Failure> {
+    match name {
+        "value" => Ok(ArgumentKind::Value),
+        "type" => Ok(ArgumentKind::Type),
+        "shape" => Ok(ArgumentKind::Shape),
+        _ => Err(argument(format!(
+            "kind={name:?}; expected 'value', 'type' or 'shape'"
+        ))),
+    }
 }
 
 #[pymethods]
@@ -131,7 +179,7 @@ impl Comm {
         x: PyReadonlyArray1<'py, f64>,
         sum: bool,
     ) -> PyResult<ReductionParts<'py>> {
-        let x = flat(py, x.as_slice())?;
+        let x = self.arguments(py, || flat(x.as_slice()))?;
         let r = self.call(py, move |comm| {
             let r = if sum {
                 comm.allreduce_sum(&x)
@@ -146,6 +194,17 @@ impl Comm {
             r.residual,
             r.contributors.to_vec(),
         ))
+    }
+
+    /// Takes part in the next collective only to fail it on every other
+    /// member with the exception for an invalid argument of `kind`
+    /// (`"value"`: `ArgumentError`, `"type"`: `InputTypeError`,
+    /// `"shape"`: `ShapeError`) naming this rank: for a call whose
+    /// arguments this member found invalid, which then raises its own,
+    /// detailed error.
+    fn abort_call(&self, py: Python<'_>, kind: &str) -> PyResult<()> {
+        let kind = kind_named(kind).map_err(|f| to_py(py, Some(self.rank), f))?;
+        self.call(py, move |comm| Ok(comm.abort_call(kind)?))
     }
 
     /// Members known to have departed the job.

@@ -5,7 +5,7 @@
 //! (`ValueError`, `TypeError`). Each carries the rank that raised it and
 //! the fields of the Rust error as attributes.
 
-use dac_core::Error;
+use dac_core::{ArgumentKind, Error};
 use dac_linalg::LinalgError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -88,7 +88,16 @@ fn classify_core(e: &Error) -> (&'static str, Vec<(&'static str, Detail)>) {
                 ("residual", Float(*residual)),
             ],
         ),
+        Error::InvalidArgument { rank, kind } => (
+            match kind {
+                ArgumentKind::Type => "InputTypeError",
+                ArgumentKind::Shape => "ShapeError",
+                _ => "ArgumentError",
+            },
+            vec![("ranks", Ints(vec![*rank]))],
+        ),
         Error::Excluded { .. }
+        | Error::Partitioned { .. }
         | Error::Left { .. }
         | Error::Timeout { .. }
         | Error::Transport { .. } => ("NetworkError", vec![]),
@@ -151,7 +160,35 @@ fn classify_linalg(e: &LinalgError) -> (&'static str, Vec<(&'static str, Detail)
 /// the rank of the member that raised it (`None` outside a job); the
 /// message names it unless it already starts with it.
 pub fn to_py(py: Python<'_>, rank: Option<usize>, failure: Failure) -> PyErr {
-    let (class, details, message) = match &failure {
+    let (class, details, message) = parts(&failure);
+    exception(py, class, message, rank, details)
+}
+
+/// [`to_py`] for a failure of member `rank`'s own arguments to a
+/// collective, which the other members are told of
+/// (`dac_net::Comm::abort_call`): the exception names `rank` in `ranks`
+/// too, as theirs do.
+pub fn own_argument(py: Python<'_>, rank: usize, failure: Failure) -> PyErr {
+    let (class, mut details, message) = parts(&failure);
+    if !details.iter().any(|(name, _)| *name == "ranks") {
+        details.push(("ranks", Detail::Ints(vec![rank])));
+    }
+    exception(py, class, message, Some(rank), details)
+}
+
+/// The kind of invalid argument the other members are told of for a
+/// failure of a member's own arguments: by the exception class it maps to.
+pub fn argument_kind(failure: &Failure) -> ArgumentKind {
+    match parts(failure).0 {
+        "InputTypeError" => ArgumentKind::Type,
+        "ShapeError" => ArgumentKind::Shape,
+        _ => ArgumentKind::Value,
+    }
+}
+
+/// The exception class, attributes and message for a failure.
+fn parts(failure: &Failure) -> (&'static str, Vec<(&'static str, Detail)>, String) {
+    match failure {
         Failure::Core(e) => {
             let (c, d) = classify_core(e);
             (c, d, e.to_string())
@@ -161,7 +198,18 @@ pub fn to_py(py: Python<'_>, rank: Option<usize>, failure: Failure) -> PyErr {
             (c, d, e.to_string())
         }
         Failure::Usage(c, m) => (*c, vec![], m.clone()),
-    };
+    }
+}
+
+/// The exception of `class` with `message` (naming `rank` unless it
+/// starts with a rank), `rank` and `details` as attributes.
+fn exception(
+    py: Python<'_>,
+    class: &str,
+    message: String,
+    rank: Option<usize>,
+    details: Vec<(&'static str, Detail)>,
+) -> PyErr {
     let message = match rank {
         Some(r) if !message.starts_with("rank") => format!("rank {r}: {message}"),
         _ => message,

@@ -2,7 +2,8 @@
 //!
 //! Each function copies its array arguments once (so that the call can
 //! run on a worker thread, see [`crate::blocking`]) and returns numpy
-//! arrays without a copy.
+//! arrays without a copy. A copy that fails on one member fails the call
+//! on every member (see [`Comm::arguments`]).
 
 use dac_linalg::{CgOptions, LstsqOptions, Solver};
 use numpy::ndarray::{Array1, Array2};
@@ -20,9 +21,9 @@ pub fn dot<'py>(
     x: PyReadonlyArray1<'py, f64>,
     y: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<f64> {
-    let (x, y) = (owned1(py, &x)?, owned1(py, &y)?);
-    comm.get()
-        .call(py, move |c| Ok(dac_linalg::dot(c, &x, &y)?))
+    let comm = comm.get();
+    let (x, y) = comm.arguments(py, || Ok((owned1(&x)?, owned1(&y)?)))?;
+    comm.call(py, move |c| Ok(dac_linalg::dot(c, &x, &y)?))
 }
 
 /// `‖x‖₂` for a vector split across ranks.
@@ -32,8 +33,9 @@ pub fn norm<'py>(
     comm: &Bound<'py, Comm>,
     x: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<f64> {
-    let x = owned1(py, &x)?;
-    comm.get().call(py, move |c| Ok(dac_linalg::norm2(c, &x)?))
+    let comm = comm.get();
+    let x = comm.arguments(py, || owned1(&x))?;
+    comm.call(py, move |c| Ok(dac_linalg::norm2(c, &x)?))
 }
 
 /// `A x` for `A` split by columns (this rank's columns and entries of `x`).
@@ -44,10 +46,9 @@ pub fn matvec<'py>(
     a_cols: PyReadonlyArray2<'py, f64>,
     x: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (a, x) = (owned2(py, &a_cols)?, owned1(py, &x)?);
-    let y = comm
-        .get()
-        .call(py, move |c| Ok(dac_linalg::matvec(c, &a, &x)?))?;
+    let comm = comm.get();
+    let (a, x) = comm.arguments(py, || Ok((owned2(&a_cols)?, owned1(&x)?)))?;
+    let y = comm.call(py, move |c| Ok(dac_linalg::matvec(c, &a, &x)?))?;
     Ok(y.into_pyarray(py))
 }
 
@@ -73,14 +74,13 @@ pub fn lstsq<'py>(
     b: PyReadonlyArray2<'py, f64>,
     ridge: f64,
 ) -> PyResult<LstsqParts<'py>> {
-    let (a, b) = (owned2(py, &a_rows)?, owned2(py, &b)?);
+    let comm = comm.get();
+    let (a, b) = comm.arguments(py, || Ok((owned2(&a_rows)?, owned2(&b)?)))?;
     let options = LstsqOptions {
         ridge,
         ..LstsqOptions::default()
     };
-    let r = comm
-        .get()
-        .call(py, move |c| Ok(dac_linalg::lstsq(c, &a, &b, &options)?))?;
+    let r = comm.call(py, move |c| Ok(dac_linalg::lstsq(c, &a, &b, &options)?))?;
     let (solver, rank) = match r.solver {
         Solver::Cholesky => ("cholesky", None),
         Solver::RankRevealing { rank } => ("rank-revealing", Some(rank)),
@@ -107,11 +107,10 @@ pub fn cg<'py>(
     tol: f64,
     max_iter: usize,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, usize, f64, u64)> {
-    let (a, b) = (owned2(py, &a_rows)?, owned1(py, &b)?);
+    let comm = comm.get();
+    let (a, b) = comm.arguments(py, || Ok((owned2(&a_rows)?, owned1(&b)?)))?;
     let options = CgOptions { tol, max_iter };
-    let r = comm
-        .get()
-        .call(py, move |c| Ok(dac_linalg::cg(c, &a, &b, &options)?))?;
+    let r = comm.call(py, move |c| Ok(dac_linalg::cg(c, &a, &b, &options)?))?;
     Ok((
         r.x.into_pyarray(py),
         r.iterations,
@@ -133,9 +132,16 @@ pub fn gaussian_linear<'py>(
     prior_cov: PyReadonlyArray2<'py, f64>,
     noise_var: f64,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, u32)> {
-    let (x, y) = (owned2(py, &x_rows)?, owned1(py, &y)?);
-    let (m, s) = (owned1(py, &prior_mean)?, owned2(py, &prior_cov)?);
-    let p = comm.get().call(py, move |c| {
+    let comm = comm.get();
+    let (x, y, m, s) = comm.arguments(py, || {
+        Ok((
+            owned2(&x_rows)?,
+            owned1(&y)?,
+            owned1(&prior_mean)?,
+            owned2(&prior_cov)?,
+        ))
+    })?;
+    let p = comm.call(py, move |c| {
         Ok(dac_linalg::gaussian_linear(c, &x, &y, &m, &s, noise_var)?)
     })?;
     Ok((p.mean.into_pyarray(py), p.cov.into_pyarray(py), p.rounds))
@@ -151,8 +157,10 @@ pub fn grid_posterior<'py>(
     log_prior: PyReadonlyArray1<'py, f64>,
     local_loglik: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (prior, loglik) = (owned1(py, &log_prior)?, owned1(py, &local_loglik)?);
-    let posterior = comm.get().call(py, move |c| {
+    let comm = comm.get();
+    let (prior, loglik) =
+        comm.arguments(py, || Ok((owned1(&log_prior)?, owned1(&local_loglik)?)))?;
+    let posterior = comm.call(py, move |c| {
         // The grid handed to the Rust function is the point index, which
         // the two closures look their values up by.
         let points = prior.len().max(loglik.len());

@@ -49,7 +49,7 @@ pub fn simulate<'py>(
     seed: u64,
 ) -> PyResult<SimulationParts<'py>> {
     let (nodes, dim) = (inputs.shape()[0], inputs.shape()[1]);
-    let flat = flat(py, inputs.as_slice())?;
+    let flat = flat(inputs.as_slice()).map_err(|f| to_py(py, None, f))?;
     let topology = topology.to_owned();
     let schedule = schedule.to_owned();
     // Set when the caller stops waiting (Ctrl-C), so that the abandoned

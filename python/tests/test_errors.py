@@ -94,6 +94,47 @@ def test_comm_errors_name_the_rank(comm: dac.Comm) -> None:
     assert comm.allreduce(4.0).value == 4.0
 
 
+def test_a_local_argument_error_names_this_rank_and_keeps_the_comm_usable(
+    comm: dac.Comm,
+) -> None:
+    # (Every rank raises it in a networked job: tests/spmd/lone_bad_argument.py.)
+    with pytest.raises(dac.InputTypeError, match="rank 0: x has dtype") as e:
+        comm.allreduce("x")
+    assert e.value.ranks == [0]  # type: ignore[attr-defined]
+    assert e.value.__context__ is None
+    with pytest.raises(dac.ArgumentError, match="max_iter = -1 must not be negative"):
+        dac.linalg.cg(comm, np.eye(2), np.ones(2), max_iter=-1)
+    with pytest.raises(ZeroDivisionError):
+        dac.bayes.grid_posterior(comm, np.arange(1.0, 3.0), np.zeros(2), lambda t: 1 / 0)
+    with pytest.raises(dac.ArgumentError, match="C-contiguous"):
+        dac._native.dot(comm._native, np.ones(6)[::2], np.ones(3))
+    with pytest.raises(dac.ArgumentError, match='kind="size"; expected'):
+        comm._native.abort_call("size")
+    comm._native.abort_call("shape")  # alone in the job: nobody to tell
+    assert comm.allreduce(3.0).value == 3.0
+
+
+def test_a_local_argument_error_wins_over_a_failure_to_tell_the_others() -> None:
+    c = dac.init(size=1, rank=0)
+    c.close()
+    with pytest.raises(dac.InputTypeError, match="rank 0: x has dtype") as e:
+        c.allreduce(["1", "x"])
+    assert isinstance(e.value.__context__, dac.NetworkError), e.value.__context__
+    assert "closed" in str(e.value.__context__)
+    with pytest.raises(dac.ShapeError, match="a_rows has shape") as e2:
+        dac.linalg.lstsq(c, np.ones(4), np.ones(4))
+    assert isinstance(e2.value.__context__, dac.NetworkError)
+    with pytest.raises(dac.ArgumentError, match="C-contiguous") as e3:
+        dac._native.dot(c._native, np.ones(6)[::2], np.ones(3))
+    assert isinstance(e3.value.__context__, dac.NetworkError)
+    # An error with a context of its own keeps it, and gets a note.
+    with pytest.raises(dac.InputTypeError, match="cannot be read as an array") as e4:
+        c.allreduce([[1.0], [1.0, 2.0]])
+    assert not isinstance(e4.value.__context__, dac.NetworkError)
+    notes = getattr(e4.value, "__notes__", ["could not fail the call"])  # (Python < 3.11)
+    assert any("could not fail the call" in n for n in notes), notes
+
+
 def test_solver_limits_are_convergence_errors(comm: dac.Comm) -> None:
     a = np.diag(np.arange(1.0, 21.0))
     with pytest.raises(dac.ConvergenceError) as e:

@@ -1,6 +1,7 @@
 """Networked runs under `dacrun`: every rank agrees with numpy, bad input
-on one rank fails every rank, a killed peer drops out of the
-contributors, and Ctrl-C interrupts a blocked call."""
+on one rank fails every rank (and the next call still pairs with the same
+call everywhere), a killed peer drops out of the contributors, and Ctrl-C
+interrupts a blocked call."""
 
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ def test_a_bad_input_on_one_rank_raises_on_every_rank() -> None:
     for check in ["length-mismatch", "nan-one-rank", "columns-mismatch", "still-usable"]:
         assert ok_ranks(p.stdout, check) == [0, 1, 2, 3], f"{check}:\n{p.stdout}"
     assert "rank 2" in p.stdout  # the NaN error names the rank that had it
+
+
+LONE_BAD_ARGUMENTS = ["allreduce-dtype", "dot-ndim", "allreduce-op", "lstsq-ndim",
+                      "matvec-dtype", "cg-max-iter", "gaussian-noise-var",
+                      "grid-posterior-length", "grid-posterior-callback",
+                      "native-not-contiguous"]
+
+
+def test_an_argument_one_rank_finds_invalid_fails_the_call_on_every_rank() -> None:
+    """Issue 14: a wrong dtype, ndim or op on one rank, caught before the
+    call, used to raise on that rank alone, and its next call paired with
+    the others' current one. Now every rank raises (the others naming the
+    bad rank in `ranks`), and the next call sees exactly its own inputs."""
+    p = run_spmd("lone_bad_argument.py", 4)
+    assert p.returncode == 0, p.stdout
+    for case in LONE_BAD_ARGUMENTS:
+        assert ok_ranks(p.stdout, case) == [0, 1, 2, 3], f"{case}:\n{p.stdout}"
+    for n in range(len(LONE_BAD_ARGUMENTS)):
+        assert ok_ranks(p.stdout, f"aligned-{n}") == [0, 1, 2, 3], f"aligned-{n}:\n{p.stdout}"
 
 
 def test_size_that_contradicts_dacrun_is_refused() -> None:

@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InputTypeError, ShapeError
+from .errors import ArgumentError, InputTypeError, ShapeError
 
 Float64Array = npt.NDArray[np.float64]
 
@@ -58,3 +58,16 @@ def as_scalar(x: Any, name: str, rank: Optional[int] = None) -> float:
         raise InputTypeError(
             f"{_who(rank)}{name} = {x!r} is not a real number", rank=rank
         ) from e
+
+
+def as_count(x: Any, name: str, rank: Optional[int] = None) -> int:
+    """``x`` as an integer in ``0..2**64``: anything but an integer raises
+    :class:`InputTypeError`, one out of that range :class:`ArgumentError`."""
+    if isinstance(x, bool) or not isinstance(x, int) and not hasattr(x, "__index__"):
+        raise InputTypeError(f"{_who(rank)}{name} = {x!r} is not an integer", rank=rank)
+    value = int(x.__index__())
+    if value < 0:
+        raise ArgumentError(f"{_who(rank)}{name} = {value} must not be negative", rank=rank)
+    if value >= 2**64:
+        raise ArgumentError(f"{_who(rank)}{name} = {value} is too large", rank=rank)
+    return value

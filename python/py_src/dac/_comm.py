@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Type, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Type, Union
 
 import numpy as np
 
 from . import _native
 from ._arrays import Float64Array, as_float
-from .errors import ArgumentError
+from .errors import ArgumentError, DacError, ShapeError
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,11 @@ class Comm:
         ``contributors``). Raises :class:`~dac.ShapeError` on every member
         if the shapes differ, :class:`~dac.NonFiniteError` on every member
         if one passes NaN or infinity, :class:`~dac.ConvergenceError`,
-        :class:`~dac.NetworkError`.
+        :class:`~dac.NetworkError`. An invalid argument on one member (a
+        dtype that is not real numbers, more than 32 dimensions, an
+        unknown ``op``) raises on every member: that member gets the
+        detailed error, the others the same exception class naming it in
+        ``ranks``.
 
         >>> import numpy as np, dac
         >>> with dac.init(size=1, rank=0) as comm:
@@ -79,11 +84,12 @@ class Comm:
         ...     red.value.tolist(), red.contributors
         ([1.0, 2.0], [0])
         """
-        if op not in ("mean", "sum"):
-            raise ArgumentError(
-                f"rank {self.rank}: op={op!r}; expected 'mean' or 'sum'", rank=self.rank
-            )
-        arr = np.asarray(as_float(x, "x", tuple(range(33)), self.rank))
+        with local_checks(self):
+            if op not in ("mean", "sum"):
+                raise ArgumentError(
+                    f"rank {self.rank}: op={op!r}; expected 'mean' or 'sum'", rank=self.rank
+                )
+            arr = np.asarray(as_float(x, "x", tuple(range(33)), self.rank))
         value, rounds, residual, contributors = self._native.allreduce(
             arr.reshape(-1), op == "sum"
         )
@@ -127,6 +133,50 @@ class Comm:
 
     def __repr__(self) -> str:
         return repr(self._native)
+
+
+@contextmanager
+def local_checks(comm: Comm) -> Iterator[None]:
+    """A collective's checks of this member's own arguments, made before
+    the call: ``with local_checks(comm): ...`` around them.
+
+    If a check raises, this member still takes part in the collective, to
+    fail it on every other member with the matching exception naming this
+    rank (an :class:`~dac.InputTypeError`, :class:`~dac.ShapeError` or,
+    for anything else, :class:`~dac.ArgumentError`); then the exception
+    goes on as raised, with ``ranks = [rank]``. Otherwise the others would
+    wait for this member, and its next call would pair with their current
+    one. If the others cannot be told (the comm is closed, or this member
+    is out of the job), the check's exception is raised anyway, with that
+    failure as its ``__context__`` (or, if it has one already, in a note).
+    """
+    try:
+        yield
+    except Exception as exc:  # not KeyboardInterrupt and the like
+        if isinstance(exc, DacError) and not hasattr(exc, "ranks"):
+            setattr(exc, "ranks", [comm.rank])
+        try:
+            comm._native.abort_call(_kind(exc))
+        except Exception as failure:
+            if failure.__context__ is exc:
+                failure.__context__ = None  # (set by Python: it was raised here)
+            if exc.__context__ is None:
+                exc.__context__ = failure
+            elif hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(
+                    f"rank {comm.rank} could not fail the call on the other ranks: {failure}"
+                )
+        raise
+
+
+def _kind(exc: Exception) -> str:
+    """The kind of invalid argument :meth:`_native.Comm.abort_call` tells
+    the other members of, for ``exc``."""
+    if isinstance(exc, ShapeError):
+        return "shape"
+    if isinstance(exc, TypeError):  # InputTypeError, or a TypeError from a user's function
+        return "type"
+    return "value"
 
 
 def init(

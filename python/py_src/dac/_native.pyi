@@ -2,7 +2,10 @@
 
 Private: the public API is in ``dac``; these functions take float64,
 C-contiguous arrays of the right number of dimensions, which the public
-wrappers make.
+wrappers make. An argument a public wrapper finds invalid on one member
+must still take part in the collective, through ``Comm.abort_call`` (see
+``dac._comm.local_checks``), so that every member raises; the native
+functions do the same themselves for an array they cannot copy.
 """
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,6 +23,14 @@ class Comm:
     @property
     def closed(self) -> bool: ...
     def allreduce(self, x: _F64, sum: bool) -> Tuple[_F64, int, float, List[int]]: ...
+    def abort_call(self, kind: str) -> None:
+        """Takes part in the next collective only to fail it on every other
+        member with the exception for an invalid argument of ``kind``
+        (``"value"``: ``ArgumentError``, ``"type"``: ``InputTypeError``,
+        ``"shape"``: ``ShapeError``) naming this rank in ``ranks``; this
+        member then raises its own, detailed error. An unknown ``kind`` is
+        an ``ArgumentError``; ``NetworkError`` if the comm is closed or
+        this member is out of the job."""
     def departed(self) -> List[int]: ...
     def close(self) -> None: ...
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional
 
 from . import _native
-from ._arrays import Float64Array, as_float
-from .errors import ArgumentError, InputTypeError
+from ._arrays import Float64Array, as_count, as_float
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,6 @@ class SimulationResult:
     """After each round, the largest distance (max norm) of a node's
     estimate from the exact mean of the inputs of the nodes that reached
     the round, computed centrally."""
-
-
-def _int(x: Any, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) and not hasattr(x, "__index__"):
-        raise InputTypeError(f"{name} = {x!r} is not an integer")
-    value = int(x.__index__())
-    if value < 0:
-        raise ArgumentError(f"{name} = {value} must not be negative")
-    return value
 
 
 def simulate(
@@ -84,17 +74,17 @@ def simulate(
     matrix = arr[:, None] if arr.ndim == 1 else arr
     crashes = []
     for node, round_ in (crash or {}).items():
-        crashes.append((_int(node, "crash node"), _int(round_, "crash round")))
+        crashes.append((as_count(node, "crash node"), as_count(round_, "crash round")))
     estimates, rounds, converged, contributors, residuals, errors = _native.simulate(
         matrix,
         str(topology),
         str(schedule),
         float(tol),
-        _int(max_rounds, "max_rounds"),
+        as_count(max_rounds, "max_rounds"),
         float(drop_rate),
-        _int(delay, "delay"),
+        as_count(delay, "delay"),
         crashes,
-        _int(seed, "seed"),
+        as_count(seed, "seed"),
     )
     return SimulationResult(
         estimates=estimates.reshape(arr.shape),

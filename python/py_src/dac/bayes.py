@@ -1,5 +1,12 @@
 """Bayesian updates from data split across members: every member's data
-counts once, and every member gets the same posterior."""
+counts once, and every member gets the same posterior.
+
+A problem found on one member (a shape that does not fit, a NaN) is raised
+on every member, naming it; so is an invalid argument that member finds
+before the call (a dtype that is not real numbers, a wrong number of
+dimensions, a log-density that raises): it gets the detailed error, the
+others the same exception class naming it in ``ranks``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import Float64Array, as_float, as_scalar
-from ._comm import Comm
+from ._comm import Comm, local_checks
 from .errors import ShapeError
 
 __all__ = ["gaussian_linear", "grid_posterior"]
@@ -43,14 +50,12 @@ def gaussian_linear(
     (2.0, 0.2)
     """
     r = comm.rank
-    mean, cov, _rounds = _native.gaussian_linear(
-        comm._native,
-        as_float(x_rows, "x_rows", (2,), r),
-        as_float(y, "y", (1,), r),
-        as_float(prior_mean, "prior_mean", (1,), r),
-        as_float(prior_cov, "prior_cov", (2,), r),
-        as_scalar(noise_var, "noise_var", r),
-    )
+    with local_checks(comm):
+        x, ys = as_float(x_rows, "x_rows", (2,), r), as_float(y, "y", (1,), r)
+        mean0 = as_float(prior_mean, "prior_mean", (1,), r)
+        cov0 = as_float(prior_cov, "prior_cov", (2,), r)
+        noise_var = as_scalar(noise_var, "noise_var", r)
+    mean, cov, _rounds = _native.gaussian_linear(comm._native, x, ys, mean0, cov0, noise_var)
     return mean, cov
 
 
@@ -95,7 +100,8 @@ def grid_posterior(
     (1.0, 0.7)
     """
     r = comm.rank
-    points = as_float(grid, "grid", (1, 2), r)
-    prior = _at_points(log_prior, points, "log_prior", r)
-    loglik = _at_points(local_loglik, points, "local_loglik", r)
+    with local_checks(comm):
+        points = as_float(grid, "grid", (1, 2), r)
+        prior = _at_points(log_prior, points, "log_prior", r)
+        loglik = _at_points(local_loglik, points, "local_loglik", r)
     return _native.grid_posterior(comm._native, prior, loglik)

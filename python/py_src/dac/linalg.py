@@ -2,7 +2,10 @@
 
 Every member calls the same function with its own piece of the data and
 gets the same global answer. A problem found on one member (a shape that
-does not fit, a NaN) is raised on every member, naming it.
+does not fit, a NaN) is raised on every member, naming it; so is an
+invalid argument that member finds before the call (a dtype that is not
+real numbers, a wrong number of dimensions): it gets the detailed error,
+the others the same exception class naming it in ``ranks``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _native
-from ._arrays import Float64Array, as_float, as_scalar
-from ._comm import Comm
+from ._arrays import Float64Array, as_count, as_float, as_scalar
+from ._comm import Comm, local_checks
 
 __all__ = ["dot", "norm", "matvec", "lstsq", "cg", "LstsqResult", "CgResult"]
 
@@ -27,7 +30,9 @@ def dot(comm: Comm, x: Any, y: Any) -> float:
     11.0
     """
     r = comm.rank
-    return _native.dot(comm._native, as_float(x, "x", (1,), r), as_float(y, "y", (1,), r))
+    with local_checks(comm):
+        xs, ys = as_float(x, "x", (1,), r), as_float(y, "y", (1,), r)
+    return _native.dot(comm._native, xs, ys)
 
 
 def norm(comm: Comm, x: Any) -> float:
@@ -38,7 +43,9 @@ def norm(comm: Comm, x: Any) -> float:
     ...     dac.linalg.norm(comm, np.array([3.0, 4.0]))
     5.0
     """
-    return _native.norm(comm._native, as_float(x, "x", (1,), comm.rank))
+    with local_checks(comm):
+        xs = as_float(x, "x", (1,), comm.rank)
+    return _native.norm(comm._native, xs)
 
 
 def matvec(comm: Comm, a_cols: Any, x: Any) -> Float64Array:
@@ -52,9 +59,9 @@ def matvec(comm: Comm, a_cols: Any, x: Any) -> Float64Array:
     [2.0, -2.0]
     """
     r = comm.rank
-    return _native.matvec(
-        comm._native, as_float(a_cols, "a_cols", (2,), r), as_float(x, "x", (1,), r)
-    )
+    with local_checks(comm):
+        a, xs = as_float(a_cols, "a_cols", (2,), r), as_float(x, "x", (1,), r)
+    return _native.matvec(comm._native, a, xs)
 
 
 @dataclass(frozen=True)
@@ -93,10 +100,12 @@ def lstsq(comm: Comm, a_rows: Any, b: Any, ridge: float = 0.0) -> LstsqResult:
     ([1.0, 2.0], 'cholesky')
     """
     r = comm.rank
-    a = as_float(a_rows, "a_rows", (2,), r)
-    rhs = as_float(b, "b", (1, 2), r)
+    with local_checks(comm):
+        a = as_float(a_rows, "a_rows", (2,), r)
+        rhs = as_float(b, "b", (1, 2), r)
+        ridge = as_scalar(ridge, "ridge", r)
     x, residual, condition, rounds, solver, rank, refinements = _native.lstsq(
-        comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, as_scalar(ridge, "ridge", r)
+        comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, ridge
     )
     return LstsqResult(
         x=x[:, 0] if rhs.ndim == 1 else x,
@@ -138,11 +147,8 @@ def cg(comm: Comm, a_rows: Any, b: Any, tol: float = 1e-10, max_iter: int = 1000
     (True, 2)
     """
     r = comm.rank
-    x, iterations, residual, rounds = _native.cg(
-        comm._native,
-        as_float(a_rows, "a_rows", (2,), r),
-        as_float(b, "b", (1,), r),
-        as_scalar(tol, "tol", r),
-        int(max_iter),
-    )
+    with local_checks(comm):
+        a, rhs = as_float(a_rows, "a_rows", (2,), r), as_float(b, "b", (1,), r)
+        tol, max_iter = as_scalar(tol, "tol", r), as_count(max_iter, "max_iter", r)
+    x, iterations, residual, rounds = _native.cg(comm._native, a, rhs, tol, max_iter)
     return CgResult(x=x, iterations=iterations, residual_norm=residual, rounds=rounds)

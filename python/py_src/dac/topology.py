@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import List
 
 from . import _native
-from ._sim import _int
+from ._arrays import as_count
 
 __all__ = ["spectral_gap", "diameter", "neighbors"]
 
@@ -27,7 +27,7 @@ def spectral_gap(name: str, n: int, *, seed: int = 0) -> float:
     >>> round(dac.topology.spectral_gap("ring", 8), 6)
     0.195262
     """
-    return _native.spectral_gap(str(name), _int(n, "n"), _int(seed, "seed"))
+    return _native.spectral_gap(str(name), as_count(n, "n"), as_count(seed, "seed"))
 
 
 def diameter(name: str, n: int, *, seed: int = 0) -> int:
@@ -37,7 +37,7 @@ def diameter(name: str, n: int, *, seed: int = 0) -> int:
     >>> dac.topology.diameter("ring", 10), dac.topology.diameter("hypercube", 16)
     (5, 4)
     """
-    return _native.diameter(str(name), _int(n, "n"), _int(seed, "seed"))
+    return _native.diameter(str(name), as_count(n, "n"), as_count(seed, "seed"))
 
 
 def neighbors(name: str, n: int, i: int, *, seed: int = 0) -> List[int]:
@@ -49,4 +49,4 @@ def neighbors(name: str, n: int, i: int, *, seed: int = 0) -> List[int]:
     >>> dac.topology.neighbors("exponential", 8, 0)
     [1, 2, 4, 6, 7]
     """
-    return _native.neighbors(str(name), _int(n, "n"), _int(i, "i"), _int(seed, "seed"))
+    return _native.neighbors(str(name), as_count(n, "n"), as_count(i, "i"), as_count(seed, "seed"))
