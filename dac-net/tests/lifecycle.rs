@@ -329,3 +329,37 @@ fn a_member_several_calls_ahead_is_waited_for() {
         assert_eq!(last.contributors.to_vec(), all);
     }
 }
+
+/// Members that leave gracefully are gone, not suspected: two of four
+/// leave, and the other two go on (two suspicions of four would stop
+/// them).
+#[test]
+fn members_that_leave_do_not_count_against_the_quorum() {
+    let n = 4;
+    let results = common::run_job(
+        n,
+        |_, b| b,
+        |comm| {
+            let rank = comm.rank();
+            let first = comm.allreduce_mean(&input(rank, 3)).unwrap();
+            if rank >= 2 {
+                return (first, None);
+            }
+            // Wait until both are known to be gone.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while comm.departed() != [2, 3] && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let second = comm.allreduce_mean(&input(rank, 3));
+            (first, Some(second))
+        },
+    );
+    for (rank, (first, second)) in results.iter().enumerate() {
+        assert_close(&first.value, &exact_mean(&[0, 1, 2, 3], 3), "first");
+        if let Some(second) = second {
+            let second = second.as_ref().unwrap();
+            assert_eq!(second.contributors.to_vec(), vec![0, 1], "rank {rank}");
+            assert_close(&second.value, &exact_mean(&[0, 1], 3), "second");
+        }
+    }
+}

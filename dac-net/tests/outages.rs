@@ -101,6 +101,75 @@ fn a_member_frozen_past_the_timeout_fails_when_it_wakes() {
     }
 }
 
+/// Crashes are proofs, not suspicions: SIGKILL two of four members and the
+/// other two go on, exact over themselves (two of four suspected would
+/// stop them).
+#[test]
+fn two_of_four_killed_leave_the_other_two_going_on() {
+    let job = Job::launch(
+        4,
+        ALLREDUCE,
+        &args(&["--dim", "100", "--reps", "8000", "--quiet"]),
+        &peer_timeout(5.0),
+        |_| Vec::new(),
+    );
+    job.wait_published(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1000));
+    job.signal(1, "KILL");
+    std::thread::sleep(Duration::from_millis(300));
+    job.signal(3, "KILL");
+    let ended = job.finish(Duration::from_secs(120));
+    for rank in [0, 2] {
+        assert_survivor(rank, &ended[rank], 1, "two killed");
+        assert_survivor(rank, &ended[rank], 3, "two killed");
+    }
+}
+
+/// Two members: a frozen peer stops the other (neither can tell a dead peer
+/// from a dead link, and one of two is no majority); a killed peer leaves
+/// the survivor going on alone, exact over itself.
+#[test]
+fn two_members_stop_on_a_freeze_and_go_on_after_a_crash() {
+    let mut job = Job::launch(
+        2,
+        ALLREDUCE,
+        &args(&["--dim", "10", "--reps", "100000000", "--quiet"]),
+        &peer_timeout(1.0),
+        |_| Vec::new(),
+    );
+    job.wait_published(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1000));
+    job.signal(1, "STOP");
+    // Rank 0 stops on its own, within the detector's time.
+    assert!(
+        job.wait_exit(0, Duration::from_secs(10)),
+        "rank 0 went on alone"
+    );
+    job.signal(1, "CONT");
+    let ended = job.finish(Duration::from_secs(60));
+    for (rank, e) in ended.iter().enumerate() {
+        assert_eq!(e.code(), Some(1), "rank {rank}: {}", e.err);
+        assert!(
+            e.err.contains("lost contact") || e.err.contains("excluded"),
+            "rank {rank}: {}",
+            e.err
+        );
+    }
+
+    let job = Job::launch(
+        2,
+        ALLREDUCE,
+        &args(&["--dim", "10", "--reps", "40000", "--quiet"]),
+        &peer_timeout(1.0),
+        |_| Vec::new(),
+    );
+    job.wait_published(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1000));
+    job.signal(1, "KILL");
+    let ended = job.finish(Duration::from_secs(60));
+    assert_survivor(0, &ended[0], 1, "two members, one killed");
+}
+
 /// The case 3: a silent member is declared departed within
 /// `peer_timeout` plus one heartbeat interval (a quarter of it), whatever
 /// the timeout. Measured from SIGSTOP to the first result without it.

@@ -72,6 +72,37 @@ def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     assert "contributors [0, 1, 2]" in p.stdout
 
 
+def test_a_frozen_rank_raises_when_it_wakes_and_the_others_go_on(tmp_path: Path) -> None:
+    """A rank frozen past the peer timeout does not go on alone: it raises
+    NetworkError when it wakes (before, it got no exception at all and ran
+    the rest of the job by itself)."""
+    pid_file = tmp_path / "pid"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
+    proc = subprocess.Popen(
+        [str(dacrun_path()), "-n", "3", "--keep-going", "--peer-timeout", "1", "--",
+         sys.executable, str(SPMD / "frozen_rank.py"), str(pid_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "rank 2 never started"
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        time.sleep(1.5)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(3.0)
+        os.kill(pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert ok_ranks(out, "survivors-go-on") == [0, 1], out
+    assert ok_ranks(out, "frozen-rank-fails") == [2], out
+
+
 def test_ctrl_c_interrupts_a_blocked_call_that_released_the_gil(tmp_path: Path) -> None:
     ready, done = tmp_path / "ready", tmp_path / "done"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}

@@ -108,6 +108,20 @@ impl Job {
         assert!(ok, "kill -{signal} {pid} failed");
     }
 
+    /// Whether rank `rank` has ended (waiting at most `timeout` for it).
+    pub(crate) fn wait_exit(&mut self, rank: usize, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if matches!(self.ranks[rank].child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until every rank has published its address (the job is
     /// forming), for at most `timeout`.
     pub(crate) fn wait_published(&self, timeout: Duration) {
