@@ -364,6 +364,24 @@ impl Session {
         }
     }
 
+    /// Starts the next reduction: its id, and this member's neighbours
+    /// before any departure (the engine learns the departures) with a
+    /// diameter bound.
+    fn next_op(&mut self) -> (u64, Vec<usize>, usize) {
+        self.op += 1;
+        let (peers, bound) = self.hood.neighbours(self.rank, &[]);
+        (self.op, peers, bound)
+    }
+
+    fn setup<'p>(&self, peers: &'p [usize], bound: usize) -> NodeSetup<'p> {
+        NodeSetup {
+            id: self.rank,
+            members: self.size,
+            peers,
+            diameter_bound: bound,
+        }
+    }
+
     /// Takes part in the next reduction only to fail it on every member
     /// with `error` (this member's own arguments were invalid).
     pub(crate) fn abort_call(&mut self, error: Error) -> Result<()> {
@@ -374,15 +392,8 @@ impl Session {
         let Some(reason) = AbortReason::from_error(&error) else {
             return Err(transport(format!("{error} cannot be told to the others")));
         };
-        self.op += 1;
-        let op = self.op;
-        let (peers, bound) = self.hood.neighbours(self.rank, &[]);
-        let setup = NodeSetup {
-            id: self.rank,
-            members: self.size,
-            peers: &peers,
-            diameter_bound: bound,
-        };
+        let (op, peers, bound) = self.next_op();
+        let setup = self.setup(&peers, bound);
         let mut aborted = Engine::aborted(setup, reason);
         self.flush(op, &mut aborted);
         self.last = Some((op, aborted));
@@ -396,15 +407,8 @@ impl Session {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        self.op += 1;
-        let op = self.op;
-        let (peers, bound) = self.hood.neighbours(self.rank, &[]);
-        let setup = NodeSetup {
-            id: self.rank,
-            members: self.size,
-            peers: &peers,
-            diameter_bound: bound,
-        };
+        let (op, peers, bound) = self.next_op();
+        let setup = self.setup(&peers, bound);
         let max = self.node.max_input_len();
         let created = if x.len() > max {
             Err(Error::InputTooLarge {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use dac_core::Result;
-use dac_core::engine::{Header, Kind, Message, ViewId};
+use dac_core::engine::{Header, Kind, Message};
 
 use crate::builder::CommBuilder;
 use crate::comm::Comm;
@@ -98,15 +98,8 @@ impl Comm {
         let mut mass = input.to_vec();
         mass.push(1.0);
         let header = Header {
-            kind: Kind::Round,
-            round: 0,
-            view: ViewId::default(),
             degree: self.neighbour_count() as u32,
-            counter: 0,
-            flags: 0,
-            proposal: 0,
-            streak: 0.0,
-            epoch: 0.0,
+            ..Header::new(Kind::Round, 0)
         };
         wire::encode(job, self.next_op(), &Message::new(header, &[], &mass))
     }
@@ -118,17 +111,7 @@ impl Comm {
         match bad {
             BadFrame::WrongJob => self.round_zero(job ^ 0x5a5a, &input),
             BadFrame::FutureOp => {
-                let header = Header {
-                    kind: Kind::Events,
-                    round: 0,
-                    view: ViewId::default(),
-                    degree: 0,
-                    counter: 0,
-                    flags: 0,
-                    proposal: 0,
-                    streak: 0.0,
-                    epoch: 0.0,
-                };
+                let header = Header::new(Kind::Events, 0);
                 wire::encode(job, self.next_op() + 1000, &Message::new(header, &[], &[]))
             }
             BadFrame::Oversized => (u32::MAX - 8).to_le_bytes().to_vec(),

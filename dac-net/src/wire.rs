@@ -283,19 +283,9 @@ pub(crate) async fn read_body<R: AsyncRead + Unpin>(
     max: usize,
     buf: &mut Vec<u8>,
 ) -> Result<bool, ReadError> {
-    let mut prefix = [0u8; PREFIX];
-    let mut got = 0;
-    while got < PREFIX {
-        let n = reader.read(&mut prefix[got..]).await?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(false);
-            }
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-        got += n;
-    }
-    let len = u32::from_le_bytes(prefix) as usize;
+    let Some(len) = read_prefix(reader, &|_| {}).await? else {
+        return Ok(false);
+    };
     if len > max {
         return Err(FrameError::Oversized {
             len: len as u64,
@@ -335,20 +325,9 @@ pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
     deadline: impl Fn(usize) -> std::time::Duration,
 ) -> Result<Incoming, ReadError> {
     let (max, job) = limits;
-    let mut prefix = [0u8; PREFIX];
-    let mut got = 0;
-    while got < PREFIX {
-        let n = reader.read(&mut prefix[got..]).await?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(Incoming::End);
-            }
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-        got += n;
-        progress(got < PREFIX);
-    }
-    let len = u32::from_le_bytes(prefix) as usize;
+    let Some(len) = read_prefix(reader, progress).await? else {
+        return Ok(Incoming::End);
+    };
     if len == 0 {
         return Ok(Incoming::Heartbeat);
     }
@@ -374,6 +353,28 @@ pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
         }
     }
     Ok(Incoming::Body(decode(buf, job)?))
+}
+
+/// Reads a frame's length prefix; `None` on a clean end of stream before
+/// it. `progress(mid_frame)` is called whenever bytes arrive.
+async fn read_prefix<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    progress: &(dyn Fn(bool) + Sync),
+) -> Result<Option<usize>, ReadError> {
+    let mut prefix = [0u8; PREFIX];
+    let mut got = 0;
+    while got < PREFIX {
+        let n = reader.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        got += n;
+        progress(got < PREFIX);
+    }
+    Ok(Some(u32::from_le_bytes(prefix) as usize))
 }
 
 /// Reads exactly `len` bytes into `buf`, growing it as they arrive.

@@ -66,7 +66,8 @@ pub struct Header {
 }
 
 impl Header {
-    pub(crate) fn new(kind: Kind, round: u32) -> Header {
+    /// A header of `kind` for `round`, everything else zero.
+    pub fn new(kind: Kind, round: u32) -> Header {
         Header {
             kind,
             round,
