@@ -22,8 +22,6 @@
 //! event ids). A frame that fails any check closes the peer's connection.
 
 use dac_core::engine::{AbortReason, Event, Header, Message, OwnedMessage};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use futures::{AsyncRead, AsyncReadExt};
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +157,8 @@ pub enum FrameError {
         code: u8,
     },
     /// A frame's bytes did not all arrive within the deadline its length
-    /// allows (a member that declares a large frame and then stalls).
+    /// allows (a member that declares a large frame and then stalls);
+    /// found by the failure detector.
     #[error("sent {received} of the {len} bytes of a frame in {seconds:.1} s")]
     Stalled {
         /// Declared body length.
@@ -311,21 +310,28 @@ pub(crate) enum Incoming {
     End,
 }
 
-/// Reads the next frame of a link and checks it. `progress(mid_frame)` is
-/// called whenever bytes arrive (the failure detector's evidence of life);
-/// the body of a frame of `len` bytes must arrive within `deadline(len)`,
-/// or the sender is reported as stalled. The buffer grows as the body
-/// arrives, so a peer that declares a large frame and stalls does not make
-/// us allocate all of it.
+/// What a link's reader reports while it reads: the failure detector's
+/// evidence of life, and where a frame stands (so that a frame that does
+/// not arrive within its deadline can be told apart from a quiet link).
+pub(crate) trait LinkWatch {
+    /// Bytes arrived; `mid_frame` when they leave a frame incomplete.
+    fn heard(&self, mid_frame: bool);
+    /// `got` bytes of a body of `len` have arrived (0 of `len`: the body
+    /// begins; `len` of `len`: it is complete).
+    fn body(&self, got: usize, len: usize);
+}
+
+/// Reads the next frame of a link and checks it, reporting its progress to
+/// `watch`. The buffer grows as the body arrives, so a peer that declares a
+/// large frame and stalls does not make us allocate all of it.
 pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
     reader: &mut R,
     limits: (usize, u64),
     buf: &mut Vec<u8>,
-    progress: &(dyn Fn(bool) + Sync),
-    deadline: impl Fn(usize) -> std::time::Duration,
+    watch: &(dyn LinkWatch + Sync),
 ) -> Result<Incoming, ReadError> {
     let (max, job) = limits;
-    let Some(len) = read_prefix(reader, progress).await? else {
+    let Some(len) = read_prefix(reader, &|mid| watch.heard(mid)).await? else {
         return Ok(Incoming::End);
     };
     if len == 0 {
@@ -338,20 +344,8 @@ pub(crate) async fn read_incoming<R: AsyncRead + Unpin>(
         }
         .into());
     }
-    let allowed = deadline(len);
-    let received = AtomicUsize::new(0);
-    let body = read_growing(reader, len, buf, &received, progress);
-    match tokio::time::timeout(allowed, body).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(FrameError::Stalled {
-                len,
-                received: received.load(Ordering::Relaxed),
-                seconds: allowed.as_secs_f64(),
-            }
-            .into());
-        }
-    }
+    watch.body(0, len);
+    read_growing(reader, len, buf, watch).await?;
     Ok(Incoming::Body(decode(buf, job)?))
 }
 
@@ -382,8 +376,7 @@ async fn read_growing<R: AsyncRead + Unpin>(
     reader: &mut R,
     len: usize,
     buf: &mut Vec<u8>,
-    received: &AtomicUsize,
-    progress: &(dyn Fn(bool) + Sync),
+    watch: &(dyn LinkWatch + Sync),
 ) -> Result<(), ReadError> {
     /// Growth step: a stalled peer costs at most this much beyond what it
     /// sent.
@@ -401,8 +394,8 @@ async fn read_growing<R: AsyncRead + Unpin>(
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
             filled += n;
-            received.store(filled, Ordering::Relaxed);
-            progress(filled < len);
+            watch.heard(filled < len);
+            watch.body(filled, len);
         }
     }
     Ok(())

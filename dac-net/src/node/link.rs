@@ -34,16 +34,6 @@ enum OpenError {
     Failed(String),
 }
 
-/// Why a write failed.
-enum WriteFailure {
-    /// The peer did not take `bytes` within the deadline: it does not read.
-    Late {
-        bytes: usize,
-        seconds: f64,
-    },
-    Io(std::io::Error),
-}
-
 impl Node {
     /// A link's writer: gets the stream, starts its reader, then writes
     /// queued frames (a heartbeat when the link has been quiet for an
@@ -88,7 +78,7 @@ impl Node {
             else {
                 return;
             };
-            live.heard.store(self.now_ms(), Ordering::Relaxed);
+            live.restart();
             link.connected = true;
             let permits = Arc::clone(&link.permits);
             let reader =
@@ -96,32 +86,21 @@ impl Node {
             link.reader = Some(reader.abort_handle());
             reader
         };
-        let interval = self.limits.interval();
-        loop {
-            let first = match tokio::time::timeout(interval, queue.recv()).await {
-                Ok(Some(frame)) => Some(frame),
-                Ok(None) => break,
-                Err(_) => None,
-            };
-            match self.write_batch(&mut write, &mut queue, first).await {
-                Ok(()) => {}
-                Err(WriteFailure::Late { bytes, seconds }) => {
-                    let reason = format!("did not take {bytes} bytes within {seconds:.1} s");
-                    self.cut_off(to, Cut::Silent, reason);
-                    break;
-                }
-                Err(WriteFailure::Io(e)) => {
-                    self.broken(to, format!("its stream failed: {e}"));
-                    break;
-                }
+        // Heartbeats come through the queue too (the watchdog sends them),
+        // and the watchdog enforces the write deadlines: no timer per frame.
+        while let Some(first) = queue.recv().await {
+            if let Err(e) = self.write_batch(&mut write, &mut queue, first, &live).await {
+                self.broken(to, format!("its stream failed: {e}"));
+                break;
             }
         }
         if live.cut.load(Ordering::Relaxed) {
-            // The last word to a member we cut off: it was excluded.
+            // The last word to a member we cut off: it was excluded (the
+            // connection closes soon whatever this write does).
+            let fence = Control::Fenced.encode();
             let _ = self
-                .write_within(&mut write, &Control::Fenced.encode())
+                .write_batch(&mut write, &mut queue, fence.into(), &live)
                 .await;
-            let _ = tokio::time::timeout(self.limits.peer_timeout, write.flush()).await;
         }
         let closing = tokio::time::timeout(self.limits.peer_timeout, write.close());
         let _ = closing.await;
@@ -138,46 +117,26 @@ impl Node {
         let _ = tokio::time::timeout(self.limits.peer_timeout, reader).await;
     }
 
-    /// Writes `first` and whatever else is queued (or a heartbeat), then
-    /// flushes, each within its deadline.
+    /// Writes `first` and whatever else is queued, then flushes, telling
+    /// `live` what is being written (the watchdog holds each write to its
+    /// deadline).
     async fn write_batch(
         &self,
         write: &mut WriteHalf<Stream>,
         queue: &mut mpsc::Receiver<Arc<[u8]>>,
-        first: Option<Arc<[u8]>>,
-    ) -> Result<(), WriteFailure> {
-        match first {
-            None => self.write_within(write, &wire::HEARTBEAT).await?,
-            Some(frame) => {
-                self.write_within(write, &frame).await?;
-                while let Ok(frame) = queue.try_recv() {
-                    self.write_within(write, &frame).await?;
-                }
-            }
+        first: Arc<[u8]>,
+        live: &Liveness,
+    ) -> std::io::Result<()> {
+        live.writing(first.len());
+        write.write_all(&first).await?;
+        while let Ok(frame) = queue.try_recv() {
+            live.writing(frame.len());
+            write.write_all(&frame).await?;
         }
-        let allowed = self.limits.deadline(0);
-        match tokio::time::timeout(allowed, write.flush()).await {
-            Ok(result) => result.map_err(WriteFailure::Io),
-            Err(_) => Err(WriteFailure::Late {
-                bytes: 0,
-                seconds: allowed.as_secs_f64(),
-            }),
-        }
-    }
-
-    async fn write_within(
-        &self,
-        write: &mut WriteHalf<Stream>,
-        bytes: &[u8],
-    ) -> Result<(), WriteFailure> {
-        let allowed = self.limits.deadline(bytes.len());
-        match tokio::time::timeout(allowed, write.write_all(bytes)).await {
-            Ok(result) => result.map_err(WriteFailure::Io),
-            Err(_) => Err(WriteFailure::Late {
-                bytes: bytes.len(),
-                seconds: allowed.as_secs_f64(),
-            }),
-        }
+        live.writing(0);
+        write.flush().await?;
+        live.wrote();
+        Ok(())
     }
 
     /// The link to `to` could not be opened: the member is gone
@@ -278,16 +237,9 @@ impl Node {
         permits: Arc<Semaphore>,
     ) {
         let mut buf = Vec::new();
-        let progress = |mid_frame: bool| {
-            live.heard.store(self.now_ms(), Ordering::Relaxed);
-            live.mid_frame.store(mid_frame, Ordering::Relaxed);
-        };
         let limits = (self.limits.max_frame, self.job);
         loop {
-            let next = wire::read_incoming(&mut read, limits, &mut buf, &progress, |len| {
-                self.limits.deadline(len)
-            })
-            .await;
+            let next = wire::read_incoming(&mut read, limits, &mut buf, &*live).await;
             match next {
                 Ok(Incoming::Heartbeat) => {}
                 Ok(Incoming::Body(Body::Frame(frame))) => {

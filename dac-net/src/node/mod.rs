@@ -22,13 +22,19 @@
 //!   that does not read is cut off when a write misses its deadline), a
 //!   frame must arrive within a deadline its length allows, and a link may
 //!   have only a few frames waiting for the session, so a member that
-//!   floods pushes back on its own link only.
+//!   floods pushes back on its own link only. Reader and writer note their
+//!   progress in atomics and one watchdog per member enforces every
+//!   deadline and sends the heartbeats (see `liveness`): no frame costs a
+//!   timer.
 
 mod link;
+mod liveness;
 mod probe;
 
+use liveness::Liveness;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -152,18 +158,6 @@ impl Limits {
     fn deadline(&self, bytes: usize) -> Duration {
         self.peer_timeout + Duration::from_secs_f64(bytes as f64 / MIN_RATE)
     }
-}
-
-/// A link's signs of life, shared by its reader and the watchdog.
-#[derive(Debug)]
-struct Liveness {
-    /// When a byte last arrived, in milliseconds since the node started.
-    heard: AtomicU64,
-    /// The reader is inside a frame.
-    mid_frame: AtomicBool,
-    /// The member was cut off: close the connection once the queue (with
-    /// its last word) is written.
-    cut: AtomicBool,
 }
 
 /// The sending side of one link.
@@ -421,11 +415,7 @@ impl Node {
                 (link::Opener::Wait(wait), Some(slot))
             }
         };
-        let live = Arc::new(Liveness {
-            heard: AtomicU64::new(self.now_ms()),
-            mid_frame: AtomicBool::new(false),
-            cut: AtomicBool::new(false),
-        });
+        let live = Arc::new(Liveness::new(self.born));
         state.links.insert(
             to,
             Link {
@@ -503,6 +493,22 @@ impl Node {
         self.state().tasks.push(task);
     }
 
+    /// Closes the link to `rank` (see [`shut`]); a member cut off loses its
+    /// connection within `peer_timeout` + 1 s even if its writer is stuck
+    /// writing to it (it does not read).
+    fn shut(&self, rank: usize, link: Link, fence: bool) {
+        shut(link, fence);
+        if fence {
+            let commands = self.commands.clone();
+            let peer = self.members[rank];
+            let grace = self.limits.deadline(0) + Duration::from_secs(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = commands.send(SwarmCommand::Disconnect { peer });
+            });
+        }
+    }
+
     /// Whether a refused connection may be taken as proof that a member is
     /// gone. Not while this member is, or just was, stalled itself (its
     /// watchdog overdue, or woken late within the last `peer_timeout`): a
@@ -533,7 +539,7 @@ impl Node {
         };
         let _ = self.verdicts.send(Verdict::Departed { rank, proven });
         if let Some(link) = link {
-            shut(link, fence);
+            self.shut(rank, link, fence);
         }
         true
     }
@@ -592,7 +598,7 @@ impl Node {
             state.links.remove(&rank)
         };
         if let Some(link) = link {
-            shut(link, !proven);
+            self.shut(rank, link, !proven);
         }
     }
 

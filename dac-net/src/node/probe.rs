@@ -3,7 +3,6 @@
 //! suspicion.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -185,63 +184,5 @@ impl Node {
             stream.close().await
         };
         let _ = tokio::time::timeout(self.limits.peer_timeout, reply).await;
-    }
-
-    /// The failure detector: every interval, suspects each neighbour from
-    /// which nothing arrived for `peer_timeout` (a neighbour stalled inside
-    /// a frame misbehaves). A watchdog that wakes late by more than half
-    /// the timeout was stalled itself (a frozen or starved process): it
-    /// restarts the neighbours' clocks rather than blame them for its own
-    /// absence.
-    pub(crate) async fn watch(self: Arc<Self>) {
-        let interval = self.limits.interval();
-        let timeout = self.limits.peer_timeout;
-        let timeout_ms = timeout.as_millis() as u64;
-        let stall = (timeout / 2).max(interval);
-        let mut last = Instant::now();
-        loop {
-            tokio::time::sleep(interval).await;
-            let now = Instant::now();
-            let late = now.saturating_duration_since(last + interval);
-            last = now;
-            let now_ms = self.now_ms();
-            self.watched.store(now_ms, Ordering::Relaxed);
-            if late > stall {
-                let until = now_ms + timeout_ms;
-                self.stalled_until.store(until, Ordering::Relaxed);
-            }
-            let silent: Vec<(usize, bool, u64)> = {
-                let state = self.state();
-                if late > stall {
-                    for link in state.links.values() {
-                        link.live.heard.store(now_ms, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                state
-                    .links
-                    .iter()
-                    .filter(|(_, l)| l.connected)
-                    .filter_map(|(&rank, l)| {
-                        let quiet = now_ms.saturating_sub(l.live.heard.load(Ordering::Relaxed));
-                        let mid = l.live.mid_frame.load(Ordering::Relaxed);
-                        (quiet > timeout_ms).then_some((rank, mid, quiet))
-                    })
-                    .collect()
-            };
-            for (rank, mid_frame, quiet) in silent {
-                let seconds = quiet as f64 / 1000.0;
-                if mid_frame {
-                    let why = format!("stalled for {seconds:.1} s in the middle of a frame");
-                    self.cut_off(rank, Cut::Misbehaved, why);
-                } else {
-                    let why = format!(
-                        "silent for {seconds:.1} s (peer timeout {:.1} s)",
-                        timeout.as_secs_f64()
-                    );
-                    self.cut_off(rank, Cut::Silent, why);
-                }
-            }
-        }
     }
 }
