@@ -192,7 +192,7 @@ fn every_paced_run_of(bad: BadFrame, pace: Pace) {
         let offender = run_index % N;
         let others: Vec<usize> = (0..N).filter(|&r| r != offender).collect();
         // One victim, or all of its neighbours.
-        let victims: Vec<usize> = if run_index % 3 == 0 {
+        let victims: Vec<usize> = if run_index.is_multiple_of(3) {
             others.clone()
         } else {
             vec![others[run_index % others.len()]]
