@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use dac_core::{Config, Error, Result, Schedule, Topology};
 use libp2p::Multiaddr;
-use libp2p::pnet::PreSharedKey;
+
+use crate::access::JobKey;
 
 use crate::wire::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME};
 
@@ -32,7 +33,12 @@ pub struct CommBuilder {
     pub(crate) seed: u64,
     pub(crate) peer_timeout: Duration,
     pub(crate) startup_timeout: Duration,
-    pub(crate) key: Option<PreSharedKey>,
+    pub(crate) key: Option<JobKey>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_pending_connections: u32,
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) max_connections_per_peer: u32,
+    pub(crate) max_streams_per_connection: usize,
     pub(crate) max_frame: usize,
     pub(crate) queue_depth: usize,
     /// An error found while setting options, reported by `build`.
@@ -61,6 +67,11 @@ impl Default for CommBuilder {
             peer_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(60),
             key: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_pending_connections: 32,
+            max_connections: None,
+            max_connections_per_peer: 4,
+            max_streams_per_connection: 64,
             max_frame: DEFAULT_MAX_FRAME,
             queue_depth: 64,
             invalid: None,
@@ -77,26 +88,14 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Parses a job key: the libp2p key file format
-/// (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits) or the 64 hex
-/// digits alone.
+/// Parses a job key: 64 hex digits, optionally in the libp2p `swarm.key`
+/// format (see [`JobKey::parse`]).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] (field `key`) naming what is wrong; the key
 /// itself is never echoed.
-pub fn parse_key(text: &str) -> Result<PreSharedKey> {
-    let text = text.trim();
-    let full = if text.starts_with("/key/") {
-        text.to_string()
-    } else {
-        format!("/key/swarm/psk/1.0.0/\n/base16/\n{text}")
-    };
-    full.parse::<PreSharedKey>().map_err(|e| {
-        invalid(
-            "key",
-            format!("is not a valid job key ({e}): expected 64 hex digits"),
-        )
-    })
+pub fn parse_key(text: &str) -> Result<JobKey> {
+    JobKey::parse(text)
 }
 
 impl CommBuilder {
@@ -183,29 +182,55 @@ impl CommBuilder {
         self
     }
 
-    /// A job key: only processes with the same key can connect.
-    pub fn key(mut self, key: PreSharedKey) -> Self {
+    /// A job key: only processes that hold the same key can connect, and
+    /// a member with another key, or none, is refused within the
+    /// handshake with an error that names the key (see [`JobKey`]).
+    /// `dacrun` gives every job a fresh key.
+    pub fn key(mut self, key: JobKey) -> Self {
         self.key = Some(key);
         self
     }
 
-    /// Reads the job key from a file (see [`parse_key`] for the format).
+    /// Reads the job key from a file (see [`JobKey::parse`] for the format).
     pub fn key_file(mut self, path: impl AsRef<Path>) -> Self {
-        let path = path.as_ref();
-        match std::fs::read_to_string(path) {
-            Ok(text) => match parse_key(&text) {
-                Ok(key) => self.key = Some(key),
-                Err(e) => {
-                    self.invalid = Some(invalid("key", format!("in {}: {e}", path.display())))
-                }
-            },
-            Err(e) => {
-                self.invalid = Some(invalid(
-                    "key",
-                    format!("file {} cannot be read: {e}", path.display()),
-                ));
-            }
+        match JobKey::read(path) {
+            Ok(key) => self.key = Some(key),
+            Err(e) => self.invalid = Some(e),
         }
+        self
+    }
+
+    /// How long a new connection may take to complete its handshake (TCP,
+    /// noise, the key check, yamux) before it is closed (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Connections still in their handshake, in each direction, beyond
+    /// which new ones are closed at once (default 32). This bounds what a
+    /// flood of half-open connections costs.
+    pub fn max_pending_connections(mut self, limit: u32) -> Self {
+        self.max_pending_connections = limit;
+        self
+    }
+
+    /// Established connections in all (default `4 · size + 16`).
+    pub fn max_connections(mut self, limit: u32) -> Self {
+        self.max_connections = Some(limit);
+        self
+    }
+
+    /// Established connections with any one peer (default 4).
+    pub fn max_connections_per_peer(mut self, limit: u32) -> Self {
+        self.max_connections_per_peer = limit;
+        self
+    }
+
+    /// Streams open at once on one connection (default 64, at most 4096; a
+    /// member uses one per link, plus a few probes and its roster stream).
+    pub fn max_streams_per_connection(mut self, limit: usize) -> Self {
+        self.max_streams_per_connection = limit;
         self
     }
 
@@ -278,7 +303,7 @@ impl CommBuilder {
         if let Some(path) = var("DAC_KEY_FILE") {
             b = b.key_file(path);
         } else if let Some(key) = var("DAC_JOB_KEY") {
-            b = b.key(parse_key(&key).map_err(|_| {
+            b = b.key(JobKey::parse(&key).map_err(|_| {
                 invalid(
                     "DAC_JOB_KEY",
                     "is not a valid job key: expected 64 hex digits",
@@ -347,6 +372,38 @@ impl CommBuilder {
         if self.queue_depth == 0 {
             return Err(invalid("queue_depth", "must be at least 1"));
         }
+        if self.handshake_timeout.is_zero() {
+            return Err(invalid("handshake_timeout", "must be positive"));
+        }
+        for (field, value) in [
+            (
+                "max_pending_connections",
+                self.max_pending_connections as usize,
+            ),
+            (
+                "max_connections",
+                self.max_connections.unwrap_or(1) as usize,
+            ),
+            (
+                "max_connections_per_peer",
+                self.max_connections_per_peer as usize,
+            ),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        let most = crate::transport::MAX_STREAMS_PER_CONNECTION;
+        if self.max_streams_per_connection > most {
+            return Err(invalid(
+                "max_streams_per_connection",
+                format!("{} is above {most}", self.max_streams_per_connection),
+            ));
+        }
         let graph = self.topology.build(size, self.seed)?;
         let config = |schedule| Config {
             schedule,
@@ -366,6 +423,20 @@ impl CommBuilder {
         };
         config.validate_for(&graph)?;
         Ok((rank, size, config))
+    }
+
+    /// The connection limits for a job of `size` members.
+    pub(crate) fn bounds(&self, size: usize) -> crate::transport::ConnectionBounds {
+        let default = u32::try_from(size)
+            .unwrap_or(u32::MAX / 4)
+            .saturating_mul(4)
+            + 16;
+        crate::transport::ConnectionBounds {
+            pending: self.max_pending_connections,
+            established: self.max_connections.unwrap_or(default),
+            per_peer: self.max_connections_per_peer,
+            streams: self.max_streams_per_connection,
+        }
     }
 
     /// What every member must agree on, compared when the job forms.

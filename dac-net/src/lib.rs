@@ -48,6 +48,7 @@
 //! rules in full.
 #![deny(missing_docs)]
 
+mod access;
 mod builder;
 mod comm;
 mod node;
@@ -61,13 +62,13 @@ mod topology;
 mod transport;
 mod wire;
 
+pub use access::JobKey;
 pub use builder::{CommBuilder, parse_key};
 pub use comm::Comm;
 pub use dac_core::{
     ArgumentKind, Communicator, Config, Error, Reduction, Result, Schedule, Topology,
 };
-pub use libp2p::Multiaddr;
-pub use libp2p::pnet::PreSharedKey;
+pub use libp2p::{Multiaddr, PeerId};
 pub use node::PeerEvent;
 pub use self_kill::SelfKill;
 pub use topology::Neighbourhood;

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::transport::SwarmCommand;
+use crate::access::Access;
+use crate::transport::{DialFailure, SwarmCommand};
 use crate::wire::{encode_control, read_control};
 
 pub(crate) const ROSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/roster/1");
@@ -34,8 +35,21 @@ pub(crate) const ROSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/ros
 /// Version of the roster and data protocols.
 const VERSION: u32 = 2;
 
-/// Largest roster message (a member list of thousands of members).
-const MAX_ROSTER_MESSAGE: usize = 16 << 20;
+/// Largest member list (thousands of members), read only by a joiner
+/// from the rank 0 it dialed.
+const MAX_MEMBER_LIST: usize = 16 << 20;
+
+/// Largest message a member sends to rank 0 (a join or a report: a few
+/// hundred bytes of settings, addresses and reasons).
+const MAX_REPORT: usize = 16 << 10;
+
+/// Inbound roster streams rank 0 reads at once, in all and from one peer;
+/// more are closed unread. Each costs at most [`MAX_REPORT`] bytes.
+const MAX_ROSTER_STREAMS: usize = 32;
+const MAX_ROSTER_STREAMS_PER_PEER: usize = 2;
+
+/// How long an inbound roster stream may take to deliver its join.
+const JOIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The members of a job, in rank order.
 #[derive(Clone, Debug)]
@@ -99,9 +113,12 @@ async fn send<W: AsyncWrite + Unpin>(
     stream.flush().await
 }
 
-/// Reads one roster message.
-async fn receive<R: AsyncRead + Unpin>(stream: &mut R) -> Result<RosterMessage, String> {
-    read_control::<_, RosterMessage>(stream, MAX_ROSTER_MESSAGE)
+/// Reads one roster message of at most `limit` bytes.
+async fn receive<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    limit: usize,
+) -> Result<RosterMessage, String> {
+    read_control::<_, RosterMessage>(stream, limit)
         .await
         .map_err(|e| e.to_string())
 }
@@ -132,7 +149,9 @@ impl Formation {
             let tx = tx.clone();
             let ended_tx = ended_tx.clone();
             tokio::spawn(async move {
-                let report = match tokio::time::timeout_at(deadline, receive(&mut read)).await {
+                let report = match tokio::time::timeout_at(deadline, receive(&mut read, MAX_REPORT))
+                    .await
+                {
                     Ok(Ok(RosterMessage::Ready)) => Ok(()),
                     Ok(Ok(RosterMessage::Failed { reason })) => Err(reason),
                     Ok(Ok(_)) => Err(format!("rank {rank} sent an unexpected roster message")),
@@ -213,7 +232,7 @@ pub(crate) async fn confirm(
     };
     // The answer is read from the start, so that an abort is seen while the
     // links are still opening; the read is kept, not restarted, after that.
-    let mut answer = Box::pin(receive(&mut read));
+    let mut answer = Box::pin(receive(&mut read, MAX_REPORT));
     let mine = tokio::select! {
         mine = linking => mine,
         early = &mut answer => return match early {
@@ -255,41 +274,77 @@ pub(crate) async fn confirm(
     }
 }
 
+/// Reads the inbound roster streams, each in its own task so that a silent
+/// dialer cannot stall the others, and at most [`MAX_ROSTER_STREAMS`] at
+/// once ([`MAX_ROSTER_STREAMS_PER_PEER`] from one peer): a stream beyond
+/// that is closed unread, so a flood of streams costs a bounded amount of
+/// memory. Each message read goes to `tx`.
+fn read_joins(
+    mut incoming: libp2p_stream::IncomingStreams,
+    tx: mpsc::Sender<(PeerId, RosterMessage, Stream)>,
+) -> tokio::task::JoinHandle<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = incoming.next().await {
+            {
+                let Ok(mut open) = open.lock() else { return };
+                let total: usize = open.values().sum();
+                let mine = open.entry(peer).or_default();
+                if total >= MAX_ROSTER_STREAMS || *mine >= MAX_ROSTER_STREAMS_PER_PEER {
+                    continue; // dropping the stream resets it
+                }
+                *mine += 1;
+            }
+            let (tx, open) = (tx.clone(), Arc::clone(&open));
+            tokio::spawn(async move {
+                let read = receive(&mut stream, MAX_REPORT);
+                let message = tokio::time::timeout(JOIN_READ_TIMEOUT, read).await;
+                if let Ok(mut open) = open.lock()
+                    && let Some(count) = open.get_mut(&peer)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        open.remove(&peer);
+                    }
+                }
+                if let Ok(Ok(message)) = message {
+                    let _ = tx.send((peer, message, stream)).await;
+                }
+            });
+        }
+    })
+}
+
 /// Rank 0: waits for the other `size − 1` members, then answers them all.
 /// Keeps refusing late joiners until `late` is dropped.
 pub(crate) async fn coordinate(
-    mut incoming: libp2p_stream::IncomingStreams,
+    incoming: libp2p_stream::IncomingStreams,
     me: (PeerId, Vec<Multiaddr>),
     size: usize,
     settings: String,
     timeout: Duration,
+    access: &Access,
 ) -> Result<(Roster, Formation, tokio::task::JoinHandle<()>)> {
     let deadline = Instant::now() + timeout;
     let mut joined: Vec<Option<(PeerId, Vec<Multiaddr>, Stream)>> =
         (0..size).map(|_| None).collect();
     let mut missing = size - 1;
-    let (tx, mut rx) = mpsc::channel(64);
-    // Reading each join in its own task: a silent dialer cannot stall the
-    // others.
-    let reader = tokio::spawn(async move {
-        while let Some((peer, mut stream)) = incoming.next().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let read = read_control::<_, RosterMessage>(&mut stream, MAX_ROSTER_MESSAGE);
-                if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(10), read).await {
-                    let _ = tx.send((peer, message, stream)).await;
-                }
-            });
-        }
-    });
+    let (tx, mut rx) = mpsc::channel(MAX_ROSTER_STREAMS);
+    let reader = read_joins(incoming, tx);
     while missing > 0 {
         let Ok(Some((peer, message, mut stream))) =
             tokio::time::timeout_at(deadline, rx.recv()).await
         else {
             reader.abort();
             let absent: Vec<usize> = (1..size).filter(|&r| joined[r].is_none()).collect();
+            let refused = match access.last_refusal() {
+                Some((peer, why)) => format!("; the last connection refused: peer {peer}: {why}"),
+                None => String::new(),
+            };
             return Err(error(format!(
-                "rank 0: rank(s) {absent:?} did not join within {:.0} s",
+                "rank 0: rank(s) {absent:?} did not join within {:.0} s{refused}",
                 timeout.as_secs_f64()
             )));
         };
@@ -410,8 +465,14 @@ pub(crate) async fn join(
             }
             let peer = match tokio::time::timeout_at(deadline, answer).await {
                 Ok(Ok(Ok(peer))) => peer,
+                // Another key: trying again cannot help.
+                Ok(Ok(Err(DialFailure::Refused { peer, why }))) => {
+                    return Err(error(format!(
+                        "rank {rank}: cannot join the job at {addr} (peer {peer}): {why}"
+                    )));
+                }
                 Ok(Ok(Err(e))) => {
-                    last = e;
+                    last = e.to_string();
                     continue;
                 }
                 Ok(Err(_)) => return Err(error("the network task has stopped")),
@@ -432,7 +493,7 @@ pub(crate) async fn join(
                 send(&mut stream, &message)
                     .await
                     .map_err(|e| format!("sending the join to {addr}: {e}"))?;
-                let answer = receive(&mut stream)
+                let answer = receive(&mut stream, MAX_MEMBER_LIST)
                     .await
                     .map_err(|e| format!("waiting for the member list from {addr}: {e}"))?;
                 Ok::<_, String>((answer, stream))

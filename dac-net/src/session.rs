@@ -12,6 +12,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::builder::CommBuilder;
 use crate::comm::transport;
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
@@ -130,6 +131,19 @@ async fn rendezvous(dir: &Path, timeout: Duration) -> Result<Vec<Multiaddr>> {
     }
 }
 
+/// Says once per process that a job without a key is open to anyone who
+/// can reach it.
+fn warn_public_once() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "dac: warning: this job has no key, so any process that reaches its members may \
+             join it or connect to them; give it one with CommBuilder::key_file or DAC_KEY_FILE \
+             (dacrun gives every job a key)"
+        );
+    });
+}
+
 impl Session {
     pub(crate) async fn connect(
         b: CommBuilder,
@@ -139,11 +153,16 @@ impl Session {
     ) -> Result<Session> {
         let hood = Neighbourhood::new(&b.topology, size, b.seed)?;
         let settings = b.settings(&config);
+        if b.key.is_none() {
+            warn_public_once();
+        }
+        let access = Arc::new(Access::new(b.key.clone()));
         let started = swarm::start(
             Keypair::generate_ed25519(),
-            b.key,
+            Arc::clone(&access),
             b.listen.clone(),
-            b.peer_timeout,
+            b.handshake_timeout,
+            b.bounds(size),
         )
         .await?;
         let mut control = started.control.clone();
@@ -184,7 +203,8 @@ impl Session {
                     .accept(ROSTER_PROTOCOL)
                     .map_err(|e| transport(e.to_string()))?;
                 let (roster, forming, late) =
-                    roster::coordinate(incoming, me, size, settings, b.startup_timeout).await?;
+                    roster::coordinate(incoming, me, size, settings, b.startup_timeout, &access)
+                        .await?;
                 formation = Some(forming);
                 tasks.push(late);
                 roster

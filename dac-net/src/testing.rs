@@ -16,6 +16,8 @@ use crate::builder::CommBuilder;
 use crate::comm::Comm;
 use crate::wire;
 
+pub use libp2p::multiaddr::Protocol;
+
 /// What a member does right after rank 0 handed it the member list, before
 /// it opens its links (see [`CommBuilder::after_join_for_tests`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,5 +177,129 @@ impl Comm {
     /// (1: normal). Test only: a member that floods on every send.
     pub fn duplicate_frames(&mut self, copies: usize) {
         self.set_copies(copies.max(1));
+    }
+}
+
+/// A process that is not a member of the job: it speaks this crate's own
+/// transport (TCP, noise, the access gate, yamux) with an identity and a
+/// key of its own, to attack a job from outside. Test only.
+pub struct Outsider {
+    runtime: tokio::runtime::Runtime,
+    control: libp2p_stream::Control,
+    commands: tokio::sync::mpsc::UnboundedSender<crate::transport::SwarmCommand>,
+    /// Streams it keeps open.
+    held: Vec<libp2p::Stream>,
+}
+
+impl std::fmt::Debug for Outsider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outsider")
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outsider {
+    /// Starts an outsider holding `key` (or none), listening on a free
+    /// loopback port. Its own limits are wide, so that only the job's
+    /// limits bound what it can do.
+    ///
+    /// # Errors
+    /// [`dac_core::Error::Transport`] when it cannot start.
+    pub fn new(key: Option<crate::JobKey>) -> Result<Outsider> {
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| crate::comm::transport(e.to_string()))?;
+        let bounds = crate::transport::ConnectionBounds {
+            pending: 1 << 16,
+            established: 1 << 16,
+            per_peer: 1 << 10,
+            streams: crate::transport::MAX_STREAMS_PER_CONNECTION,
+        };
+        let listen: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0"
+            .parse()
+            .map_err(|e: libp2p::multiaddr::Error| crate::comm::transport(e.to_string()))?;
+        let started = runtime.block_on(crate::transport::start(
+            libp2p::identity::Keypair::generate_ed25519(),
+            Arc::new(crate::access::Access::new(key)),
+            listen,
+            Duration::from_secs(5),
+            bounds,
+        ))?;
+        Ok(Outsider {
+            runtime,
+            control: started.control,
+            commands: started.commands,
+            held: Vec::new(),
+        })
+    }
+
+    /// Dials `addr`: the peer id at it once the connection is complete, or
+    /// why it was refused or failed.
+    ///
+    /// # Errors
+    /// The dial's failure, as text (a refusal names the key problem).
+    pub fn connect(&self, addr: &libp2p::Multiaddr) -> std::result::Result<libp2p::PeerId, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let dial = crate::transport::SwarmCommand::Dial {
+            addr: addr.clone(),
+            reply,
+        };
+        self.commands
+            .send(dial)
+            .map_err(|_| "the outsider's network has stopped".to_string())?;
+        self.runtime.block_on(async {
+            match tokio::time::timeout(Duration::from_secs(10), answer).await {
+                Ok(Ok(outcome)) => outcome.map_err(|e| e.to_string()),
+                Ok(Err(_)) => Err("the outsider's network has stopped".to_string()),
+                Err(_) => Err("no answer within 10 s".to_string()),
+            }
+        })
+    }
+
+    /// Opens up to `count` roster streams to `peer` (connected first), on
+    /// each writes a length prefix that declares `declared` bytes followed
+    /// by `body` bytes of junk, and keeps them open. Returns how many
+    /// streams opened, and on how many the whole write went through.
+    pub fn hold_roster_streams(
+        &mut self,
+        peer: libp2p::PeerId,
+        count: usize,
+        declared: u32,
+        body: usize,
+    ) -> (usize, usize) {
+        use futures::AsyncWriteExt;
+        let control = self.control.clone();
+        let tried: Vec<(libp2p::Stream, bool)> = self.runtime.block_on(async move {
+            let mut bytes = declared.to_le_bytes().to_vec();
+            bytes.resize(4 + body, 0xa5);
+            let attempts = (0..count).map(|_| {
+                let mut control = control.clone();
+                let bytes = bytes.clone();
+                async move {
+                    let open = control.open_stream(peer, crate::roster::ROSTER_PROTOCOL);
+                    let mut stream = tokio::time::timeout(Duration::from_secs(5), open)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let write = async {
+                        stream.write_all(&bytes).await?;
+                        stream.flush().await
+                    };
+                    let written = tokio::time::timeout(Duration::from_secs(5), write).await;
+                    Some((stream, matches!(written, Ok(Ok(())))))
+                }
+            });
+            let tried = futures::future::join_all(attempts).await;
+            tried.into_iter().flatten().collect()
+        });
+        let opened = tried.len();
+        let delivered = tried.iter().filter(|(_, written)| *written).count();
+        self.held
+            .extend(tried.into_iter().map(|(stream, _)| stream));
+        (opened, delivered)
     }
 }

@@ -1,18 +1,20 @@
-//! The libp2p side: TCP (+ optional pnet) + noise + yamux and a stream
-//! behaviour for the data plane, driven by one task. Liveness is not
-//! libp2p's: the links carry heartbeats and the node's failure detector
-//! watches them (see `node`).
+//! The libp2p side: TCP + noise + the access gate (the job key, see
+//! `access`) + yamux, and a stream behaviour for the data plane, driven by
+//! one task. Liveness is not libp2p's: the links carry heartbeats and the
+//! node's failure detector watches them (see `node`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dac_core::{Error, Result};
 use futures::StreamExt;
-use futures::future::Either;
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::DialOpts;
 use std::collections::HashMap;
+
+use crate::access::{Access, Gate, Refusal, refusal_in};
 
 use libp2p::swarm::DialError;
 use libp2p::swarm::dial_opts::PeerCondition;
@@ -25,6 +27,27 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) struct Behaviour {
     /// Long-lived neighbour streams, probes and the roster protocol.
     stream: libp2p_stream::Behaviour,
+    /// Bounds on pending and established connections.
+    limits: connection_limits::Behaviour,
+}
+
+/// The most streams a connection may carry: yamux gives each at least
+/// 256 KiB of its 1 GiB connection window.
+pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 4096;
+
+/// How many connections a member accepts (see
+/// [`CommBuilder::max_pending_connections`](crate::CommBuilder::max_pending_connections)
+/// and the settings after it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionBounds {
+    /// Connections still in their handshake, in each direction.
+    pub(crate) pending: u32,
+    /// Established connections in all.
+    pub(crate) established: u32,
+    /// Established connections with any one peer.
+    pub(crate) per_peer: u32,
+    /// Streams open at once on one connection.
+    pub(crate) streams: usize,
 }
 
 /// Why a connection to a member could not be made.
@@ -33,10 +56,22 @@ pub(crate) enum DialFailure {
     /// Another process answered at the member's address: the member's
     /// process has ended.
     Gone(String),
+    /// The access gate refused the connection: the job keys do not match
+    /// (or only one side has one). Trying again cannot help.
+    Refused { peer: PeerId, why: Refusal },
     /// Anything else (refused, unreachable, timed out, a handshake that
     /// failed). A refused connection is told apart by [`listening`], which
     /// sees the socket error that libp2p's error chain hides.
     Other(String),
+}
+
+impl std::fmt::Display for DialFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialFailure::Gone(text) | DialFailure::Other(text) => f.write_str(text),
+            DialFailure::Refused { peer, why } => write!(f, "{why} (peer {peer})"),
+        }
+    }
 }
 
 impl DialFailure {
@@ -46,6 +81,11 @@ impl DialFailure {
             DialError::WrongPeerId { .. } => {
                 DialFailure::Gone(format!("another process answers at its address ({text})"))
             }
+            DialError::Transport(errors) => errors
+                .iter()
+                .find_map(|(_, e)| refusal_in(e))
+                .map(|(peer, why)| DialFailure::Refused { peer, why })
+                .unwrap_or(DialFailure::Other(text)),
             _ => DialFailure::Other(text),
         }
     }
@@ -113,7 +153,7 @@ pub(crate) enum SwarmCommand {
     /// Dial an address whose peer id is not known yet (a bootstrap).
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<std::result::Result<PeerId, String>>,
+        reply: oneshot::Sender<std::result::Result<PeerId, DialFailure>>,
     },
     /// Remember the members' addresses (streams to them dial them);
     /// answered once they are in place.
@@ -150,38 +190,41 @@ fn transport_error(e: impl std::fmt::Display) -> Error {
 
 /// Builds the swarm, starts listening on `listen` and spawns its task on
 /// the current runtime. A new connection must complete its handshake
-/// (key, noise, yamux) within `handshake_timeout`.
+/// (noise, the access gate, yamux) within `handshake_timeout`.
 pub(crate) async fn start(
     keypair: Keypair,
-    psk: Option<PreSharedKey>,
+    access: Arc<Access>,
     listen: Multiaddr,
     handshake_timeout: Duration,
+    bounds: ConnectionBounds,
 ) -> Result<Started> {
+    let limits = ConnectionLimits::default()
+        .with_max_pending_incoming(Some(bounds.pending))
+        .with_max_pending_outgoing(Some(bounds.pending))
+        .with_max_established(Some(bounds.established))
+        .with_max_established_per_peer(Some(bounds.per_peer));
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            let noise = noise::Config::new(key)?;
+            let gate = Gate {
+                inner: noise::Config::new(key)?,
+                local: key.public().to_peer_id(),
+                access,
+            };
+            let mut yamux = yamux::Config::default();
+            yamux.set_max_num_streams(bounds.streams);
             let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-            let base = tcp.and_then(move |socket, _| async move {
-                match psk {
-                    Some(psk) => PnetConfig::new(psk)
-                        .handshake(socket)
-                        .await
-                        .map(Either::Left)
-                        .map_err(std::io::Error::other),
-                    None => Ok(Either::Right(socket)),
-                }
-            });
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                base.upgrade(Version::V1Lazy)
-                    .authenticate(noise)
-                    .multiplex(yamux::Config::default())
+                tcp.upgrade(Version::V1Lazy)
+                    .authenticate(gate)
+                    .multiplex(yamux)
                     .timeout(handshake_timeout),
             )
         })
         .map_err(transport_error)?
         .with_behaviour(|_| Behaviour {
             stream: libp2p_stream::Behaviour::new(),
+            limits: connection_limits::Behaviour::new(limits),
         })
         .map_err(transport_error)?
         // Quiet links between reductions must stay open.
@@ -237,7 +280,7 @@ async fn drive(
     closed: mpsc::UnboundedSender<PeerId>,
 ) {
     type Reply<T, E> = oneshot::Sender<std::result::Result<T, E>>;
-    let mut dials: Vec<(ConnectionId, Reply<PeerId, String>)> = Vec::new();
+    let mut dials: Vec<(ConnectionId, Reply<PeerId, DialFailure>)> = Vec::new();
     let mut addresses: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
     let mut connecting: HashMap<PeerId, Vec<Reply<(), DialFailure>>> = HashMap::new();
     loop {
@@ -250,7 +293,8 @@ async fn drive(
                     match swarm.dial(opts) {
                         Ok(()) => dials.push((id, reply)),
                         Err(e) => {
-                            let _ = reply.send(Err(format!("cannot dial {addr}: {e}")));
+                            let failure = DialFailure::Other(format!("cannot dial {addr}: {e}"));
+                            let _ = reply.send(Err(failure));
                         }
                     }
                 }
@@ -297,7 +341,7 @@ async fn drive(
                 SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                     if let Some(at) = dials.iter().position(|d| d.0 == connection_id) {
                         let (_, reply) = dials.swap_remove(at);
-                        let _ = reply.send(Err(error.to_string()));
+                        let _ = reply.send(Err(DialFailure::of(&error)));
                     }
                     if let Some(peer) = peer_id {
                         let failure = DialFailure::of(&error);

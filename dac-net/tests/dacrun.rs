@@ -109,8 +109,21 @@ fn finish(mut child: Child) -> Output {
     Output {
         status,
         stdout: stdout.join().expect("the stdout reader finishes"),
-        stderr: stderr.join().expect("the stderr reader finishes"),
+        stderr: without_key_note(stderr.join().expect("the stderr reader finishes")),
     }
+}
+
+/// dacrun's stderr without the line that says where the job key is.
+fn without_key_note(stderr: Vec<u8>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    for line in stderr.split_inclusive(|&b| b == b'\n') {
+        let note = line.starts_with(b"dacrun: job key ")
+            && line.ends_with(b" (removed when the job ends)\n");
+        if !note {
+            kept.extend_from_slice(line);
+        }
+    }
+    kept
 }
 
 fn read_all(pipe: &mut impl Read) -> Vec<u8> {
@@ -309,7 +322,7 @@ fn sigterm_stops_every_rank() {
 #[test]
 fn options_reach_the_ranks_environment() {
     let scratch = Scratch::new("env");
-    std::fs::write(scratch.path().join("key"), "secret").unwrap();
+    std::fs::write(scratch.path().join("key"), "ab".repeat(32)).unwrap();
     let script = r#"echo "$DAC_TOPOLOGY|$DAC_SCHEDULE|$DAC_PEER_TIMEOUT|$DAC_KEY_FILE""#;
     let options = [
         "-n",
@@ -334,13 +347,38 @@ fn options_reach_the_ranks_environment() {
 
 #[test]
 fn options_not_given_are_unset_even_if_inherited() {
-    let script = r#"echo "${DAC_TOPOLOGY-unset} ${DAC_KEY_FILE-unset}""#;
+    let script = r#"echo "${DAC_TOPOLOGY-unset} ${DAC_JOB_KEY-unset}""#;
     let mut command = dacrun_sh(&["-n", "1"], script, None);
     command
         .env("DAC_TOPOLOGY", "ring")
-        .env("DAC_KEY_FILE", "/stale");
+        .env("DAC_JOB_KEY", "ab".repeat(32));
     let output = run(command);
     assert_eq!(text(&output.stdout), "[0] unset unset\n");
+}
+
+/// Without --key-file every job gets a fresh key of its own, private to
+/// this user, in the run directory, whatever was inherited.
+#[test]
+fn every_job_gets_a_fresh_private_key() {
+    let script = r#"stat -c '%a' "$DAC_KEY_FILE"; dirname "$DAC_KEY_FILE"; echo "$DAC_RUN_DIR"; cat "$DAC_KEY_FILE""#;
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let mut command = dacrun_sh(&["-n", "1"], script, None);
+            command.env("DAC_KEY_FILE", "/stale");
+            let output = run(command);
+            assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+            let out = text(&output.stdout);
+            let lines: Vec<&str> = out.lines().map(|l| l.trim_start_matches("[0] ")).collect();
+            assert_eq!(lines[0], "600", "{out}");
+            assert_eq!(
+                lines[1], lines[2],
+                "the key is not in the run directory: {out}"
+            );
+            assert!(dac_net::JobKey::parse(lines[3]).is_ok(), "{out}");
+            lines[3].to_string()
+        })
+        .collect();
+    assert_ne!(keys[0], keys[1], "two jobs got the same key");
 }
 
 #[test]

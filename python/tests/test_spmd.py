@@ -66,6 +66,12 @@ def test_size_that_contradicts_dacrun_is_refused() -> None:
     assert "DAC_SIZE=4" in p.stdout
 
 
+def test_a_member_with_another_key_is_refused_naming_the_key() -> None:
+    p = run_spmd("wrong_key.py", 2)
+    assert p.returncode == 3, p.stdout
+    assert ok_ranks(p.stdout, "key-mismatch") == [1], p.stdout
+
+
 def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     p = run_spmd("killed_peer.py", 4, dacrun_args=["--keep-going", "--peer-timeout", "2"])
     assert ok_ranks(p.stdout, "survivors") == [0, 1, 2], p.stdout

@@ -13,6 +13,8 @@
 //! - `--dim D` (default 1), `--reps R` (default 10), `--warmup W`
 //!   (default 2, not timed);
 //! - `--sum`: check `allreduce_sum` instead of the mean;
+//! - `--pause-ms P`: sleep P ms after each reduction (not timed), for a job
+//!   that must run a while;
 //! - `--kill-rank K --kill-after-ms T`: rank K kills itself with SIGKILL
 //!   T ms after its first reduction starts (run under `dacrun --keep-going`);
 //! - `--quiet`: only the summary line;
@@ -38,6 +40,7 @@ struct Args {
     reps: usize,
     warmup: usize,
     sum: bool,
+    pause: std::time::Duration,
     kill: Option<SelfKill>,
     quiet: bool,
     #[cfg(feature = "testing")]
@@ -102,6 +105,7 @@ fn parse() -> Result<Args, String> {
         reps: 10,
         warmup: 2,
         sum: false,
+        pause: std::time::Duration::ZERO,
         kill: None,
         quiet: false,
         #[cfg(feature = "testing")]
@@ -128,6 +132,7 @@ fn parse() -> Result<Args, String> {
             "--warmup" => args.warmup = value("--warmup")? as usize,
             "--kill-rank" => kill_rank = Some(value("--kill-rank")? as usize),
             "--kill-after-ms" => kill_after = Some(value("--kill-after-ms")?),
+            "--pause-ms" => args.pause = std::time::Duration::from_millis(value("--pause-ms")?),
             "--sum" => args.sum = true,
             "--quiet" => args.quiet = true,
             other => return Err(format!("unknown option {other:?}")),
@@ -208,6 +213,9 @@ fn run(args: &Args) -> Result<String, String> {
             );
         }
         previous = now;
+        if !args.pause.is_zero() {
+            std::thread::sleep(args.pause);
+        }
         if i >= args.warmup {
             times.push(elapsed.as_secs_f64() * 1e6);
             rounds.push(r.rounds);

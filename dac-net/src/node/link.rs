@@ -173,6 +173,10 @@ impl Node {
                     }
                 }
                 Ok(Err(DialFailure::Gone(e))) => return Err(OpenError::Gone(e)),
+                // Another key at a member's address: not the member.
+                Ok(Err(refused @ DialFailure::Refused { .. })) => {
+                    return Err(OpenError::Failed(refused.to_string()));
+                }
                 Ok(Err(DialFailure::Other(_))) => {
                     let timeout = self.limits.peer_timeout;
                     if listening(&self.addrs[to], timeout).await == Listening::Refused {

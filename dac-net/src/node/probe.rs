@@ -100,6 +100,10 @@ impl Node {
                 Err(_) => continue,
                 Ok(Err(_)) => return None,
                 Ok(Ok(Err(DialFailure::Gone(why)))) => return Some(Probed::Refused(why)),
+                // Another key at its address: not the member, no proof.
+                Ok(Ok(Err(refused @ DialFailure::Refused { .. }))) => {
+                    return Some(Probed::Silent(refused.to_string()));
+                }
                 Ok(Ok(Err(DialFailure::Other(e)))) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match listening(&self.addrs[rank], left).await {

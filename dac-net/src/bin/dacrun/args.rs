@@ -20,8 +20,8 @@ Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
   --timeout SECS        kill every rank after SECS seconds and exit 124
   --peer-timeout SECS   seconds before a silent peer counts as gone
                         (passed on as DAC_PEER_TIMEOUT)
-  --key-file F          pre-shared network key (passed on as DAC_KEY_FILE,
-                        an absolute path)
+  --key-file F          the job key (passed on as DAC_KEY_FILE, an absolute
+                        path); without it dacrun makes a fresh key per job
   --keep-going          a rank that dies does not stop the others; exit with
                         the first non-zero exit status, signal deaths aside
   -h, --help            print this help
@@ -193,6 +193,7 @@ fn check_key_file(path: &Path) -> Result<PathBuf, String> {
     if meta.is_dir() {
         return Err(format!("key file {shown} is a directory"));
     }
+    dac_net::JobKey::read(path).map_err(|e| e.to_string())?;
     std::path::absolute(path).map_err(|e| format!("cannot resolve key file {shown}: {e}"))
 }
 

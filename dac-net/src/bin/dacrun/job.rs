@@ -171,6 +171,8 @@ fn command(args: &Args, run_dir: &Path, rank: usize) -> Command {
         .env("DAC_RANK", rank.to_string())
         .env("DAC_SIZE", args.size.to_string())
         .env("DAC_RUN_DIR", run_dir)
+        // The job's key is DAC_KEY_FILE; an inherited key must not win.
+        .env_remove("DAC_JOB_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

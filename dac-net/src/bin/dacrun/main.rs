@@ -16,7 +16,7 @@
 //! | `--schedule S` | a [`dac_core::Schedule`] name, checked here and passed on |
 //! | `--timeout SECS` | wall-clock limit for the whole job |
 //! | `--peer-timeout SECS` | seconds before a silent peer counts as gone; passed on |
-//! | `--key-file F` | a readable pre-shared network key; its absolute path is passed on |
+//! | `--key-file F` | the job key (a file of 64 hex digits); its absolute path is passed on |
 //! | `--keep-going` | a rank that dies does not stop the others (fault-tolerant runs) |
 //! | `-h`, `--help` | print the usage |
 //!
@@ -33,12 +33,22 @@
 //! | `DAC_TOPOLOGY` | `--topology` as given; unset without it |
 //! | `DAC_SCHEDULE` | `--schedule` as given; unset without it |
 //! | `DAC_PEER_TIMEOUT` | `--peer-timeout` as given (seconds); unset without it |
-//! | `DAC_KEY_FILE` | absolute path of `--key-file`; unset without it |
+//! | `DAC_KEY_FILE` | absolute path of `--key-file`, or of the job's fresh key |
 //!
 //! The rest of dacrun's environment is inherited. `DAC_RUN_DIR` is a fresh
 //! `dacrun-<pid>-<random hex>` under the system temporary directory; dacrun
 //! only creates it, and removes it with everything in it when the job ends,
 //! however it ends. Ranks get no stdin.
+//!
+//! # The job key
+//!
+//! Every job is private. Without `--key-file`, dacrun writes a fresh random
+//! key to `DAC_RUN_DIR/job.key` (readable by its owner only, mode 0600),
+//! says where on stderr (`dacrun: job key …`), and removes it with the run
+//! directory. A process without the key cannot connect to the ranks, let
+//! alone join the job or send a frame; one with another key is refused
+//! with "job key mismatch". Give `--key-file` for a job whose members are
+//! not all started by this dacrun.
 //!
 //! # Output
 //!
@@ -147,7 +157,20 @@ fn launch(args: &Args) -> u8 {
                 return EXIT_INTERNAL;
             }
         };
-        job::run(args, run_dir.path(), signals, &output).await
+        let mut args = args.clone();
+        if args.key_file.is_none() {
+            let path = run_dir.path().join("job.key");
+            if let Err(e) = dac_net::JobKey::create(&path) {
+                output
+                    .note(&format!("cannot create the job key: {e}"))
+                    .await;
+                return EXIT_INTERNAL;
+            }
+            let note = format!("job key {} (removed when the job ends)", path.display());
+            output.note(&note).await;
+            args.key_file = Some(path);
+        }
+        job::run(&args, run_dir.path(), signals, &output).await
     });
     drop(output);
     // The writer ends once the last line is out; a panic there has nothing
