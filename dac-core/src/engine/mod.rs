@@ -66,8 +66,8 @@ mod tests;
 mod view;
 
 pub use message::{
-    AbortReason, FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message, OwnedMessage, Target,
-    Violation,
+    AbortReason, Contradiction, FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message,
+    OwnedMessage, Target, Violation,
 };
 pub use state::Phase;
 pub use view::{Event, ViewId};
