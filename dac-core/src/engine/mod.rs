@@ -55,6 +55,7 @@
 //!   diameter bound when `pending_reconfiguration` asks — sets only grow,
 //!   as with [`crate::Graph::repaired`].
 
+mod check;
 mod membership;
 mod message;
 mod outgoing;

@@ -320,6 +320,9 @@ impl Simulator {
                     self.reconfigure(j);
                 }
                 self.engines[j].advance();
+                for violation in self.engines[j].take_misbehaviour() {
+                    self.rejected(j, violation);
+                }
             }
             if self.engines[j].round() != before && !self.options.no_trace {
                 self.record(j);
