@@ -20,8 +20,9 @@
 //!   exchange, or the input changed) the member's value misses part of the
 //!   inputs, and it cannot check an exact result from a neighbour that did
 //!   complete the phase: it adopts one that has the exact result's shape —
-//!   one announced during the phase by a member it still holds live (if
-//!   all such agree), or one a finished neighbour answers its fallback
+//!   one announced during the phase by a member it still holds live or
+//!   knows to have left (if all such agree; not by one it suspects since),
+//!   or one a finished neighbour answers its fallback
 //!   rounds with. *This is the check's blind spot*: an insider that stays
 //!   in the job can make members that fell back after a departure adopt a
 //!   forged exact result.
@@ -190,18 +191,21 @@ impl Engine {
     /// At the end of a dirty exact phase: adopts the exact result that
     /// neighbours announced during the phase, as the fallback would adopt
     /// it (unchecked: this member's value is no exact mean), if some that
-    /// it still holds live announced one and all such agree. Those
-    /// neighbours may have ended since (a finished job's members exit), so
-    /// the fallback could not ask them again. Claims of members that
-    /// departed meanwhile are dropped: a member that announced a result
-    /// and then fell silent is no witness. Returns true if it adopted one.
+    /// it holds live, or knows to be gone, announced one and all such
+    /// agree. Those neighbours may have ended since (a finished job's
+    /// members exit), so the fallback could not ask them again. Claims of
+    /// members suspected meanwhile are dropped: a member that announced a
+    /// result and then fell silent is no witness. Returns true if it
+    /// adopted one.
     pub(super) fn adopt_claim(&mut self) -> bool {
         let Some(rare) = self.rare.as_mut() else {
             return false;
         };
         let claims: Vec<(u32, Vec<f64>)> = std::mem::take(&mut rare.claims)
             .into_iter()
-            .filter(|(peer, _)| !self.events.has_departed(*peer))
+            .filter(|&(peer, _)| {
+                !self.events.has_departed(peer) || self.events.contains(Event::Gone { node: peer })
+            })
             .collect();
         let Some((_, first)) = claims.first() else {
             return false;
