@@ -584,6 +584,7 @@ fn run(args: &Args) -> Result<bool, String> {
             freezes: args.freezes.clone(),
             false_suspicions: args.suspicions.clone(),
             suspect_after: args.suspect_after,
+            forged_results: Vec::new(),
         },
         seed: args.seed,
         no_trace: false,

@@ -350,6 +350,47 @@ pub enum Violation {
         /// Number of members.
         members: usize,
     },
+    /// A well-formed message that contradicts this member's own state: no
+    /// honest member could have sent it (the sender lies, or has a bug).
+    /// The engine did not act on it. Hosts should treat the sender as they
+    /// treat any other violation: report it (in `dac-net`,
+    /// `PeerEvent::Misbehaved` with this message as the reason) and cut it
+    /// off ([`Engine::peer_suspected`](super::Engine::peer_suspected)).
+    #[error("peer {peer} sent a {kind:?} message that contradicts this member's own state: {what}")]
+    Contradicts {
+        /// The sender.
+        peer: usize,
+        /// Message kind.
+        kind: Kind,
+        /// What the message got wrong.
+        what: Contradiction,
+    },
+}
+
+/// What a [`Violation::Contradicts`] message got wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Contradiction {
+    /// A result whose value differs from the exact mean this member
+    /// computed itself (exact schedule), or lies farther from this member's
+    /// own estimate than the agreed convergence allows (iterative
+    /// schedules).
+    #[error("its result value disagrees with this member's own")]
+    ResultValue,
+    /// A result that names as departed a member this member holds live,
+    /// or an input change it does not know of: the sender cannot have
+    /// finished in a view this member has not been through.
+    #[error("its result names departures or input changes this member does not know of")]
+    ResultMembers,
+    /// A result no finished member could announce at this point: during
+    /// the exact phase, anything but the exact mean after the plan's
+    /// rounds, with every member contributing and residual 0; after it, a
+    /// result of the iterative fallback that claims to have ended before
+    /// the exact phase did.
+    #[error(
+        "its result has a round count, residual or contributor list no finished member reports at this point"
+    )]
+    ResultShape,
 }
 
 impl Violation {

@@ -55,6 +55,7 @@
 //!   diameter bound when `pending_reconfiguration` asks — sets only grow,
 //!   as with [`crate::Graph::repaired`].
 
+mod check;
 mod membership;
 mod message;
 mod outgoing;
@@ -66,8 +67,8 @@ mod tests;
 mod view;
 
 pub use message::{
-    AbortReason, FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message, OwnedMessage, Target,
-    Violation,
+    AbortReason, Contradiction, FLAG_ACK, FLAG_ACKED, FLAG_DIRTY, Header, Kind, Message,
+    OwnedMessage, Target, Violation,
 };
 pub use state::Phase;
 pub use view::{Event, ViewId};

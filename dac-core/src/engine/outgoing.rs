@@ -146,16 +146,29 @@ impl Engine {
                 send(Target::Peer(to as usize), &message);
             }
         }
-        let Some(terminal) = rare.terminal.as_ref() else {
+        if rare.terminal.is_none() {
             rare.replies.clear();
+            return;
+        }
+        let replies = std::mem::take(&mut rare.replies);
+        let Some(terminal) = self.rare.as_ref().and_then(|r| r.terminal.as_ref()) else {
             return;
         };
         let message = terminal.as_message();
         if announce {
             send(Target::Peers, &message);
         }
-        for (to, _) in rare.replies.drain(..) {
-            send(Target::Peer(to as usize), &message);
+        for (to, round) in replies {
+            match round {
+                None => send(Target::Peer(to as usize), &message),
+                // A round a member behind this one asks for (see
+                // `Engine::owes_round`).
+                Some(r) => {
+                    if let Some(round_message) = self.round_message(r, false) {
+                        send(Target::Peer(to as usize), &round_message);
+                    }
+                }
+            }
         }
     }
 

@@ -90,11 +90,27 @@ impl Engine {
         }
         let kind = message.header.kind;
         if self.phase != Phase::Running {
-            // Finished members answer anyone still asking with their result.
+            if kind == Kind::Done {
+                return self.check_done_after(from, message);
+            }
+            // Finished members answer anyone still asking with their result
+            // — and a member behind them with the round it asks for, while
+            // they hold it: the exact phase takes no result it cannot
+            // check, so a partner whose last round was lost needs it.
             if matches!(kind, Kind::Round | Kind::Hello | Kind::Events) {
+                let resend = (kind == Kind::Round)
+                    .then_some(message.header.round)
+                    .filter(|&r| self.owes_round(from, r));
                 let rare = self.rare();
-                if rare.terminal.is_some() && !rare.replies.iter().any(|r| r.0 == from) {
-                    rare.replies.push((from, None));
+                if rare.terminal.is_some() {
+                    if !rare.replies.iter().any(|r| r.0 == from && r.1.is_none()) {
+                        rare.replies.push((from, None));
+                    }
+                    if let Some(r) = resend
+                        && !rare.replies.contains(&(from, Some(r)))
+                    {
+                        rare.replies.push((from, Some(r)));
+                    }
                 }
             }
             return Ok(());
@@ -108,7 +124,7 @@ impl Engine {
             Kind::Hello => self.receive_hello(from, message.header.round, message.header.flags),
             Kind::Done => {
                 if self.peer_index(from).is_some() {
-                    self.adopt_done(message);
+                    return self.receive_done(from, message);
                 }
             }
             Kind::Abort => {
@@ -352,14 +368,10 @@ impl Engine {
         }
     }
 
-    /// A neighbour finished: take its result as ours, unless the result
-    /// leaves this member out (the others went on without it).
-    fn adopt_done(&mut self, message: &Message<'_>) {
+    /// Takes a neighbour's result as ours (it was checked as far as this
+    /// member can; see `Engine::receive_done`).
+    pub(super) fn adopt_done(&mut self, message: &Message<'_>) {
         let contributors = contributors_of(self.members(), message.events);
-        if !contributors.contains(self.id()) {
-            self.exclude();
-            return;
-        }
         let reduction = Reduction {
             value: message.payload.to_vec(),
             rounds: message.header.round,

@@ -1,6 +1,6 @@
 //! Per-peer and per-round bookkeeping of an engine.
 
-use super::message::{Header, OwnedMessage};
+use super::message::{Header, OwnedMessage, Violation};
 use super::view::ViewId;
 use crate::error::Error;
 use crate::reduction::Reduction;
@@ -150,6 +150,13 @@ pub(super) struct Rare {
     /// The final message we answer everyone with (done, abort, leave).
     pub(super) terminal: Option<OwnedMessage>,
     pub(super) outcome: Option<Result<Reduction, Error>>,
+    /// Results neighbours announced during the exact phase, which this
+    /// member cannot check yet: the latest per sender, compared with its
+    /// own exact mean when it has it (see `Engine::check_claims`).
+    pub(super) claims: Vec<(u32, Vec<f64>)>,
+    /// Misbehaviour found when a round completed, for
+    /// `Engine::take_misbehaviour`.
+    pub(super) misbehaviour: Vec<Violation>,
 }
 
 /// Bound on hellos kept from non-peers (a peer cannot make us store more).

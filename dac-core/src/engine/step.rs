@@ -121,6 +121,13 @@ impl Engine {
         self.plan = None;
         if !self.dirty {
             self.finish(0.0, Contributors::all(self.members()));
+            self.check_claims();
+            return;
+        }
+        // A dirty value is no exact mean: the results neighbours announced
+        // during the phase cannot be checked against it, and are adopted as
+        // they would be in the fallback (see `Engine::adopt_claim`).
+        if self.adopt_claim() {
             return;
         }
         // Now drop the flows of members that departed during the phase.

@@ -124,6 +124,10 @@ impl EventSet {
         contributors_of(members, &self.events)
     }
 
+    pub(crate) fn contains(&self, event: Event) -> bool {
+        self.events.binary_search(&event).is_ok()
+    }
+
     pub(crate) fn has_departed(&self, node: u32) -> bool {
         self.events.binary_search(&Event::Departed { node }).is_ok()
     }

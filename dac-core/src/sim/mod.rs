@@ -30,7 +30,14 @@
 //!   random loss, duplicates and delays do not), and a running member that
 //!   hears none from a neighbour for `suspect_after` ticks suspects it
 //!   ([`Engine::peer_suspected`](crate::Engine::peer_suspected)); the graph
-//!   is then repaired around it as around a crash.
+//!   is then repaired around it as around a crash;
+//! - a member lies about the result ([`Faults::forged_results`]): it sends
+//!   its neighbours a forged [`Kind::Done`](crate::engine::Kind::Done)
+//!   and otherwise runs as usual. A member whose engine finds a message
+//!   that contradicts its own state (a
+//!   [`Violation::Contradicts`](crate::engine::Violation::Contradicts))
+//!   reports it in [`Report::misbehaviour`] and cuts the sender off (it
+//!   suspects it), as `dac-net` does with a member that sends bad frames.
 //!
 //! Crashes and leaves are *proven* departures
 //! ([`Engine::peer_departed`](crate::Engine::peer_departed)): a crashed
@@ -133,6 +140,27 @@ pub struct Faults {
     /// neighbour from which no heartbeat arrived for this many ticks (at
     /// least 1). `None`: no detector; only crashes and leaves are reported.
     pub suspect_after: Option<u32>,
+    /// Members that send forged results (an insider's lie, for the checks
+    /// of [`Violation::Contradicts`](crate::engine::Violation::Contradicts)).
+    pub forged_results: Vec<ForgedResult>,
+}
+
+/// An insider's lie: at tick `tick`, member `by` sends each of its current
+/// neighbours a [`Kind::Done`](crate::engine::Kind::Done) message claiming
+/// the result `value` (in every component) after `round` rounds, with
+/// residual 0 and every member a contributor. Otherwise `by` runs as
+/// usual. A forgery due while `by` is frozen, crashed or no longer running
+/// is not sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForgedResult {
+    /// When the forgery is sent.
+    pub tick: u64,
+    /// The liar.
+    pub by: usize,
+    /// The value it claims.
+    pub value: f64,
+    /// The round count it claims.
+    pub round: u32,
 }
 
 /// Most messages a frozen member's receive buffer holds; more are lost
@@ -216,6 +244,7 @@ impl Default for Faults {
             freezes: Vec::new(),
             false_suspicions: Vec::new(),
             suspect_after: None,
+            forged_results: Vec::new(),
         }
     }
 }
@@ -326,6 +355,11 @@ pub struct Report {
     pub trace: Vec<TraceRow>,
     /// Message counts.
     pub messages: MessageStats,
+    /// Misbehaviour the engines detected, as `(reporter, violation)` in the
+    /// order found: messages that contradicted the reporter's own state
+    /// (see [`Violation::Contradicts`](crate::engine::Violation::Contradicts)).
+    /// The reporter cut the sender off.
+    pub misbehaviour: Vec<(usize, crate::engine::Violation)>,
 }
 
 impl Report {

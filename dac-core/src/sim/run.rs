@@ -12,7 +12,7 @@ use super::outage::{self, Outages};
 use super::outbox::{Gathered, NEIGHBOURS, NOBODY, Outbox, PREFETCH_AHEAD, prefetch};
 use super::trace::RoundSums;
 use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{Engine, Header, Kind, NodeSetup, OwnedMessage, Phase, Target};
+use crate::engine::{Engine, Header, Kind, NodeSetup, OwnedMessage, Phase, Target, Violation};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
@@ -82,6 +82,8 @@ pub struct Simulator {
     stats: MessageStats,
     finished: bool,
     gathered: Vec<Gathered>,
+    /// What the engines reported as misbehaviour: (reporter, violation).
+    misbehaviour: Vec<(usize, Violation)>,
 }
 
 impl Simulator {
@@ -183,6 +185,7 @@ impl Simulator {
             stats: MessageStats::default(),
             finished: false,
             gathered: Vec::new(),
+            misbehaviour: Vec::new(),
             engines,
             base,
             options,
@@ -228,6 +231,7 @@ impl Simulator {
         self.report_departures();
         self.make_false_suspicions();
         self.listen();
+        self.forge_results();
         let now = self.due_routed();
         let mut cursor = 0;
         let n = self.engines.len();
@@ -293,11 +297,10 @@ impl Simulator {
                         } else if frozen {
                             let message = routed.message.clone();
                             self.outages.hold(j, from, message, &mut self.stats);
-                        } else if self.engines[j]
-                            .receive(from, &routed.message.as_message())
-                            .is_err()
+                        } else if let Err(violation) =
+                            self.engines[j].receive(from, &routed.message.as_message())
                         {
-                            self.stats.violations += 1;
+                            self.rejected(j, violation);
                         }
                     }
                     cursor += 1;
@@ -317,6 +320,9 @@ impl Simulator {
                     self.reconfigure(j);
                 }
                 self.engines[j].advance();
+                for violation in self.engines[j].take_misbehaviour() {
+                    self.rejected(j, violation);
+                }
             }
             if self.engines[j].round() != before && !self.options.no_trace {
                 self.record(j);
@@ -447,15 +453,63 @@ impl Simulator {
         }
     }
 
+    /// The liars of [`Faults::forged_results`] due this tick send their
+    /// forged results (delivered this tick, subject to the link faults).
+    fn forge_results(&mut self) {
+        let tick = self.tick;
+        let due: Vec<_> = self
+            .options
+            .faults
+            .forged_results
+            .iter()
+            .filter(|f| f.tick == tick)
+            .copied()
+            .collect();
+        for forgery in due {
+            let by = forgery.by;
+            if self.life[by] != Life::Running || self.outages.frozen(by) {
+                continue;
+            }
+            let mut header = Header::new(Kind::Done, forgery.round);
+            header.view = self.engines[by].view();
+            let message = OwnedMessage {
+                header,
+                events: Vec::new(),
+                payload: vec![forgery.value; self.dim],
+                abort: None,
+            };
+            for p in self.engines[by].peers() {
+                self.routed.push(Routed {
+                    to: p as u32,
+                    from: by as u32,
+                    message: message.clone(),
+                });
+            }
+        }
+    }
+
     /// Hands member `j`, which thawed, what waited in its receive buffer.
     fn deliver_held(&mut self, j: usize) {
         for (from, message) in self.outages.take_held(j) {
-            if self.engines[j]
-                .receive(from as usize, &message.as_message())
-                .is_err()
-            {
-                self.stats.violations += 1;
+            if let Err(violation) = self.engines[j].receive(from as usize, &message.as_message()) {
+                self.rejected(j, violation);
             }
+        }
+    }
+
+    /// Member `j`'s engine refused a message: a contradiction (an insider's
+    /// lie) is reported and its sender cut off, as `dac-net` does; any
+    /// other violation is an engine bug here, and counted.
+    fn rejected(&mut self, j: usize, violation: Violation) {
+        let Violation::Contradicts { peer, .. } = violation else {
+            self.stats.violations += 1;
+            return;
+        };
+        self.misbehaviour.push((j, violation));
+        if self.life[j] == Life::Running {
+            self.engines[j].peer_suspected(peer);
+            self.suspected = true;
+            self.reconfigure(j);
         }
     }
 
@@ -676,6 +730,7 @@ impl Simulator {
                 .map(|(round, sums)| sums.row(round as u32))
                 .collect(),
             messages: self.stats,
+            misbehaviour: self.misbehaviour.clone(),
         }
     }
 }
@@ -720,7 +775,7 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
             "must be at least 1 tick, got 0",
         ));
     }
-    for node in faults_nodes(faults) {
+    for node in faults_nodes(faults).chain(faults.forged_results.iter().map(|f| f.by)) {
         if node >= n {
             return Err(Error::UnknownNode { node, members: n });
         }

@@ -118,7 +118,15 @@ impl ThreadComm<'_> {
             self.drain(engine);
             self.reconfigure(engine);
             self.post(op, engine);
-            match engine.advance() {
+            let progress = engine.advance();
+            // A result announced during the exact phase that turned out to
+            // be no exact mean: its sender lied, and is cut off.
+            for violation in engine.take_misbehaviour() {
+                if let Violation::Contradicts { peer, .. } = violation {
+                    self.cut_off(engine, peer);
+                }
+            }
+            match progress {
                 Progress::Advanced => {
                     progress_at = now;
                     idle = FIRST_IDLE;
@@ -292,9 +300,14 @@ impl ThreadComm<'_> {
             self.stash.push(envelope);
         } else if let Some((op, mut last)) = self.last.take() {
             if op == envelope.op {
-                // Errors are ignored: that reduction is over.
-                let _ = last.receive(envelope.from, &envelope.message.as_message());
+                // Errors are ignored, that reduction being over — but a
+                // result that contradicts it is a lie, and its sender is
+                // cut off.
+                let received = last.receive(envelope.from, &envelope.message.as_message());
                 self.post(op, &mut last);
+                if let Err(Violation::Contradicts { peer, .. }) = received {
+                    self.cut_off(engine, peer);
+                }
             } else {
                 self.fence(&envelope);
             }
@@ -311,13 +324,17 @@ impl ThreadComm<'_> {
             match violation.dimension_mismatch(self.rank, dim) {
                 // Another input length is a usage error: everyone fails.
                 Some(reason) => engine.abort(reason),
-                // A malformed message: the sender is cut off.
-                None => {
-                    engine.peer_suspected(envelope.from);
-                    self.departed.insert(envelope.from);
-                }
+                // A malformed message, or one that contradicts this
+                // rank's state: the sender is cut off.
+                None => self.cut_off(engine, envelope.from),
             }
         }
+    }
+
+    /// Cuts off a member that broke the protocol or lied.
+    fn cut_off(&mut self, engine: &mut Engine, peer: usize) {
+        engine.peer_suspected(peer);
+        self.departed.insert(peer);
     }
 
     /// A member this rank holds departed asks about a reduction long over

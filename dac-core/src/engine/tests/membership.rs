@@ -329,11 +329,18 @@ fn a_result_without_us_is_an_exclusion() {
     };
     nodes[2].receive(0, &done.as_message()).unwrap();
     assert_eq!(nodes[2].outcome(), Some(&Err(Error::Excluded { rank: 2 })));
-    // The same result is adopted by a member it names.
-    nodes[1].receive(0, &done.as_message()).unwrap();
-    let r = nodes[1].outcome().unwrap().as_ref().unwrap();
-    assert_eq!(r.contributors.to_vec(), vec![0, 1]);
-    assert_eq!(r.value, mean_of(&[0, 1]));
+    // A member it names, which does not know of 2's departure, refuses
+    // it: no honest member finishes in a view the others have not been
+    // through.
+    assert_eq!(
+        nodes[1].receive(0, &done.as_message()),
+        Err(Violation::Contradicts {
+            peer: 0,
+            kind: Kind::Done,
+            what: Contradiction::ResultMembers
+        })
+    );
+    assert_eq!(nodes[1].outcome(), None);
 }
 
 /// A member that left is gone, not suspected: it never costs the others

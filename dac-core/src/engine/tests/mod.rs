@@ -224,29 +224,141 @@ fn advance_waits_for_the_round_message_to_go_out() {
 fn a_finished_neighbours_result_is_adopted() {
     let graph = Graph::ring(3).unwrap();
     let mut nodes = engines(&graph, &metropolis());
+    let events = vec![
+        Event::Departed { node: 2 },
+        Event::InputChanged { node: 1, seq: 3 },
+    ];
+    // Member 0 has been through the view the result was reached in.
+    let news = OwnedMessage {
+        header: Header::new(Kind::Events, 0),
+        events: events.clone(),
+        payload: Vec::new(),
+        abort: None,
+    };
+    nodes[0].receive(1, &news.as_message()).unwrap();
+    // A value within the convergence tolerance of member 0's estimate.
+    let value: Vec<f64> = nodes[0].estimate().iter().map(|e| e + 1e-11).collect();
     let mut header = Header::new(Kind::Done, 42);
     header.streak = 1e-11;
     let done = OwnedMessage {
         header,
-        events: vec![
-            Event::Departed { node: 2 },
-            Event::InputChanged { node: 1, seq: 3 },
-        ],
-        payload: vec![7.0, 8.0],
+        events,
+        payload: value.clone(),
         abort: None,
     };
     nodes[0].receive(1, &done.as_message()).unwrap();
     assert_eq!(nodes[0].advance(), Progress::Finished);
     let r = nodes[0].take_outcome().unwrap().unwrap();
-    assert_eq!(r.value, vec![7.0, 8.0]);
+    assert_eq!(r.value, value);
     assert_eq!(r.rounds, 42);
     assert_eq!(r.contributors.to_vec(), vec![0, 1]);
     assert_eq!(r.contributors.input_version(1), Some(3));
-    // It now answers with that result.
+    assert!(nodes[0].take_misbehaviour().is_empty());
+    // It now answers with that result (and fences 2, which it dropped).
     let out = outgoing(&mut nodes[0]);
-    assert!(out.iter().all(|(_, m)| m.header.kind == Kind::Done));
+    assert!(out.iter().any(|(_, m)| m.header.kind == Kind::Done));
+    assert!(
+        out.iter()
+            .all(|(to, m)| m.header.kind == Kind::Done
+                || (*to == 2 && m.header.kind == Kind::Events))
+    );
 }
 
+/// A result that contradicts what the receiver knows is refused, reported
+/// and leaves its state unchanged: a value far outside the tolerance of
+/// its own estimate, a departure it does not know of, an input change it
+/// does not know of.
+#[test]
+fn a_result_that_contradicts_the_receiver_is_refused() {
+    let graph = Graph::ring(3).unwrap();
+    let mut nodes = engines(&graph, &metropolis());
+    let done = |events: Vec<Event>, payload: Vec<f64>| OwnedMessage {
+        header: Header::new(Kind::Done, 40),
+        events,
+        payload,
+        abort: None,
+    };
+    let near: Vec<f64> = nodes[0].estimate();
+    let cases = [
+        (
+            done(Vec::new(), vec![12345.0, 0.0]),
+            Contradiction::ResultValue,
+        ),
+        (
+            done(vec![Event::Departed { node: 2 }], near.clone()),
+            Contradiction::ResultMembers,
+        ),
+        (
+            done(vec![Event::InputChanged { node: 1, seq: 1 }], near),
+            Contradiction::ResultMembers,
+        ),
+    ];
+    for (message, what) in cases {
+        let before = state_bits(&nodes[0]);
+        assert_eq!(
+            nodes[0].receive(1, &message.as_message()),
+            Err(Violation::Contradicts {
+                peer: 1,
+                kind: Kind::Done,
+                what
+            })
+        );
+        assert_eq!(state_bits(&nodes[0]), before);
+        assert_eq!(nodes[0].phase(), Phase::Running);
+    }
+}
+
+/// In the exact phase no result is adopted: it is kept, and checked when
+/// the member holds the exact mean itself. A result of another shape is
+/// refused at once.
+#[test]
+fn the_exact_phase_checks_a_result_against_its_own_mean() {
+    let graph = Graph::complete(4).unwrap();
+    let config = Config::default();
+    assert_eq!(config.schedule, Schedule::Exact);
+    let mut nodes = engines(&graph, &config);
+    let done = |round: u32, value: f64| OwnedMessage {
+        header: Header::new(Kind::Done, round),
+        events: Vec::new(),
+        payload: vec![value, 2.0 * value],
+        abort: None,
+    };
+    // The exact mean of [i, 2i] over 0..4 is [1.5, 3].
+    assert_eq!(
+        nodes[0].receive(3, &done(1, 1.5).as_message()),
+        Err(Violation::Contradicts {
+            peer: 3,
+            kind: Kind::Done,
+            what: Contradiction::ResultShape
+        })
+    );
+    nodes[0].receive(3, &done(2, 12345.0).as_message()).unwrap();
+    nodes[0].receive(2, &done(2, 1.5).as_message()).unwrap();
+    assert_eq!(nodes[0].phase(), Phase::Running);
+    let mut reports = Vec::new();
+    while nodes.iter().any(|e| e.phase() == Phase::Running) {
+        let mut wire = Vec::new();
+        for (i, e) in nodes.iter_mut().enumerate() {
+            wire.extend(outgoing(e).into_iter().map(|(to, m)| (i, to, m)));
+        }
+        for (from, to, m) in &wire {
+            nodes[*to].receive(*from, &m.as_message()).unwrap();
+        }
+        for (i, e) in nodes.iter_mut().enumerate() {
+            e.advance();
+            reports.extend(e.take_misbehaviour().into_iter().map(|v| (i, v)));
+        }
+    }
+    for e in &mut nodes {
+        assert_eq!(e.take_outcome().unwrap().unwrap().value, vec![1.5, 3.0]);
+    }
+    let lie = Violation::Contradicts {
+        peer: 3,
+        kind: Kind::Done,
+        what: Contradiction::ResultValue,
+    };
+    assert_eq!(reports, vec![(0, lie)]);
+}
 #[test]
 fn an_abort_spreads_with_its_reason() {
     let graph = Graph::ring(4).unwrap();
