@@ -478,17 +478,12 @@ impl Session {
             }
             self.reconfigure(&mut engine);
             self.flush(op, &mut engine);
-            if std::env::var("DAC_DBG").is_ok() {
-                eprintln!(
-                    "DBG op {op} round {} phase {:?} peers {:?} waiting {:?} departed {:?}",
-                    engine.round(),
-                    engine.phase(),
-                    engine.peers().collect::<Vec<_>>(),
-                    engine.waiting_for(),
-                    engine.departed()
-                );
+            let progress = engine.advance();
+            // Results that turned out to contradict this member's own.
+            for violation in engine.take_misbehaviour() {
+                self.expel(&mut engine, violation.peer(), violation.to_string());
             }
-            match engine.advance() {
+            match progress {
                 Progress::Advanced => {
                     idle = FIRST_IDLE;
                     continue;
@@ -496,13 +491,10 @@ impl Session {
                 Progress::Finished => return self.finish(op, engine, known),
                 Progress::Blocked => {}
             }
-            if std::env::var("DAC_DBG").is_ok() {
-                eprintln!("DBG   select idle {idle:?}");
-            }
             tokio::select! {
                 biased;
                 inbound = self.inbox.recv() => match inbound {
-                    Some(Inbound { from, frame, .. }) => { if std::env::var("DAC_DBG").is_ok() { eprintln!("DBG   frame from {from} op {} {:?} r{}", frame.op, frame.message.header.kind, frame.message.header.round); } self.take(&mut engine, from, frame) },
+                    Some(Inbound { from, frame, .. }) => self.take(&mut engine, from, frame),
                     None => return Err(transport("the network task has stopped")),
                 },
                 verdict = self.verdicts.recv() => match verdict {
@@ -526,7 +518,6 @@ impl Session {
                     None => return Err(transport("the network task has stopped")),
                 },
                 () = tokio::time::sleep(idle) => {
-                    if std::env::var("DAC_DBG").is_ok() { eprintln!("DBG   tick"); }
                     self.pay_owed();
                     engine.tick();
                     idle = (idle * 2).min(MAX_IDLE);
@@ -639,7 +630,11 @@ impl Session {
                 // is still a broken protocol.
                 let received = last.receive(from, &frame.message.as_message());
                 self.flush(last_op, &mut last);
+                let late = last.take_misbehaviour();
                 self.last = Some((last_op, last));
+                for violation in late {
+                    self.expel(engine, violation.peer(), violation.to_string());
+                }
                 if let Err(violation) = received
                     && violation
                         .dimension_mismatch(self.rank, engine.dim())

@@ -56,11 +56,14 @@ pub enum BadFrame {
     /// A prefix that declares a frame of the largest size, then 100 bytes
     /// of it, then nothing.
     Stalled,
+    /// A well-formed result announcement of the next reduction, with the
+    /// shape of an exact result and the value 12345: an insider's lie.
+    ForgedDone,
 }
 
 impl BadFrame {
     /// Every mode.
-    pub const ALL: [BadFrame; 7] = [
+    pub const ALL: [BadFrame; 8] = [
         BadFrame::WrongJob,
         BadFrame::FutureOp,
         BadFrame::Oversized,
@@ -68,6 +71,7 @@ impl BadFrame {
         BadFrame::Garbage,
         BadFrame::NonFinite,
         BadFrame::Stalled,
+        BadFrame::ForgedDone,
     ];
 }
 
@@ -83,10 +87,11 @@ impl std::str::FromStr for BadFrame {
             "garbage" => BadFrame::Garbage,
             "nan" => BadFrame::NonFinite,
             "stalled" => BadFrame::Stalled,
+            "forged-done" => BadFrame::ForgedDone,
             other => {
                 return Err(format!(
                     "unknown bad frame {other:?}: expected wrong-job, future-op, oversized, \
-                     truncated, garbage, nan or stalled"
+                     truncated, garbage, nan, stalled or forged-done"
                 ));
             }
         })
@@ -147,6 +152,16 @@ impl Comm {
                 let mut frame = declared.to_le_bytes().to_vec();
                 frame.extend_from_slice(&[7; 100]);
                 frame
+            }
+            BadFrame::ForgedDone => {
+                // The exact plan's rounds: log2 N for a power of two,
+                // ⌊log2 N⌋ + 2 otherwise.
+                let n = self.size().max(1);
+                let dims = usize::BITS - 1 - n.leading_zeros();
+                let rounds = dims + if n.is_power_of_two() { 0 } else { 2 };
+                let header = Header::new(Kind::Done, rounds);
+                let value = vec![12345.0; input.len()];
+                wire::encode(job, self.next_op(), &Message::new(header, &[], &value))
             }
         }
     }

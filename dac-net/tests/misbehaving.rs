@@ -247,6 +247,14 @@ fn non_finite_values() {
 /// deadline (`peer_timeout` + its length at 8 MiB/s; both are small
 /// here, so about half a second) cuts the member off; nobody waits for it
 /// beyond that. The job goes on long enough for the deadline to pass.
+/// An insider announces a forged result (value 12345) for the next
+/// reduction: the honest members compute the exact mean themselves,
+/// find that the announcement contradicts it, and cut the liar off.
+#[test]
+fn forged_results() {
+    every_run_of(BadFrame::ForgedDone);
+}
+
 #[test]
 fn a_frame_that_stalls_in_the_middle() {
     let pace = Pace {

@@ -394,6 +394,18 @@ pub enum Contradiction {
 }
 
 impl Violation {
+    /// The member that sent the offending message.
+    pub fn peer(&self) -> usize {
+        match *self {
+            Violation::PayloadLength { peer, .. }
+            | Violation::NonFinite { peer, .. }
+            | Violation::MissingAbortReason { peer }
+            | Violation::InvalidEvent { peer, .. }
+            | Violation::UnknownSender { peer, .. }
+            | Violation::Contradicts { peer, .. } => peer,
+        }
+    }
+
     /// For a payload-length violation on a round message: the dimension
     /// mismatch to report to every member (`rank`/`dim` are the receiver's).
     pub fn dimension_mismatch(&self, rank: usize, dim: usize) -> Option<AbortReason> {
