@@ -18,9 +18,14 @@
 //! each step, so both can say *why* a connection was refused: the keys
 //! differ, or only one side has one.
 //!
+//! 3. each side sends its verdict on the other: admitted, or not on its
+//!    allow-list (when it has one), so that a refused peer learns why.
+//!
 //! Keyless (public) jobs run the same gate with no tag; they admit any
-//! process that reaches them.
+//! process that reaches them, or, with an allow-list, only the peer ids on
+//! it. A member's peer id is its identity key's (see [`identity`]).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -32,6 +37,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hmac::{KeyInit, Mac};
 use libp2p::PeerId;
 use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
+use libp2p::identity::Keypair;
 
 /// A job key: 32 secret bytes shared by the members of a private job.
 ///
@@ -122,19 +128,10 @@ impl JobKey {
     /// # Errors
     /// [`Error::InvalidConfig`] (field `key`) naming the file.
     pub fn create(path: impl AsRef<Path>) -> Result<JobKey> {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref();
         let key = JobKey::random();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let written = options
-            .open(path)
-            .and_then(|mut file| writeln!(file, "{}", key.to_hex()));
-        written.map_err(|e| invalid(format!("cannot create {}: {e}", path.display())))?;
+        create_private(path, format!("{}\n", key.to_hex()).as_bytes())
+            .map_err(|e| invalid(format!("cannot create {}: {e}", path.display())))?;
         Ok(key)
     }
 }
@@ -143,6 +140,50 @@ impl std::str::FromStr for JobKey {
     type Err = Error;
     fn from_str(text: &str) -> Result<JobKey> {
         JobKey::parse(text)
+    }
+}
+
+/// Creates `path` (mode 0600) holding `bytes`; never overwrites a file.
+fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// A member's identity file: the ed25519 key behind its peer id, kept
+/// (in libp2p's protobuf encoding) so that the peer id stays the same from
+/// one run to the next, as an allow-list needs. The file is created, only
+/// readable by its owner, if it does not exist. Returns its peer id.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] (field `identity`) naming the file.
+pub fn identity(path: impl AsRef<Path>) -> Result<PeerId> {
+    Ok(identity_keypair(path.as_ref())?.public().to_peer_id())
+}
+
+/// The key of [`identity`].
+pub(crate) fn identity_keypair(path: &Path) -> Result<Keypair> {
+    let bad = |why: String| Error::InvalidConfig {
+        field: "identity",
+        reason: format!("{}: {why}", path.display()),
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| bad(format!("is not an identity file ({e})"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| bad(e.to_string()))?;
+            create_private(path, &bytes).map_err(|e| bad(format!("cannot create it: {e}")))?;
+            Ok(keypair)
+        }
+        Err(e) => Err(bad(format!("cannot be read: {e}"))),
     }
 }
 
@@ -155,6 +196,10 @@ pub(crate) enum Refusal {
     PeerHasNoKey,
     /// The peer holds a key; this side has none.
     KeyRequired,
+    /// The peer is not on this side's allow-list.
+    NotAllowed,
+    /// This side is not on the peer's allow-list.
+    NotAllowedThere,
     /// The peer does not run dac's gate (another program, or another
     /// version of dac).
     NotDac(String),
@@ -172,6 +217,10 @@ impl fmt::Display for Refusal {
             Refusal::KeyRequired => f.write_str(
                 "this job requires a key: the peer has a job key and this member has none \
                  (pass it with --key-file, DAC_KEY_FILE or CommBuilder::key_file)",
+            ),
+            Refusal::NotAllowed => f.write_str("the peer is not on this member's allow-list"),
+            Refusal::NotAllowedThere => f.write_str(
+                "this member is not on the peer's allow-list (its peer id must be added there)",
             ),
             Refusal::NotDac(what) => write!(f, "the peer is not a dac member: {what}"),
         }
@@ -232,6 +281,8 @@ pub(crate) fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<(P
 const MAGIC: &[u8; 4] = b"dacG";
 const GATE_VERSION: u8 = 1;
 const HAS_KEY: u8 = 1;
+const ADMIT: u8 = 0xa5;
+const NOT_ALLOWED: u8 = 0x5a;
 const HELLO: usize = 4 + 1 + 1 + 32;
 const CONTEXT: &[u8] = b"dac job key proof v1";
 
@@ -241,14 +292,17 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 #[derive(Debug, Default)]
 pub(crate) struct Access {
     pub(crate) key: Option<JobKey>,
+    /// The only peers admitted, if set.
+    allow: Option<HashSet<PeerId>>,
     /// The last connection the gate refused, for error messages.
     last_refusal: Mutex<Option<(PeerId, Refusal)>>,
 }
 
 impl Access {
-    pub(crate) fn new(key: Option<JobKey>) -> Access {
+    pub(crate) fn new(key: Option<JobKey>, allow: Option<HashSet<PeerId>>) -> Access {
         Access {
             key,
+            allow,
             last_refusal: Mutex::new(None),
         }
     }
@@ -311,16 +365,55 @@ impl Access {
             return Err(self.refuse(remote, Refusal::NotDac(why)));
         }
         let they_have_key = theirs[5] & HAS_KEY != 0;
-        let key = match (&self.key, they_have_key) {
-            (None, false) => return Ok(()),
+        match (&self.key, they_have_key) {
+            (None, false) => {}
             (None, true) => return Err(self.refuse(remote, Refusal::KeyRequired)),
             (Some(_), false) => return Err(self.refuse(remote, Refusal::PeerHasNoKey)),
-            (Some(key), true) => key,
-        };
+            (Some(key), true) => {
+                self.prove(
+                    channel,
+                    key,
+                    [local, remote],
+                    [&nonce, &theirs[6..]],
+                    dialer,
+                )
+                .await?;
+            }
+        }
+        let admitted = self.allow.as_ref().is_none_or(|a| a.contains(&remote));
+        let verdict = if admitted { ADMIT } else { NOT_ALLOWED };
+        channel.write_all(&[verdict]).await.map_err(GateError::Io)?;
+        channel.flush().await.map_err(GateError::Io)?;
+        let mut theirs = [0u8; 1];
+        channel
+            .read_exact(&mut theirs)
+            .await
+            .map_err(GateError::Io)?;
+        match (admitted, theirs[0]) {
+            (false, _) => Err(self.refuse(remote, Refusal::NotAllowed)),
+            (true, ADMIT) => Ok(()),
+            (true, NOT_ALLOWED) => Err(self.refuse(remote, Refusal::NotAllowedThere)),
+            (true, other) => {
+                let why = format!("an access verdict of {other:#x}");
+                Err(self.refuse(remote, Refusal::NotDac(why)))
+            }
+        }
+    }
+
+    /// Both sides hold a key: each proves it with a tag over both peer
+    /// ids (`[local, remote]`) and both nonces (`[ours, theirs]`).
+    async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        channel: &mut S,
+        key: &JobKey,
+        [local, remote]: [PeerId; 2],
+        [ours, theirs]: [&[u8]; 2],
+        dialer: bool,
+    ) -> std::result::Result<(), GateError> {
         let (ids, nonces, mine, other) = if dialer {
-            ([&local, &remote], [&nonce[..], &theirs[6..]], b'D', b'L')
+            ([&local, &remote], [ours, theirs], b'D', b'L')
         } else {
-            ([&remote, &local], [&theirs[6..], &nonce[..]], b'L', b'D')
+            ([&remote, &local], [theirs, ours], b'L', b'D')
         };
         let tag: [u8; 32] = Access::mac(key, mine, ids, nonces)
             .finalize()
@@ -457,12 +550,66 @@ mod tests {
         let (x, y) = tokio::net::UnixStream::pair().unwrap();
         let (mut x, mut y) = (x.compat(), y.compat());
         let (pa, pb) = (PeerId::random(), PeerId::random());
-        let (ga, gb) = (Access::new(a), Access::new(b));
+        let (ga, gb) = (Access::new(a, None), Access::new(b, None));
         let (ra, rb) = futures::join!(
             ga.check(&mut x, pa, pb, true),
             gb.check(&mut y, pb, pa, false)
         );
         [ra, rb].map(|r| r.map_err(|e| e.to_string()))
+    }
+
+    #[tokio::test]
+    async fn an_allow_list_admits_only_its_peers_and_says_so_to_both() {
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let (pa, pb) = (PeerId::random(), PeerId::random());
+        for (allow, expect_b) in [
+            (Some(pa), true),
+            (Some(PeerId::random()), false),
+            (None, true),
+        ] {
+            let (x, y) = tokio::net::UnixStream::pair().unwrap();
+            let (mut x, mut y) = (x.compat(), y.compat());
+            let ga = Access::new(None, None);
+            let gb = Access::new(None, allow.map(|p| [p].into_iter().collect()));
+            let (ra, rb) = futures::join!(
+                ga.check(&mut x, pa, pb, true),
+                gb.check(&mut y, pb, pa, false)
+            );
+            if expect_b {
+                assert!(ra.is_ok() && rb.is_ok(), "{ra:?} {rb:?}");
+            } else {
+                let (a, b) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+                assert!(
+                    a.contains("this member is not on the peer's allow-list"),
+                    "{a}"
+                );
+                assert!(
+                    b.contains("the peer is not on this member's allow-list"),
+                    "{b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_identity_file_keeps_its_peer_id_and_is_private() {
+        let dir = std::env::temp_dir().join(format!("dac-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("id");
+        let _ = std::fs::remove_file(&path);
+        let first = identity(&path).unwrap();
+        let again = identity(&path).unwrap();
+        assert_eq!(first, again);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, b"not a key").unwrap();
+        let err = identity(&path).unwrap_err().to_string();
+        assert!(err.contains("is not an identity file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

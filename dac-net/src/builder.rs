@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dac_core::{Config, Error, Result, Schedule, Topology};
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 
 use crate::access::JobKey;
 
@@ -34,6 +34,10 @@ pub struct CommBuilder {
     pub(crate) peer_timeout: Duration,
     pub(crate) startup_timeout: Duration,
     pub(crate) key: Option<JobKey>,
+    /// The identity file, for a peer id that stays the same across runs.
+    pub(crate) identity: Option<PathBuf>,
+    /// The only peers admitted, if set.
+    pub(crate) allow: Option<Vec<PeerId>>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_pending_connections: u32,
     pub(crate) max_connections: Option<u32>,
@@ -67,6 +71,8 @@ impl Default for CommBuilder {
             peer_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(60),
             key: None,
+            identity: None,
+            allow: None,
             handshake_timeout: Duration::from_secs(5),
             max_pending_connections: 32,
             max_connections: None,
@@ -200,6 +206,25 @@ impl CommBuilder {
         self
     }
 
+    /// The member's identity file (see [`identity`](crate::identity)): its
+    /// peer id then stays the same from one run to the next, so that other
+    /// members can put it on their allow-list. Without it every run has a
+    /// fresh peer id.
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity = Some(path.into());
+        self
+    }
+
+    /// Admits only these peers: a connection from, or to, any other peer id
+    /// is refused by the access gate, and both sides say so. For a job
+    /// across machines without a key, list every other member's peer id
+    /// (each keeps it in its [`identity_file`](Self::identity_file)). It
+    /// works with a key too, as a second condition.
+    pub fn allow_peers(mut self, peers: impl IntoIterator<Item = PeerId>) -> Self {
+        self.allow = Some(peers.into_iter().collect());
+        self
+    }
+
     /// How long a new connection may take to complete its handshake (TCP,
     /// noise, the key check, yamux) before it is closed (default 5 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -253,8 +278,9 @@ impl CommBuilder {
     /// (required), and optionally `DAC_RUN_DIR`, `DAC_TOPOLOGY`,
     /// `DAC_SCHEDULE`, `DAC_PEER_TIMEOUT` (seconds), `DAC_KEY_FILE` or
     /// `DAC_JOB_KEY` (the key itself), `DAC_LISTEN` and `DAC_BOOTSTRAP`
-    /// (multiaddrs separated by commas), `DAC_SEED`. Options set on the
-    /// returned builder override them.
+    /// (multiaddrs separated by commas), `DAC_SEED`, `DAC_IDENTITY_FILE`
+    /// and `DAC_ALLOW_PEERS` (peer ids separated by commas). Options set on
+    /// the returned builder override them.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the variable that is missing or
@@ -328,6 +354,20 @@ impl CommBuilder {
                 .collect::<Result<Vec<_>>>()?;
             b = b.bootstrap(addrs);
         }
+        if let Some(path) = var("DAC_IDENTITY_FILE") {
+            b = b.identity_file(path);
+        }
+        if let Some(list) = var("DAC_ALLOW_PEERS") {
+            let peers = list
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<PeerId>()
+                        .map_err(|e| invalid("DAC_ALLOW_PEERS", format!("{p:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b = b.allow_peers(peers);
+        }
         if let Some(seed) = var("DAC_SEED") {
             b = b.seed(
                 seed.trim()
@@ -396,6 +436,12 @@ impl CommBuilder {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1"));
             }
+        }
+        if self.allow.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                "allow_peers",
+                "is empty: it would refuse every member",
+            ));
         }
         let most = crate::transport::MAX_STREAMS_PER_CONNECTION;
         if self.max_streams_per_connection > most {

@@ -62,7 +62,7 @@ mod topology;
 mod transport;
 mod wire;
 
-pub use access::JobKey;
+pub use access::{JobKey, identity};
 pub use builder::{CommBuilder, parse_key};
 pub use comm::Comm;
 pub use dac_core::{

@@ -137,9 +137,10 @@ fn warn_public_once() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         eprintln!(
-            "dac: warning: this job has no key, so any process that reaches its members may \
-             join it or connect to them; give it one with CommBuilder::key_file or DAC_KEY_FILE \
-             (dacrun gives every job a key)"
+            "dac: warning: this job has no key and no allow-list, so any process that reaches \
+             its members may join it or connect to them; give it a key with \
+             CommBuilder::key_file or DAC_KEY_FILE (dacrun gives every job one), or list its \
+             members with allow_peers / DAC_ALLOW_PEERS"
         );
     });
 }
@@ -153,12 +154,17 @@ impl Session {
     ) -> Result<Session> {
         let hood = Neighbourhood::new(&b.topology, size, b.seed)?;
         let settings = b.settings(&config);
-        if b.key.is_none() {
+        if b.key.is_none() && b.allow.is_none() {
             warn_public_once();
         }
-        let access = Arc::new(Access::new(b.key.clone()));
+        let keypair = match &b.identity {
+            Some(path) => crate::access::identity_keypair(path)?,
+            None => Keypair::generate_ed25519(),
+        };
+        let allow = b.allow.as_ref().map(|a| a.iter().copied().collect());
+        let access = Arc::new(Access::new(b.key.clone(), allow));
         let started = swarm::start(
-            Keypair::generate_ed25519(),
+            keypair,
             Arc::clone(&access),
             b.listen.clone(),
             b.handshake_timeout,

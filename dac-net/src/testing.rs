@@ -239,7 +239,7 @@ impl Outsider {
             .map_err(|e: libp2p::multiaddr::Error| crate::comm::transport(e.to_string()))?;
         let started = runtime.block_on(crate::transport::start(
             libp2p::identity::Keypair::generate_ed25519(),
-            Arc::new(crate::access::Access::new(key)),
+            Arc::new(crate::access::Access::new(key, None)),
             listen,
             Duration::from_secs(5),
             bounds,

@@ -356,6 +356,26 @@ fn options_not_given_are_unset_even_if_inherited() {
     assert_eq!(text(&output.stdout), "[0] unset unset\n");
 }
 
+/// `--peer-id FILE` makes an identity file once and prints the same peer
+/// id every time.
+#[test]
+fn peer_id_prints_a_stable_id_of_a_private_identity_file() {
+    let scratch = Scratch::new("peer-id");
+    let file = scratch.path().join("id");
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let output = run(dacrun(&["--peer-id", file.to_str().unwrap()]));
+            assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+            text(&output.stdout).trim().to_string()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(dac_net::identity(&file).unwrap().to_string(), ids[0]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
 /// Without --key-file every job gets a fresh key of its own, private to
 /// this user, in the run directory, whatever was inherited.
 #[test]

@@ -96,6 +96,53 @@ fn a_wrong_or_missing_key_fails_within_seconds_and_says_so() {
     );
 }
 
+/// A job without a key but with an allow-list of peer ids (kept in
+/// identity files) admits only the peers on it.
+#[test]
+fn an_allow_list_admits_only_its_peers() {
+    let dir = TempDir::new("allow");
+    let id = |name: &str| dir.path().join(name);
+    let (p0, p1) = (
+        dac_net::identity(id("0")).unwrap(),
+        dac_net::identity(id("1")).unwrap(),
+    );
+    let addr = common::free_local_addr();
+    let listed = |rank: usize, file: &str, allow: PeerId| {
+        member(2, rank, &addr, None)
+            .identity_file(id(file))
+            .allow_peers([allow])
+    };
+    std::thread::scope(|scope| {
+        let zero = scope.spawn(|| {
+            let mut comm = listed(0, "0", p1).build().unwrap();
+            assert_eq!(comm.peer_id(), p0);
+            comm.allreduce_mean(&input(0, 3)).unwrap()
+        });
+        // A stranger with its own identity claims rank 1 first.
+        let start = Instant::now();
+        let err = listed(1, "stranger", p0).build().unwrap_err().to_string();
+        assert!(
+            err.contains("this member is not on the peer's allow-list"),
+            "{err}"
+        );
+        assert!(
+            start.elapsed() < KEY_VERDICT,
+            "{:?}: {err}",
+            start.elapsed()
+        );
+        let outsider = Outsider::new(None).unwrap();
+        let err = outsider.connect(&addr).unwrap_err();
+        assert!(err.contains("allow-list"), "{err}");
+        let mut comm = listed(1, "1", p0).build().unwrap();
+        let one = comm.allreduce_mean(&input(1, 3)).unwrap();
+        let exact = exact_mean(&[0, 1], 3);
+        for r in [zero.join().unwrap(), one] {
+            assert_close(&r.value, &exact, "the listed members");
+            assert_eq!(r.contributors.to_vec(), vec![0, 1]);
+        }
+    });
+}
+
 #[test]
 fn an_outsider_cannot_connect_open_a_stream_or_send_a_frame() {
     let dir = TempDir::new("outsider");

@@ -37,6 +37,8 @@ pub struct Comm {
     rank: usize,
     /// Members the job started with.
     size: usize,
+    /// This member's peer id.
+    peer_id: String,
 }
 
 /// A reduction's result as Python gets it: value, rounds, residual,
@@ -165,6 +167,12 @@ impl Comm {
         self.size
     }
 
+    /// This member's peer id (stable across runs with an identity file).
+    #[getter]
+    fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
     /// Whether `close()` was called (or a call was interrupted).
     #[getter]
     fn closed(&self) -> bool {
@@ -266,6 +274,8 @@ pub struct InitOptions {
     run_dir: Option<String>,
     key: Option<String>,
     key_file: Option<String>,
+    identity_file: Option<String>,
+    allow_peers: Option<Vec<String>>,
     topology: Option<String>,
     schedule: Option<String>,
     tol: Option<f64>,
@@ -341,6 +351,20 @@ fn builder(options: InitOptions) -> Result<CommBuilder, Failure> {
     if let Some(path) = options.key_file {
         b = b.key_file(path);
     }
+    if let Some(path) = options.identity_file {
+        b = b.identity_file(path);
+    }
+    if let Some(peers) = &options.allow_peers {
+        let peers = peers
+            .iter()
+            .map(|p| {
+                p.trim()
+                    .parse::<dac_net::PeerId>()
+                    .map_err(|e| argument(format!("allow_peers: {p:?} is not a peer id ({e})")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        b = b.allow_peers(peers);
+    }
     if let Some(t) = &options.topology {
         b = b.topology(t.parse::<Topology>()?);
     }
@@ -374,6 +398,7 @@ pub fn init(py: Python<'_>, options: InitOptions) -> PyResult<Comm> {
     Ok(Comm {
         rank: comm.rank(),
         size: comm.size(),
+        peer_id: comm.peer_id().to_string(),
         slot: Mutex::new(Slot::Ready(Box::new(comm))),
     })
 }

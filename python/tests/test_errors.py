@@ -3,6 +3,7 @@ what is wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -170,3 +171,19 @@ def test_a_closed_comm_says_so() -> None:
     assert c.closed
     with pytest.raises(dac.NetworkError, match="closed"):
         c.allreduce(1.0)
+
+
+def test_an_allow_list_of_bad_peer_ids_is_an_argument_error() -> None:
+    with pytest.raises(dac.ArgumentError, match='allow_peers: "not-a-peer" is not a peer id'):
+        dac.init(size=1, rank=0, allow_peers=["not-a-peer"])
+    with pytest.raises(dac.ArgumentError, match="allow_peers.*empty"):
+        dac.init(size=1, rank=0, allow_peers=[])
+
+
+def test_an_identity_file_keeps_the_peer_id(tmp_path: Path) -> None:
+    ids = []
+    for _ in range(2):
+        with dac.init(size=1, rank=0, identity_file=str(tmp_path / "id")) as c:
+            ids.append(c.peer_id)
+    assert ids[0] == ids[1]
+    assert (tmp_path / "id").stat().st_mode & 0o777 == 0o600

@@ -59,6 +59,12 @@ class Comm:
         return self._native.size
 
     @property
+    def peer_id(self) -> str:
+        """This member's peer id: what other members put on an allow-list
+        (the same across runs with ``identity_file``)."""
+        return self._native.peer_id
+
+    @property
     def closed(self) -> bool:
         """Whether the member has left the job."""
         return self._native.closed
@@ -188,6 +194,8 @@ def init(
     run_dir: Optional[str] = None,
     key: Optional[str] = None,
     key_file: Optional[str] = None,
+    identity_file: Optional[str] = None,
+    allow_peers: Optional[Sequence[str]] = None,
     topology: Optional[str] = None,
     schedule: Optional[str] = None,
     tol: Optional[float] = None,
@@ -204,7 +212,12 @@ def init(
     multiaddr such as ``/ip4/0.0.0.0/tcp/7000``) and the others name it in
     ``bootstrap`` (or share a ``run_dir``). Every member must pass the same
     ``topology``, ``schedule``, ``tol``, ``max_rounds``, ``seed`` and
-    ``key`` (a 64-hex-digit job key; members without it cannot join).
+    ``key`` (a 64-hex-digit job key, or ``key_file``; members without it
+    cannot connect, and a wrong key raises :class:`~dac.NetworkError`
+    saying so within seconds). A job without a key admits anyone unless
+    ``allow_peers`` lists the peer ids it admits; ``identity_file`` keeps a
+    member's peer id the same across runs (``dacrun --peer-id FILE`` prints
+    it).
     ``peer_timeout`` (seconds, default 10) is how long a silent peer has
     before it counts as gone; ``startup_timeout`` (default 60) bounds the
     wait for the others to join.
@@ -227,6 +240,8 @@ def init(
         "run_dir": None if run_dir is None else str(run_dir),
         "key": key,
         "key_file": None if key_file is None else str(key_file),
+        "identity_file": None if identity_file is None else str(identity_file),
+        "allow_peers": None if allow_peers is None else list(allow_peers),
         "topology": topology,
         "schedule": schedule,
         "tol": tol,

@@ -9,6 +9,7 @@ use dac_core::{Schedule, Topology};
 /// The text `--help` prints.
 pub(crate) const USAGE: &str = "\
 usage: dacrun -n N [options] -- PROGRAM [ARGS...]
+       dacrun --peer-id FILE
 
 Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
 '[RANK] ', and stops them all when one fails.
@@ -25,6 +26,8 @@ Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
   --keep-going          a rank that dies does not stop the others; exit with
                         the first non-zero exit status, signal deaths aside
   -h, --help            print this help
+  --peer-id FILE        print the peer id of the identity file FILE (made if
+                        absent; see DAC_IDENTITY_FILE) and exit
 
 Every rank gets DAC_RANK, DAC_SIZE and DAC_RUN_DIR (a fresh directory that
 dacrun removes at the end).";
@@ -69,6 +72,8 @@ pub(crate) enum Command {
     Run(Box<Args>),
     /// Print [`USAGE`].
     Help,
+    /// Print the peer id of an identity file (created if absent).
+    PeerId(PathBuf),
 }
 
 /// Options seen so far, before `--`.
@@ -105,6 +110,13 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Command, String> {
         };
         match flag {
             "-h" | "--help" => return Ok(Command::Help),
+            "--peer-id" => {
+                let path = match inline {
+                    Some(value) => OsString::from(value),
+                    None => argv.get(i).cloned().ok_or("--peer-id expects a file")?,
+                };
+                return Ok(Command::PeerId(PathBuf::from(path)));
+            }
             "--keep-going" => {
                 options.keep_going = true;
                 continue;

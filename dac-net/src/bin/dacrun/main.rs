@@ -19,6 +19,7 @@
 //! | `--key-file F` | the job key (a file of 64 hex digits); its absolute path is passed on |
 //! | `--keep-going` | a rank that dies does not stop the others (fault-tolerant runs) |
 //! | `-h`, `--help` | print the usage |
+//! | `--peer-id FILE` | print the peer id of the identity file FILE, making it if absent, and exit (for `DAC_IDENTITY_FILE` and allow-lists) |
 //!
 //! Long options also take `--option=VALUE`. Everything after `--` is the
 //! program and its arguments, passed through untouched.
@@ -119,6 +120,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Run(args)) => ExitCode::from(launch(&args)),
+        Ok(Command::PeerId(path)) => match dac_net::identity(&path) {
+            Ok(peer) => {
+                println!("{peer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dacrun: {e}");
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        },
         Err(e) => {
             eprintln!("dacrun: {e}");
             ExitCode::from(EXIT_USAGE)
