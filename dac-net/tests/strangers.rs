@@ -461,14 +461,14 @@ fn median_latency(ended: &[common::procs::Ended]) -> f64 {
     medians[medians.len() / 2]
 }
 
-/// One job of 4 ranks × 3000 reductions; with `flood`, 3000 half-open
-/// connections to rank 0 are held while it runs.
+/// One job of 4 ranks × 20 000 reductions; with `flood`, waves of 3000
+/// half-open connections to rank 0 while it runs.
 fn latency_run(flood: bool) -> f64 {
     let dir = TempDir::new("latency-key");
     let key_file = dir.path().join("job.key");
     JobKey::create(&key_file).unwrap();
     let env = [("DAC_KEY_FILE", key_file.display().to_string())];
-    let args: Vec<String> = ["--dim", "100", "--reps", "3000", "--quiet"]
+    let args: Vec<String> = ["--dim", "100", "--reps", "20000", "--quiet"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -478,15 +478,28 @@ fn latency_run(flood: bool) -> f64 {
     let Some(Protocol::Tcp(port)) = addr.iter().nth(1) else {
         panic!("no TCP port in {addr}");
     };
-    let sockets: Vec<std::net::TcpStream> = if flood {
-        (0..3000)
-            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // While the job runs, the flooder opens 3000 connections, holds them
+    // for 100 ms, and opens them again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = flood.then(|| {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sockets: Vec<_> = (0..3000)
+                    .map_while(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+                    .collect();
+                if sockets.is_empty() {
+                    break; // rank 0 has ended
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    });
     let ended = job.finish(Duration::from_secs(120));
-    drop(sockets);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(flooder) = flooder {
+        flooder.join().unwrap();
+    }
     for e in &ended {
         assert_eq!(e.code(), Some(0), "{}", e.err);
     }
