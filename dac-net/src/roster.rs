@@ -291,16 +291,19 @@ fn read_joins(
             {
                 let Ok(mut open) = open.lock() else { return };
                 let total: usize = open.values().sum();
-                let mine = open.entry(peer).or_default();
-                if total >= MAX_ROSTER_STREAMS || *mine >= MAX_ROSTER_STREAMS_PER_PEER {
+                let mine = open.get(&peer).copied().unwrap_or(0);
+                if total >= MAX_ROSTER_STREAMS || mine >= MAX_ROSTER_STREAMS_PER_PEER {
                     continue; // dropping the stream resets it
                 }
-                *mine += 1;
+                open.insert(peer, mine + 1);
             }
             let (tx, open) = (tx.clone(), Arc::clone(&open));
             tokio::spawn(async move {
                 let read = receive(&mut stream, MAX_REPORT);
-                let message = tokio::time::timeout(JOIN_READ_TIMEOUT, read).await;
+                if let Ok(Ok(message)) = tokio::time::timeout(JOIN_READ_TIMEOUT, read).await {
+                    let _ = tx.send((peer, message, stream)).await;
+                }
+                // The slot is free once the message is handed over.
                 if let Ok(mut open) = open.lock()
                     && let Some(count) = open.get_mut(&peer)
                 {
@@ -308,9 +311,6 @@ fn read_joins(
                     if *count == 0 {
                         open.remove(&peer);
                     }
-                }
-                if let Ok(Ok(message)) = message {
-                    let _ = tx.send((peer, message, stream)).await;
                 }
             });
         }

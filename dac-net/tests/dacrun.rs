@@ -26,10 +26,15 @@ impl Scratch {
 
     /// The pids the ranks recorded as `pid-RANK` files.
     fn pids(&self) -> Vec<u32> {
+        self.recorded("pid-")
+    }
+
+    /// The pids recorded in files whose name starts with `prefix`.
+    fn recorded(&self, prefix: &str) -> Vec<u32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir(&self.0).expect("list the scratch directory") {
             let entry = entry.expect("read a scratch entry");
-            if entry.file_name().to_string_lossy().starts_with("pid-") {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
                 let text = std::fs::read_to_string(entry.path()).expect("read a pid file");
                 pids.push(text.trim().parse().expect("a pid file holds a pid"));
             }
@@ -286,37 +291,168 @@ fn keep_going_exits_with_the_first_exit_status() {
 
 /// Starts a job of sleeping ranks, sends `signal` to dacrun once they run,
 /// and returns how dacrun ended.
-fn interrupt(signal: &str) -> (Output, Vec<u32>) {
+fn interrupt(signal: &str) -> (Output, Scratch) {
     let scratch = Scratch::new(&format!("signal-{signal}"));
-    let script = format!("{RECORD_PID}; exec sleep 1000");
+    // Each rank is a shell with a child of its own.
+    let script = format!("{RECORD_PID}; {CHILD}; wait");
     let mut command = dacrun_sh(&["-n", "3"], &script, Some(&scratch));
     let child: Child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start dacrun");
-    let pids = scratch.wait_for_pids(3);
+    scratch.wait_for_pids(3);
+    while scratch.recorded("child-").len() < 3 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sent = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(sent.success());
     let output = finish(child);
-    (output, pids)
+    (output, scratch)
+}
+
+/// Starts a `sleep` in the background and records its pid as `child-RANK`.
+const CHILD: &str = r#"sleep 1000 & echo $! > "$SCRATCH/child-$DAC_RANK""#;
+
+/// Starts a `sleep` that leaves the shell (a double fork: reparented to
+/// init, still in the rank's group) and records its pid as `orphan-RANK`.
+const ORPHAN: &str = r#"(sleep 1000 & echo $! > "$SCRATCH/orphan-$DAC_RANK")"#;
+
+/// A pid that is neither running nor a zombie.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .is_some_and(|end| stat[end + 1..].trim_start().starts_with('Z')),
+    }
+}
+
+/// The live processes (zombies aside) whose process group is one of
+/// `groups`, from `/proc`.
+fn in_groups(groups: &[u32]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp …"; comm may hold spaces.
+        let Some(end) = stat.rfind(')') else { continue };
+        let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
+        let pgrp = fields.get(2).and_then(|f| f.parse::<u32>().ok());
+        if fields.first() != Some(&"Z") && pgrp.is_some_and(|g| groups.contains(&g)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Nothing is left of the job within `within`: neither the ranks, nor the
+/// children and orphans they recorded, nor anything else in their process
+/// groups (each rank's pid is its group).
+fn assert_tree_gone(scratch: &Scratch, within: Duration) {
+    let ranks = scratch.pids();
+    let mut recorded = ranks.clone();
+    recorded.extend(scratch.recorded("child-"));
+    recorded.extend(scratch.recorded("orphan-"));
+    assert!(recorded.len() > ranks.len(), "no child was recorded");
+    let start = Instant::now();
+    loop {
+        let mut left: Vec<u32> = recorded.iter().copied().filter(|&p| !gone(p)).collect();
+        left.extend(in_groups(&ranks));
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() <= within,
+            "processes {left:?} of the job survived (ranks {ranks:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
-fn sigint_stops_every_rank() {
-    let (output, pids) = interrupt("INT");
+fn sigint_stops_every_rank_and_its_children() {
+    let (output, scratch) = interrupt("INT");
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
-    assert_all_gone(&pids);
+    assert_all_gone(&scratch.pids());
+    assert_tree_gone(&scratch, Duration::ZERO);
 }
 
 #[test]
-fn sigterm_stops_every_rank() {
-    let (output, pids) = interrupt("TERM");
+fn sigterm_stops_every_rank_and_its_children() {
+    let (output, scratch) = interrupt("TERM");
     assert_eq!(output.status.code(), Some(143), "{}", text(&output.stderr));
-    assert_all_gone(&pids);
+    assert_tree_gone(&scratch, Duration::ZERO);
+}
+
+#[test]
+fn sighup_stops_every_rank_and_its_children() {
+    let (output, scratch) = interrupt("HUP");
+    assert_eq!(output.status.code(), Some(129), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("hung up (SIGHUP)"));
+    assert_tree_gone(&scratch, Duration::ZERO);
+}
+
+/// A failing rank that leaves an orphan behind (a double fork, reparented
+/// to init but still in its group) takes it, and the other ranks' children,
+/// with it.
+#[test]
+fn a_failing_rank_leaves_no_process_of_the_job_behind() {
+    let scratch = Scratch::new("tree-fail");
+    let script = format!(
+        r#"{RECORD_PID}; if [ "$DAC_RANK" = 1 ]; then {ORPHAN}; sleep 0.3; exit 3; fi;
+           {CHILD}; wait"#
+    );
+    let output = run(dacrun_sh(&["-n", "3"], &script, Some(&scratch)));
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_tree_gone(&scratch, Duration::ZERO);
+}
+
+/// Ranks that exit 0 but leave processes behind: those go when the job ends.
+#[test]
+fn what_finished_ranks_leave_behind_goes_with_the_job() {
+    let scratch = Scratch::new("tree-done");
+    let script = format!("{RECORD_PID}; {ORPHAN}; exit 0");
+    let output = run(dacrun_sh(&["-n", "2"], &script, Some(&scratch)));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_tree_gone(&scratch, Duration::ZERO);
+}
+
+/// dacrun SIGKILLed: its guard kills every rank's group and removes the
+/// run directory.
+#[test]
+fn a_killed_dacrun_leaves_no_process_or_run_directory_behind() {
+    let scratch = Scratch::new("tree-kill");
+    let script = format!(r#"{RECORD_PID}; echo "$DAC_RUN_DIR" > "$SCRATCH/dir"; {CHILD}; wait"#);
+    let mut child = dacrun_sh(&["-n", "3"], &script, Some(&scratch))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dacrun");
+    scratch.wait_for_pids(3);
+    while scratch.recorded("child-").len() < 3 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run_dir = std::fs::read_to_string(scratch.path().join("dir")).expect("read the run dir");
+    child.kill().expect("kill dacrun");
+    child.wait().expect("reap dacrun");
+    assert_tree_gone(&scratch, Duration::from_secs(5));
+    let run_dir = std::path::Path::new(run_dir.trim());
+    let start = Instant::now();
+    while run_dir.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{run_dir:?} remains"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -364,15 +500,23 @@ fn peer_id_prints_a_stable_id_of_a_private_identity_file() {
     let file = scratch.path().join("id");
     let ids: Vec<String> = (0..2)
         .map(|_| {
-            let output = run(dacrun(&["--peer-id", file.to_str().unwrap()]));
+            let output = run(dacrun(&["--peer-id", file.to_str().expect("a UTF-8 path")]));
             assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
             text(&output.stdout).trim().to_string()
         })
         .collect();
     assert_eq!(ids[0], ids[1]);
-    assert_eq!(dac_net::identity(&file).unwrap().to_string(), ids[0]);
+    assert_eq!(
+        dac_net::identity(&file)
+            .expect("read the identity")
+            .to_string(),
+        ids[0]
+    );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&file)
+        .expect("stat the identity")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -455,4 +599,26 @@ fn help_prints_usage() {
     let output = run(dacrun(&["--help"]));
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).starts_with("usage: dacrun -n N"));
+}
+
+/// `--help` lists every exit status dacrun can give.
+#[test]
+fn help_lists_the_exit_statuses() {
+    let output = run(dacrun(&["--help"]));
+    assert_eq!(output.status.code(), Some(0));
+    let help = text(&output.stdout);
+    let statuses = help
+        .split("Exit status:")
+        .nth(1)
+        .expect("an exit status section");
+    for code in [
+        "0", "128+K", "124", "130", "143", "129", "127", "126", "2", "125",
+    ] {
+        assert!(
+            statuses
+                .split_whitespace()
+                .any(|w| w.split('/').any(|c| c == code)),
+            "status {code} is missing from:\n{help}"
+        );
+    }
 }

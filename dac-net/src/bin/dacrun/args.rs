@@ -29,8 +29,20 @@ Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
   --peer-id FILE        print the peer id of the identity file FILE (made if
                         absent; see DAC_IDENTITY_FILE) and exit
 
-Every rank gets DAC_RANK, DAC_SIZE and DAC_RUN_DIR (a fresh directory that
-dacrun removes at the end).";
+Every rank gets DAC_RANK, DAC_SIZE, DAC_RUN_DIR (a fresh directory that
+dacrun removes at the end) and DAC_KEY_FILE. Each rank runs in a process
+group of its own, killed as a whole: nothing a rank starts outlives the job,
+even if dacrun itself is killed.
+
+Exit status:
+  0          every rank exited 0
+  S          the first rank that failed exited with S (the others are killed)
+  128+K      that rank was killed by signal K
+  124        --timeout expired
+  130/143/129  dacrun got SIGINT / SIGTERM / SIGHUP
+  127 / 126  PROGRAM not found / not runnable
+  2          bad arguments (nothing started)
+  125        dacrun itself failed";
 
 /// A positive number of seconds, kept as typed so it reaches the ranks and
 /// the messages unchanged.

@@ -18,10 +18,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::args::{Args, shown};
+use crate::guard::{Guard, kill_group};
 use crate::output::{Output, Stream, relay};
 use crate::{
-    EXIT_CANNOT_EXECUTE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_TERMINATED,
-    EXIT_TIMEOUT,
+    EXIT_CANNOT_EXECUTE, EXIT_HUNG_UP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_NOT_FOUND,
+    EXIT_TERMINATED, EXIT_TIMEOUT,
 };
 
 /// The signals that stop the whole job, caught before any rank starts.
@@ -31,10 +32,13 @@ pub(crate) struct Signals {
     interrupt: Signal,
     /// SIGTERM.
     terminate: Signal,
+    /// SIGHUP (the terminal went away).
+    hangup: Signal,
 }
 
 impl Signals {
-    /// Installs the handlers; from now on SIGINT and SIGTERM no longer kill dacrun.
+    /// Installs the handlers; from now on SIGINT, SIGTERM and SIGHUP no
+    /// longer kill dacrun.
     ///
     /// # Errors
     ///
@@ -43,6 +47,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 }
@@ -116,17 +121,26 @@ struct Ranks {
     stop: watch::Sender<bool>,
     /// Raised once every rank has been reaped, so silent pipes can be abandoned.
     all_exited: watch::Sender<bool>,
+    /// Each started rank's process group (its pid).
+    groups: Vec<u32>,
 }
 
 /// Runs the whole job and returns dacrun's exit status.
-pub(crate) async fn run(args: &Args, run_dir: &Path, signals: Signals, output: &Output) -> u8 {
+pub(crate) async fn run(
+    args: &Args,
+    run_dir: &Path,
+    signals: Signals,
+    output: &Output,
+    guard: &mut Guard,
+) -> u8 {
     let mut ranks = Ranks {
         waits: JoinSet::new(),
         relays: JoinSet::new(),
         stop: watch::channel(false).0,
         all_exited: watch::channel(false).0,
+        groups: Vec::new(),
     };
-    let status = match start_all(args, run_dir, &mut ranks, output) {
+    let status = match start_all(args, run_dir, &mut ranks, output, guard).await {
         Ok(()) => supervise(args, &mut ranks, signals, output).await,
         Err(e) => {
             let program = shown(&args.program);
@@ -142,10 +156,23 @@ pub(crate) async fn run(args: &Args, run_dir: &Path, signals: Signals, output: &
     status
 }
 
-/// Starts every rank; stops at the first that cannot be started.
-fn start_all(args: &Args, run_dir: &Path, ranks: &mut Ranks, output: &Output) -> io::Result<()> {
+/// Starts every rank, each in a process group of its own that the guard
+/// learns of at once; stops at the first that cannot be started.
+async fn start_all(
+    args: &Args,
+    run_dir: &Path,
+    ranks: &mut Ranks,
+    output: &Output,
+    guard: &mut Guard,
+) -> io::Result<()> {
     for rank in 0..args.size {
         let mut child = command(args, run_dir, rank).spawn()?;
+        if let Some(pgid) = child.id() {
+            ranks.groups.push(pgid);
+            if let Err(e) = guard.watch(pgid).await {
+                output.note(&format!("cannot reach its guard: {e}")).await;
+            }
+        }
         if let Some(pipe) = child.stdout.take() {
             let exited = ranks.all_exited.subscribe();
             let relay = relay(rank, pipe, Stream::Out, output.clone(), exited);
@@ -171,6 +198,8 @@ fn command(args: &Args, run_dir: &Path, rank: usize) -> Command {
         .env("DAC_RANK", rank.to_string())
         .env("DAC_SIZE", args.size.to_string())
         .env("DAC_RUN_DIR", run_dir)
+        // Its own group, which dacrun kills as a whole.
+        .process_group(0)
         // The job's key is DAC_KEY_FILE; an inherited key must not win.
         .env_remove("DAC_JOB_KEY")
         .stdin(Stdio::null())
@@ -209,6 +238,10 @@ async fn wait_or_kill(
     let status = tokio::select! {
         status = child.wait() => status,
         true = stop_requested(&mut stop) => {
+            // The rank and everything it started.
+            if let Some(pgid) = child.id() {
+                kill_group(pgid);
+            }
             // Fails only when the rank has already exited; `wait` reaps it either way.
             let _ = child.start_kill();
             child.wait().await
@@ -237,6 +270,10 @@ async fn supervise(args: &Args, ranks: &mut Ranks, mut signals: Signals, output:
             _ = signals.terminate.recv() => {
                 output.note("terminated (SIGTERM); stopping every rank").await;
                 return EXIT_TERMINATED;
+            }
+            _ = signals.hangup.recv() => {
+                output.note("hung up (SIGHUP); stopping every rank").await;
+                return EXIT_HUNG_UP;
             }
             () = sleep_until(deadline) => {
                 let secs = args.timeout.as_ref().map_or("?", |t| t.text.as_str());
@@ -296,10 +333,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Kills whatever still runs, reaps every rank and relays their last output.
+/// Kills whatever still runs, reaps every rank, kills what the ranks left
+/// behind in their process groups, and relays their last output.
 async fn shut_down(mut ranks: Ranks) {
     ranks.stop.send_replace(true);
     while ranks.waits.join_next().await.is_some() {}
+    // A group whose leader has exited keeps its id while any process is
+    // left in it, so this reaches only what the rank left behind.
+    for &pgid in &ranks.groups {
+        kill_group(pgid);
+    }
     ranks.all_exited.send_replace(true);
     while ranks.relays.join_next().await.is_some() {}
 }

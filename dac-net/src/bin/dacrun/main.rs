@@ -67,7 +67,8 @@
 //! | a rank exits with status S | reports it, kills the other ranks | S |
 //! | a rank is killed by signal K | reports it, kills the other ranks | 128 + K |
 //! | `--timeout` expires | reports it, kills every rank | 124 |
-//! | SIGINT (Ctrl-C) / SIGTERM to dacrun | kills every rank | 130 / 143 |
+//! | SIGINT (Ctrl-C) / SIGTERM / SIGHUP to dacrun | kills every rank | 130 / 143 / 129 |
+//! | SIGKILL to dacrun | its guard kills every rank and removes the run directory | 137 |
 //! | PROGRAM not found / not runnable | kills the ranks already started | 127 / 126 |
 //! | bad arguments | starts nothing | 2 |
 //! | dacrun itself fails (no run dir, …) | kills every rank | 125 |
@@ -78,12 +79,16 @@
 //! not fail the job. A timeout or a signal to dacrun still stops everything.
 //!
 //! In every case dacrun kills and reaps all ranks before it exits, then
-//! relays what is left in their pipes. Only the ranks themselves are killed:
-//! a PROGRAM that is a wrapper script should `exec` the real program. Once
-//! every rank has exited, a pipe held open by something a rank left behind
-//! is abandoned after one silent second.
+//! relays what is left in their pipes. Each rank runs in a process group of
+//! its own, and dacrun kills the whole group: whatever a rank started (a
+//! shell's children, a Python program's workers) goes with it, when the
+//! rank fails, when dacrun is stopped, and when the job ends. A guard
+//! process (`dacrun` again) outlives dacrun to do the same if dacrun itself
+//! is killed. Once every rank has exited, a pipe held open by something
+//! left behind is abandoned after one silent second.
 
 mod args;
+mod guard;
 mod job;
 mod output;
 
@@ -111,9 +116,16 @@ const EXIT_NOT_FOUND: u8 = 127;
 const EXIT_INTERRUPTED: u8 = 130;
 /// Exit status after SIGTERM: 128 + 15.
 const EXIT_TERMINATED: u8 = 143;
+/// Exit status after SIGHUP: 128 + 1.
+const EXIT_HUNG_UP: u8 = 129;
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if let [flag, run_dir] = argv.as_slice()
+        && flag == "--guard-for-dacrun"
+    {
+        return ExitCode::from(guard::run(PathBuf::from(run_dir)));
+    }
     match args::parse_args(&argv) {
         Ok(Command::Help) => {
             println!("{USAGE}");
@@ -168,6 +180,13 @@ fn launch(args: &Args) -> u8 {
                 return EXIT_INTERNAL;
             }
         };
+        let mut guard = match guard::Guard::start(run_dir.path()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                output.note(&format!("cannot start its guard: {e}")).await;
+                return EXIT_INTERNAL;
+            }
+        };
         let mut args = args.clone();
         if args.key_file.is_none() {
             let path = run_dir.path().join("job.key");
@@ -181,7 +200,9 @@ fn launch(args: &Args) -> u8 {
             output.note(&note).await;
             args.key_file = Some(path);
         }
-        job::run(&args, run_dir.path(), signals, &output).await
+        let status = job::run(&args, run_dir.path(), signals, &output, &mut guard).await;
+        guard.dismiss().await;
+        status
     });
     drop(output);
     // The writer ends once the last line is out; a panic there has nothing
