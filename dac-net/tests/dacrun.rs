@@ -551,7 +551,7 @@ fn bad_arguments_fail_early_with_one_line() {
         &["-n", "2", "--topology", "moebius", "--", "/bin/true"],
         &["-n", "2", "--schedule", "fast", "--", "/bin/true"],
         &["-n", "0", "--", "/bin/true"],
-        &["-n", "2", "/bin/true"],
+        &["-n", "2", "--np"],
         &["-n", "2", "--"],
         &["-n", "2", "--timeout", "0", "--", "/bin/true"],
         &["-n", "2", "--key-file", "/no/such/key", "--", "/bin/true"],
@@ -599,6 +599,20 @@ fn help_prints_usage() {
     let output = run(dacrun(&["--help"]));
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).starts_with("usage: dacrun -n N"));
+}
+
+/// `dacrun -n 2 PROGRAM ARGS`, as mpirun takes it, without `--`.
+#[test]
+fn the_program_may_follow_the_options_without_a_separator() {
+    let output = run(dacrun(&["-n", "2", "/bin/sh", "-c", "echo rank $DAC_RANK"]));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for rank in 0..2 {
+        assert!(
+            stdout.contains(&format!("[{rank}] rank {rank}\n")),
+            "{stdout}"
+        );
+    }
 }
 
 /// `--help` lists every exit status dacrun can give.

@@ -149,3 +149,18 @@ def test_the_readme_example_runs_under_dacrun(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stdout
     assert p.stdout.rstrip().endswith("1000.0 [0, 1, 2, 3]"), p.stdout
+
+
+def test_dacrun_takes_the_program_without_a_separator() -> None:
+    """`dacrun -n 2 python -c '…'`, as mpirun takes it (no `--`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
+    code = ("import dac\n"
+            "with dac.init() as c:\n"
+            "    r = c.allreduce(float(c.rank), op='sum')\n"
+            "    assert r.value == 1.0, r\n"
+            "    print('ok mpirun-form', flush=True)\n")
+    p = subprocess.run([str(dacrun_path()), "-n", "2", sys.executable, "-c", code],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120, env=env, check=False)
+    assert p.returncode == 0, p.stdout
+    assert ok_ranks(p.stdout, "mpirun-form") == [0, 1], p.stdout

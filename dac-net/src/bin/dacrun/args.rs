@@ -8,11 +8,13 @@ use dac_core::{Schedule, Topology};
 
 /// The text `--help` prints.
 pub(crate) const USAGE: &str = "\
-usage: dacrun -n N [options] -- PROGRAM [ARGS...]
+usage: dacrun -n N [options] [--] PROGRAM [ARGS...]
        dacrun --peer-id FILE
 
 Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
-'[RANK] ', and stops them all when one fails.
+'[RANK] ', and stops them all when one fails. The program is the first word
+that is not an option (or the word after '--'); it and everything after it
+are passed through untouched.
 
   -n N, --np N          number of ranks (at least 1)
   --topology T          complete | ring | torus | torus:RxC | random-regular:K |
@@ -138,11 +140,10 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Command, String> {
             _ if flag.starts_with('-') => {
                 return Err(format!("unknown option '{flag}' (see --help)"));
             }
+            // The program, as mpirun takes it: the first word that is not
+            // an option; everything from it on is passed through.
             _ => {
-                return Err(format!(
-                    "expected '--' before the program '{word}' \
-                     (usage: dacrun -n N [options] -- PROGRAM [ARGS...])"
-                ));
+                return finish(options, &argv[i - 1..]).map(|args| Command::Run(Box::new(args)));
             }
         }
         let value = match inline {
@@ -159,7 +160,7 @@ pub(crate) fn parse_args(argv: &[OsString]) -> Result<Command, String> {
         };
         set_option(&mut options, flag, value)?;
     }
-    Err("missing '--' and the program to run (see --help)".into())
+    Err("missing the program to run (see --help)".into())
 }
 
 /// Checks one option's value and records it.
@@ -293,6 +294,17 @@ mod tests {
         assert!(args.keep_going);
     }
 
+    /// The mpirun form: the first word that is not an option is the
+    /// program, and everything after it is its own.
+    #[test]
+    fn the_program_may_come_without_the_separator() {
+        let args = run("-n 3 --keep-going python fit.py -n 5 --");
+        assert_eq!(args.size, 3);
+        assert!(args.keep_going);
+        assert_eq!(args.program, "python");
+        assert_eq!(args.program_args, ["fit.py", "-n", "5", "--"]);
+    }
+
     #[test]
     fn help_wins() {
         assert_eq!(parse("-n 2 --help"), Ok(Command::Help));
@@ -306,8 +318,8 @@ mod tests {
             ("-n x -- prog", "positive integer"),
             ("-n", "expects a value"),
             ("-- prog", "missing -n"),
-            ("-n 2 prog", "expected '--'"),
-            ("-n 2", "missing '--'"),
+            ("-n 2", "missing the program"),
+            ("prog", "missing -n"),
             ("-n 2 --", "missing the program"),
             ("-n 2 --bogus -- prog", "unknown option '--bogus'"),
             ("-n 2 --topology moebius -- prog", "unknown topology"),
