@@ -615,6 +615,36 @@ fn the_program_may_follow_the_options_without_a_separator() {
     }
 }
 
+/// More ranks than the open-file limit allows: refused up front (exit 2),
+/// saying how many fit; a soft limit below the hard one is raised.
+#[test]
+fn the_open_file_limit_is_checked_before_anything_starts() {
+    let dacrun = env!("CARGO_BIN_EXE_dacrun");
+    let refused = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("ulimit -n 64 && exec {dacrun} -n 100 -- /bin/true"),
+        ])
+        .output()
+        .expect("run dacrun under ulimit");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("-n 100 needs about 332 open files")
+            && stderr.contains("at most 64")
+            && stderr.contains("fits 10 ranks"),
+        "{stderr}"
+    );
+    let raised = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("ulimit -Sn 64 && exec {dacrun} -n 30 -- /bin/true"),
+        ])
+        .output()
+        .expect("run dacrun under a soft ulimit");
+    assert_eq!(raised.status.code(), Some(0), "{}", text(&raised.stderr));
+}
+
 /// `--help` lists every exit status dacrun can give.
 #[test]
 fn help_lists_the_exit_statuses() {

@@ -131,7 +131,13 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(args)) => ExitCode::from(launch(&args)),
+        Ok(Command::Run(args)) => match check_open_files(args.size) {
+            Ok(()) => ExitCode::from(launch(&args)),
+            Err(e) => {
+                eprintln!("dacrun: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Ok(Command::PeerId(path)) => match dac_net::identity(&path) {
             Ok(peer) => {
                 println!("{peer}");
@@ -147,6 +153,34 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Open files dacrun holds for each rank (its two pipes and a handle on
+/// the process), and for itself.
+const FILES_PER_RANK: u64 = 3;
+const FILES_OWN: u64 = 32;
+
+/// Makes sure dacrun may open the files `size` ranks need, raising its
+/// soft limit up to the hard one if it must (the ranks inherit it).
+///
+/// # Errors
+/// How many files the job needs, how many this process may open, and so
+/// how many ranks fit.
+fn check_open_files(size: usize) -> Result<(), String> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let need = FILES_PER_RANK.saturating_mul(size as u64) + FILES_OWN;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(()); // nothing known: let the start fail if it must
+    };
+    if need <= soft || (need <= hard && setrlimit(Resource::RLIMIT_NOFILE, need, hard).is_ok()) {
+        return Ok(());
+    }
+    let fit = hard.saturating_sub(FILES_OWN) / FILES_PER_RANK;
+    Err(format!(
+        "-n {size} needs about {need} open files ({FILES_PER_RANK} per rank), but this process \
+         may open at most {hard} (ulimit -n), which fits {fit} ranks: raise the limit or start \
+         fewer ranks"
+    ))
 }
 
 /// Runs the job with its output relay and run directory; returns the exit status.
