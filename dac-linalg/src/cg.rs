@@ -34,7 +34,8 @@ pub struct Cg {
     pub x: Array1<f64>,
     /// Iterations taken.
     pub iterations: usize,
-    /// `‖b − A x‖` of the returned `x` (the recurrence's residual).
+    /// `‖b − A x‖` of the returned `x` (the recurrence's residual):
+    /// absolute, not relative — the stopping test is `≤ tol · ‖b‖`.
     pub residual_norm: f64,
     /// Consensus rounds used, over all the reductions.
     pub rounds: u64,

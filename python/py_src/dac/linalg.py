@@ -127,7 +127,8 @@ class CgResult:
     iterations: int
     """Iterations taken (one reduction each)."""
     residual_norm: float
-    """``‖b − A x‖ / ‖b‖`` of the recurrence at the end."""
+    """``‖b − A x‖`` of the recurrence at the end: absolute, not relative
+    (the stopping test is ``residual_norm ≤ tol·‖b‖``)."""
     rounds: int
     """Consensus rounds, over all the call's reductions."""
 
