@@ -66,6 +66,9 @@ pub use checkpoint::{Checkpoints, ProblemId, Snapshot};
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
 pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq, lstsq_replicated};
+/// The array crate of every signature here, re-exported so that a program
+/// needs no dependency of its own to match its version.
+pub use ndarray;
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};
 pub use replicated::{
     PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, cg_replicated,

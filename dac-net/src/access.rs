@@ -119,7 +119,13 @@ impl JobKey {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(format!("file {} cannot be read: {e}", path.display())))?;
-        JobKey::parse(&text).map_err(|e| invalid(format!("in {}: {e}", path.display())))
+        JobKey::parse(&text).map_err(|e| match e {
+            // "key in PATH is not a valid job key: …", said once.
+            Error::InvalidConfig { reason, .. } => {
+                invalid(format!("in {} {reason}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// Writes a fresh random key to a new file that only its owner may
@@ -504,6 +510,24 @@ mod tests {
     use super::*;
 
     const HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+
+    #[test]
+    fn a_bad_key_file_is_named_once() {
+        let dir = std::env::temp_dir().join(format!("dac-badkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("job.key");
+        std::fs::write(&path, "xyz").unwrap();
+        let err = JobKey::read(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid configuration: key in {} is not a valid job key: expected 64 hex \
+                 digits, found 3 characters that are not all hex digits",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn keys_parse_in_both_formats_and_never_print() {

@@ -88,6 +88,11 @@ fn run_paced(
                             Offence::Repeat(copies) => comm.duplicate_frames(copies),
                         }
                     }
+                    // Let the frames arrive before this reduction starts: a
+                    // victim that is not the offender's exchange partner
+                    // could otherwise finish every reduction left before
+                    // its link delivers them (seen once under CI load).
+                    std::thread::sleep(Duration::from_millis(200));
                 }
                 let r = comm.allreduce_mean(&input(rank, DIM));
                 let failed = r.is_err();

@@ -21,7 +21,7 @@
 //! - `--misbehave R:MODE@K` (builds with the `testing` feature only): rank R
 //!   breaks the protocol before reduction K — a bad frame to every other
 //!   rank (`wrong-job`, `future-op`, `oversized`, `truncated`, `garbage`,
-//!   `nan`, `stalled`), `flood:N` (N copies of a valid frame to rank
+//!   `nan`, `stalled`, or `forged-done`: a forged result), `flood:N` (N copies of a valid frame to rank
 //!   R + 1), or `repeat:N` (every frame it sends, N times from then on).
 //!   The others cut it off and go on; it fails with the error that says so.
 //!
