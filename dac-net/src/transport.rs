@@ -182,6 +182,27 @@ pub(crate) struct Started {
     pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
+/// An error with every cause under it: libp2p's errors often print
+/// nothing of their own and keep the reason in their sources.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    if text.is_empty() {
+        text = format!("{e:?}");
+    }
+    text
+}
+
 fn transport_error(e: impl std::fmt::Display) -> Error {
     Error::Transport {
         reason: e.to_string(),
@@ -233,7 +254,7 @@ pub(crate) async fn start(
     swarm
         .listen_on(listen.clone())
         .map_err(|e| Error::Transport {
-            reason: format!("cannot listen on {listen}: {e}"),
+            reason: format!("cannot listen on {listen}: {}", with_causes(&e)),
         })?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
@@ -244,7 +265,7 @@ pub(crate) async fn start(
                 reason: Err(error), ..
             } => {
                 return Err(Error::Transport {
-                    reason: format!("cannot listen on {listen}: {error}"),
+                    reason: format!("cannot listen on {listen}: {}", with_causes(&error)),
                 });
             }
             _ => {}

@@ -135,3 +135,20 @@ fn the_readme_key_command_makes_a_valid_key() {
     let key = dac_net::JobKey::read(dir.path().join("job.key")).unwrap();
     assert_ne!(key, parse_key(KEY).unwrap());
 }
+
+/// An address this machine does not have: the error says why.
+#[test]
+fn an_address_that_cannot_be_listened_on_says_why() {
+    let err = Comm::builder()
+        .size(1)
+        .rank(0)
+        .listen("/ip4/192.0.2.1/tcp/0".parse().unwrap())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot listen on /ip4/192.0.2.1/tcp/0: ") && err.contains("address"),
+        "{err}"
+    );
+    assert!(!err.trim_end().ends_with(':'), "{err}");
+}

@@ -4,7 +4,7 @@ what is wrong."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Dict, Iterator, Type
 
 import numpy as np
 import pytest
@@ -187,3 +187,21 @@ def test_an_identity_file_keeps_the_peer_id(tmp_path: Path) -> None:
             ids.append(c.peer_id)
     assert ids[0] == ids[1]
     assert (tmp_path / "id").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "options, error, says",
+    [
+        ({"size": 1, "rank": -1}, dac.ArgumentError, "rank = -1 must not be negative"),
+        ({"size": -2, "rank": 0}, dac.ArgumentError, "size = -2 must not be negative"),
+        ({"size": 1, "rank": 0, "max_rounds": -5}, dac.ArgumentError, "max_rounds = -5"),
+        ({"size": 1, "rank": 0, "max_rounds": 2**40}, dac.ArgumentError, "too large"),
+        ({"size": 1, "rank": 0, "seed": -1}, dac.ArgumentError, "seed = -1"),
+        ({"size": 1.5, "rank": 0}, dac.InputTypeError, "size = 1.5 is not an integer"),
+    ],
+)
+def test_init_counts_are_checked_with_a_sentence(
+    options: Dict[str, Any], error: Type[Exception], says: str
+) -> None:
+    with pytest.raises(error, match=says):
+        dac.init(**options)

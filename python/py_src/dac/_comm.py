@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Type, Union
 import numpy as np
 
 from . import _native
-from ._arrays import Float64Array, as_float
+from ._arrays import Float64Array, as_count, as_float
 from .errors import ArgumentError, DacError, ShapeError
 
 
@@ -232,9 +232,18 @@ def init(
     2.5
     >>> comm.close()
     """
+    def count(value: Optional[int], name: str, most: int = 2**64 - 1) -> Optional[int]:
+        # The library's own errors, before the values reach Rust.
+        if value is None:
+            return None
+        n = as_count(value, name)
+        if n > most:
+            raise ArgumentError(f"{name} = {n} is too large (at most {most})")
+        return n
+
     options: Dict[str, Any] = {
-        "rank": rank,
-        "size": size,
+        "rank": count(rank, "rank"),
+        "size": count(size, "size"),
         "listen": listen,
         "bootstrap": [bootstrap] if isinstance(bootstrap, str) else bootstrap,
         "run_dir": None if run_dir is None else str(run_dir),
@@ -245,8 +254,8 @@ def init(
         "topology": topology,
         "schedule": schedule,
         "tol": tol,
-        "max_rounds": max_rounds,
-        "seed": seed,
+        "max_rounds": count(max_rounds, "max_rounds", 2**32 - 1),
+        "seed": count(seed, "seed"),
         "peer_timeout": peer_timeout,
         "startup_timeout": startup_timeout,
     }
