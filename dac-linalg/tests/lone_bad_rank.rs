@@ -10,27 +10,16 @@
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+mod odd_rank;
 
-use dac_core::{Communicator, threaded};
+use dac_core::Communicator;
 use dac_linalg::{
     CgOptions, LinalgError, LstsqOptions, Solver, cg, gaussian_linear, grid_posterior, lstsq,
     matvec_rows,
 };
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, Axis, Slice};
-
-const RANKS: usize = 4;
-/// The rank that passes the odd argument.
-const ODD: usize = 2;
-
-fn run<T: Send>(body: impl Fn(&mut threaded::ThreadComm<'_>) -> T + Sync) -> Vec<T> {
-    let options = threaded::Options {
-        timeout: Duration::from_secs(5),
-        ..threaded::Options::default()
-    };
-    threaded::run(RANKS, options, body).unwrap()
-}
+use odd_rank::{ODD, RANKS, assert_names_odd, max_diff, run};
 
 /// Rank `rank`'s rows of a matrix with `RANKS * rows` rows.
 fn mine<T: Clone>(a: &ndarray::Array<T, ndarray::Ix2>, rank: usize) -> Array2<T> {
@@ -43,27 +32,6 @@ fn mine_1d(b: &Array1<f64>, rank: usize) -> Array1<f64> {
     let rows = b.len() / RANKS;
     b.slice_axis(Axis(0), Slice::from(rank * rows..(rank + 1) * rows))
         .to_owned()
-}
-
-fn max_diff<'a>(got: impl IntoIterator<Item = &'a f64>, want: &[f64]) -> f64 {
-    got.into_iter()
-        .zip(want)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0, f64::max)
-}
-
-/// Every rank's error is [`LinalgError::InvalidArgument`] naming `ODD`
-/// alone.
-fn assert_names_odd<T: std::fmt::Debug>(results: &[Result<T, LinalgError>]) {
-    assert_eq!(results.len(), RANKS);
-    for (rank, got) in results.iter().enumerate() {
-        match got {
-            Err(LinalgError::InvalidArgument { ranks, .. }) => {
-                assert_eq!(ranks, &vec![ODD], "rank {rank}: {got:?}");
-            }
-            other => panic!("rank {rank}: {other:?}"),
-        }
-    }
 }
 
 /// The 1-D Poisson matrix (`RANKS * 3` rows), a right-hand side and the

@@ -11,31 +11,21 @@
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod odd_rank;
 
-use dac_core::{Communicator, threaded};
+use dac_core::Communicator;
 use dac_linalg::{
     CgOptions, LinalgError, LstsqOptions, Placement, Replicated, ReplicatedOptions, cg_replicated,
     gaussian_linear_replicated, lstsq_replicated,
 };
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, Axis, Slice};
+use odd_rank::{ODD, RANKS, assert_names_odd, max_diff, run};
+use std::collections::BTreeMap;
 
-const RANKS: usize = 4;
 const PARTITIONS: usize = 8;
-/// The rank that passes the odd argument.
-const ODD: usize = 2;
 /// Columns of the least-squares problem.
 const COLS: usize = 3;
-
-fn run<T: Send>(body: impl Fn(&mut threaded::ThreadComm<'_>) -> T + Sync) -> Vec<T> {
-    let options = threaded::Options {
-        timeout: Duration::from_secs(5),
-        ..threaded::Options::default()
-    };
-    threaded::run(RANKS, options, body).unwrap()
-}
 
 fn placement() -> Placement {
     Placement::new(PARTITIONS, RANKS, 2).unwrap()
@@ -43,27 +33,6 @@ fn placement() -> Placement {
 
 fn job() -> Replicated {
     Replicated::new(placement(), ReplicatedOptions::default())
-}
-
-fn max_diff<'a>(got: impl IntoIterator<Item = &'a f64>, want: &[f64]) -> f64 {
-    got.into_iter()
-        .zip(want)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0, f64::max)
-}
-
-/// Every rank's error is [`LinalgError::InvalidArgument`] naming `ODD`
-/// alone.
-fn assert_names_odd<T: std::fmt::Debug>(results: &[Result<T, LinalgError>]) {
-    assert_eq!(results.len(), RANKS);
-    for (rank, got) in results.iter().enumerate() {
-        match got {
-            Err(LinalgError::InvalidArgument { ranks, .. }) => {
-                assert_eq!(ranks, &vec![ODD], "rank {rank}: {got:?}");
-            }
-            other => panic!("rank {rank}: {other:?}"),
-        }
-    }
 }
 
 type Blocks = BTreeMap<usize, (Array2<f64>, Array2<f64>)>;
@@ -133,13 +102,16 @@ fn poisson(placement: &Placement, n: usize, rank: usize) -> (Rows, Vec<f64>) {
     (parts, x.iter().copied().collect())
 }
 
-#[test]
-fn lstsq_replicated_with_a_negative_ridge_on_one_rank_fails_every_rank_naming_it() {
+/// Rank `ODD` alone calls `lstsq_replicated` with `odd`: every rank fails
+/// naming it, and the next call, with the default options everywhere,
+/// pairs up and agrees with the central solve.
+fn odd_lstsq_options_fail_every_rank(odd: LstsqOptions) {
     let results = run(|comm| {
         let (blocks, _) = regression(comm.rank());
-        let options = LstsqOptions {
-            ridge: if comm.rank() == ODD { -1.0 } else { 0.0 },
-            ..LstsqOptions::default()
+        let options = if comm.rank() == ODD {
+            odd
+        } else {
+            LstsqOptions::default()
         };
         let bad = lstsq_replicated(comm, &mut job(), (COLS, 1), &blocks, &options);
         let next = lstsq_replicated(
@@ -158,46 +130,32 @@ fn lstsq_replicated_with_a_negative_ridge_on_one_rank_fails_every_rank_naming_it
         let got = got.unwrap();
         assert!(max_diff(&got.x, &want) <= 1e-10, "{got:?}");
     }
+}
+
+#[test]
+fn lstsq_replicated_with_a_negative_ridge_on_one_rank_fails_every_rank_naming_it() {
+    odd_lstsq_options_fail_every_rank(LstsqOptions {
+        ridge: -1.0,
+        ..LstsqOptions::default()
+    });
 }
 
 #[test]
 fn lstsq_replicated_with_another_ridge_on_one_rank_fails_every_rank_naming_it() {
-    let results = run(|comm| {
-        let (blocks, _) = regression(comm.rank());
-        let options = LstsqOptions {
-            ridge: if comm.rank() == ODD { 0.5 } else { 0.0 },
-            ..LstsqOptions::default()
-        };
-        lstsq_replicated(comm, &mut job(), (COLS, 1), &blocks, &options)
+    odd_lstsq_options_fail_every_rank(LstsqOptions {
+        ridge: 0.5,
+        ..LstsqOptions::default()
     });
-    assert_names_odd(&results);
 }
 
 #[test]
 fn lstsq_replicated_with_other_max_refinements_on_one_rank_fails_every_rank_naming_it() {
-    let results = run(|comm| {
-        let (blocks, _) = regression(comm.rank());
-        let options = LstsqOptions {
-            max_refinements: if comm.rank() == ODD { 0 } else { 6 },
-            ..LstsqOptions::default()
-        };
-        let bad = lstsq_replicated(comm, &mut job(), (COLS, 1), &blocks, &options);
-        let next = lstsq_replicated(
-            comm,
-            &mut job(),
-            (COLS, 1),
-            &blocks,
-            &LstsqOptions::default(),
-        );
-        (bad, next)
+    let default = LstsqOptions::default();
+    assert_ne!(default.max_refinements, 0);
+    odd_lstsq_options_fail_every_rank(LstsqOptions {
+        max_refinements: 0,
+        ..default
     });
-    let (bad, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    assert_names_odd(&bad);
-    let (_, want) = regression(0);
-    for got in next {
-        let got = got.unwrap();
-        assert!(max_diff(&got.x, &want) <= 1e-10, "{got:?}");
-    }
 }
 
 #[test]

@@ -509,12 +509,40 @@ where
 mod tests {
     use super::*;
 
+    /// A fresh directory, removed when dropped (a failed test included).
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("dac-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Only the owner may read or write `path`.
+    fn assert_private(path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+    }
+
     const HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
 
     #[test]
     fn a_bad_key_file_is_named_once() {
-        let dir = std::env::temp_dir().join(format!("dac-badkey-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("badkey");
+        let dir = &scratch.0;
         let path = dir.join("job.key");
         std::fs::write(&path, "xyz").unwrap();
         let err = JobKey::read(&path).unwrap_err().to_string();
@@ -526,7 +554,6 @@ mod tests {
                 path.display()
             )
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -551,21 +578,14 @@ mod tests {
 
     #[test]
     fn a_created_key_file_is_private_and_never_overwritten() {
-        let dir = std::env::temp_dir().join(format!("dac-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("key");
+        let dir = &scratch.0;
         let path = dir.join("job.key");
-        let _ = std::fs::remove_file(&path);
         let key = JobKey::create(&path).unwrap();
         assert_eq!(JobKey::read(&path).unwrap(), key);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_private(&path);
         assert!(JobKey::create(&path).is_err());
         assert_eq!(JobKey::read(&path).unwrap(), key);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Runs the gate on both ends of an in-memory pipe.
@@ -617,23 +637,16 @@ mod tests {
 
     #[test]
     fn an_identity_file_keeps_its_peer_id_and_is_private() {
-        let dir = std::env::temp_dir().join(format!("dac-identity-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("identity");
+        let dir = &scratch.0;
         let path = dir.join("id");
-        let _ = std::fs::remove_file(&path);
         let first = identity(&path).unwrap();
         let again = identity(&path).unwrap();
         assert_eq!(first, again);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_private(&path);
         std::fs::write(&path, b"not a key").unwrap();
         let err = identity(&path).unwrap_err().to_string();
         assert!(err.contains("is not an identity file"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
