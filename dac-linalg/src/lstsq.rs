@@ -181,6 +181,7 @@ where
             cholesky_votes: votes[1],
             voters: size,
             limit,
+            abandon: false,
             rounds: u64::from(step.rounds),
         })
     })
@@ -223,6 +224,9 @@ struct Refinement {
     /// Every rank has taken its `max_refinements` steps (from the vote;
     /// ranks that disagree on it fail the reduction instead).
     limit: bool,
+    /// The step summed fewer partitions than the normal matrix (a
+    /// replicated job lost one): the solve must start again.
+    abandon: bool,
     rounds: u64,
 }
 
@@ -240,7 +244,8 @@ fn solve_and_refine(
     let mut system = System::new(g, options, None);
     let mut x = system.solve(c);
     let mut refinements = 0;
-    let mut residual_norm2;
+    // (Only an abandoned attempt, which is never returned, leaves it NaN.)
+    let mut residual_norm2 = f64::NAN;
     let mut last_step = f64::INFINITY;
     let mut stop_vote = 0.0;
     let mut first = true;
@@ -259,6 +264,9 @@ fn solve_and_refine(
             ],
         )?;
         rounds += step.rounds;
+        if step.abandon {
+            break;
+        }
         residual_norm2 = step.residual2.max(0.0);
         let majority = |votes: f64| 2.0 * votes.round() > step.voters as f64;
         // This rank's estimate fell on the other side of the threshold:
@@ -323,7 +331,10 @@ fn solve_and_refine(
 /// `shape`. With [`crate::ReplicatedOptions::allow_degraded`] the answer
 /// is the fit to the surviving partitions; check
 /// [`Replicated::take_events`] and [`Replicated::departed`] to learn what
-/// happened.
+/// happened. A partition lost during a refinement step (after the normal
+/// equations summed it) makes the call start again over the survivors, so
+/// that the steps and the normal matrix always cover the same partitions;
+/// `rounds` counts the abandoned attempt too.
 pub fn lstsq_replicated<C: Communicator>(
     comm: &mut C,
     job: &mut Replicated,
@@ -331,6 +342,29 @@ pub fn lstsq_replicated<C: Communicator>(
     parts: &BTreeMap<usize, (Array2<f64>, Array2<f64>)>,
     options: &LstsqOptions,
 ) -> Result<Lstsq> {
+    let mut spent = 0;
+    loop {
+        let (mut fit, lost_in_normal) = lstsq_replicated_once(comm, job, shape, parts, options)?;
+        fit.rounds += spent;
+        // `lost` only grows, and every rank sees the same reductions'
+        // contributors, so every rank takes the same branch, at most once
+        // per partition.
+        if job.lost().len() == lost_in_normal {
+            return Ok(fit);
+        }
+        spent = fit.rounds;
+    }
+}
+
+/// One attempt of [`lstsq_replicated`]: the fit, and how many partitions
+/// were lost when the normal equations had been summed.
+fn lstsq_replicated_once<C: Communicator>(
+    comm: &mut C,
+    job: &mut Replicated,
+    shape: (usize, usize),
+    parts: &BTreeMap<usize, (Array2<f64>, Array2<f64>)>,
+    options: &LstsqOptions,
+) -> Result<(Lstsq, usize)> {
     let (n, k) = shape;
     let (rank, size) = (comm.rank(), comm.size());
     let ridge = options.ridge;
@@ -384,8 +418,9 @@ pub fn lstsq_replicated<C: Communicator>(
             what: "least squares without rows or columns",
         });
     }
+    let lost_in_normal = job.lost().len();
     let (g, c) = unpack_normal(&sums.value, n, k);
-    solve_and_refine(&g, &c, options, sums.rounds, |x, vote| {
+    let fit = solve_and_refine(&g, &c, options, sums.rounds, |x, vote| {
         let xa = to_ndarray(x);
         let steps: BTreeMap<usize, Vec<f64>> = parts
             .iter()
@@ -411,9 +446,11 @@ pub fn lstsq_replicated<C: Communicator>(
             cholesky_votes: votes.sum[1],
             voters: votes.ranks.len(),
             limit,
+            abandon: job.lost().len() != lost_in_normal,
             rounds: step.rounds,
         })
-    })
+    })?;
+    Ok((fit, lost_in_normal))
 }
 
 fn to_ndarray(m: &DMatrix<f64>) -> Array2<f64> {

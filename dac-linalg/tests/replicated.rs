@@ -299,15 +299,26 @@ fn problem(partitions: usize) -> (Vec<(ndarray::Array2<f64>, ndarray::Array2<f64
             (a, b)
         })
         .collect();
-    let m = rows * partitions;
-    let a = nalgebra::DMatrix::from_fn(m, n, |i, j| blocks[i / rows].0[(i % rows, j)]);
-    let b = nalgebra::DVector::from_fn(m, |i, _| blocks[i / rows].1[(i % rows, 0)]);
+    let want = central(&blocks, &[]);
+    (blocks, want)
+}
+
+/// The QR solution over every block but the `lost` ones.
+fn central(blocks: &[(ndarray::Array2<f64>, ndarray::Array2<f64>)], lost: &[usize]) -> Vec<f64> {
+    let kept: Vec<_> = (0..blocks.len())
+        .filter(|p| !lost.contains(p))
+        .map(|p| &blocks[p])
+        .collect();
+    let (rows, n) = blocks[0].0.dim();
+    let m = rows * kept.len();
+    let a = nalgebra::DMatrix::from_fn(m, n, |i, j| kept[i / rows].0[(i % rows, j)]);
+    let b = nalgebra::DVector::from_fn(m, |i, _| kept[i / rows].1[(i % rows, 0)]);
     let qr = a.qr();
     let x = qr
         .r()
         .solve_upper_triangular(&(qr.q().transpose() * b))
         .unwrap();
-    (blocks, x.iter().copied().collect())
+    x.iter().copied().collect()
 }
 
 fn my_blocks(
@@ -354,6 +365,59 @@ fn replicated_least_squares_keeps_the_full_data_answer_when_a_holder_departs() {
                 rel_err(&fit.x, &want)
             );
             assert_eq!(departed, vec![5]);
+        }
+    }
+}
+
+/// With one replica and `allow_degraded`, a holder lost at any reduction
+/// of a fit (the normal equations, a refinement step) gives the fit of
+/// the partitions that survived, never a mixture: the refinement steps
+/// must not sum fewer partitions than the normal matrix they are solved
+/// with.
+#[test]
+fn degraded_least_squares_is_the_fit_of_the_surviving_partitions_whenever_the_holder_goes() {
+    let (blocks, _) = problem(8);
+    let pl = Placement::new(8, 4, 1).unwrap();
+    let gone = pl.held_by(2);
+    let options = ReplicatedOptions {
+        allow_degraded: true,
+        ..ReplicatedOptions::default()
+    };
+    let losses = (0..6).flat_map(|op| [Loss::Before(op), Loss::After(op)]);
+    for loss in losses {
+        let results = run(4, &[(2, loss)], |comm| {
+            let mut job = Replicated::new(pl.clone(), options);
+            let mine = my_blocks(&pl, comm.rank(), &blocks);
+            let first = dac_linalg::lstsq_replicated(
+                comm,
+                &mut job,
+                (4, 1),
+                &mine,
+                &dac_linalg::LstsqOptions::default(),
+            );
+            let lost = job.lost();
+            // The next fit is over the survivors whatever the first saw.
+            let second = dac_linalg::lstsq_replicated(
+                comm,
+                &mut job,
+                (4, 1),
+                &mine,
+                &dac_linalg::LstsqOptions::default(),
+            );
+            (first, lost, second, job.lost())
+        });
+        let survivors: Vec<_> = results.into_iter().flatten().collect();
+        assert_eq!(survivors.len(), 3, "{loss:?}");
+        for (first, lost, second, lost_after) in survivors {
+            let first = first.unwrap();
+            let err = rel_err(&first.x, &central(&blocks, &lost));
+            assert!(
+                err <= 1e-9,
+                "{loss:?}: first fit off by {err:e} (lost {lost:?})"
+            );
+            assert_eq!(lost_after, gone, "{loss:?}");
+            let err = rel_err(&second.unwrap().x, &central(&blocks, &gone));
+            assert!(err <= 1e-9, "{loss:?}: second fit off by {err:e}");
         }
     }
 }
