@@ -35,7 +35,11 @@ pub struct Cg {
     /// Iterations taken.
     pub iterations: usize,
     /// `‖b − A x‖` of the returned `x` (the recurrence's residual):
-    /// absolute, not relative — the stopping test is `≤ tol · ‖b‖`.
+    /// absolute, not relative — the stopping test is `≤ tol · ‖b‖`. The
+    /// true residual of `x` can exceed it: each step's `A p` is a
+    /// reduction, rounded to a few ulps, and the recurrence drifts by
+    /// about `u · √k · κ(A) · ‖b‖` over `k` steps (`u` that rounding).
+    /// The `cg` example derives and checks this limit.
     pub residual_norm: f64,
     /// Consensus rounds used, over all the reductions.
     pub rounds: u64,

@@ -8,95 +8,16 @@
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Rank, RunDir, finish, launch_program};
 
 use dac_linalg::Placement;
 
-/// A fresh run directory, removed on drop.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(tag: &str) -> RunDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("dac-ft-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        RunDir(path)
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One rank's process, its stdout lines arriving on a channel.
-struct Rank {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
 fn launch(size: usize, dir: &RunDir, args: &[&str]) -> Vec<Rank> {
     launch_program(env!("CARGO_BIN_EXE_fault_tolerant_lstsq"), size, dir, args)
-}
-
-fn launch_program(program: &str, size: usize, dir: &RunDir, args: &[&str]) -> Vec<Rank> {
-    (0..size)
-        .map(|rank| {
-            let mut child = Command::new(program)
-                .args(args)
-                .env("DAC_RANK", rank.to_string())
-                .env("DAC_SIZE", size.to_string())
-                .env("DAC_RUN_DIR", &dir.0)
-                .env("DAC_PEER_TIMEOUT", "5")
-                .env_remove("DAC_LISTEN")
-                .env_remove("DAC_BOOTSTRAP")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let (tx, lines) = mpsc::channel();
-            let out = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            Rank { child, lines }
-        })
-        .collect()
-}
-
-/// Waits for a rank to finish: (exit code, stdout, stderr). A rank still
-/// running after two minutes is killed and fails the test.
-fn finish(rank: &mut Rank) -> (Option<i32>, String, String) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = rank.child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = rank.child.kill();
-            panic!("a rank did not finish within 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = rank.child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let out: Vec<String> = rank.lines.iter().collect();
-    (status.code(), out.join("\n"), err)
 }
 
 /// Waits until rank 0 has finished its first fit.
@@ -252,44 +173,6 @@ fn one_replica_loses_the_partition_and_says_so_never_a_wrong_answer() {
                 );
                 assert!(!out.contains("MISMATCH"), "rank {rank}: {out}");
             }
-        }
-    }
-}
-
-#[test]
-fn a_killed_cg_job_resumes_from_its_last_checkpoint() {
-    let store = RunDir::new("ckpt");
-    let store_path = store.0.to_str().unwrap().to_string();
-    let args = ["40", "--checkpoint", store_path.as_str()];
-    let first = RunDir::new("ckpt-run1");
-    let mut ranks = launch_program(env!("CARGO_BIN_EXE_cg"), 3, &first, &args);
-    // Kill the whole job once every rank has saved iteration 10 (slot 0).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !(0..3).all(|r| store.0.join(format!("cg.rank{r}.0")).exists()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoints appeared"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    for r in &mut ranks {
-        let _ = r.child.kill();
-    }
-    for (rank, r) in ranks.iter_mut().enumerate() {
-        let (code, out, _) = finish(r);
-        assert_eq!(code, None, "rank {rank} finished before the kill:\n{out}");
-    }
-    // Start it again: it resumes and agrees with the central solve.
-    let second = RunDir::new("ckpt-run2");
-    let mut ranks = launch_program(env!("CARGO_BIN_EXE_cg"), 3, &second, &args);
-    for (rank, r) in ranks.iter_mut().enumerate() {
-        let (code, out, err) = finish(r);
-        assert_eq!(code, Some(0), "rank {rank}:\n{out}\n{err}");
-        if rank == 0 {
-            let at = out.find("resumed from iteration ").unwrap() + "resumed from iteration ".len();
-            let resumed: usize = out[at..].split(')').next().unwrap().parse().unwrap();
-            assert!(resumed >= 10 && resumed.is_multiple_of(5), "{out}");
-            assert!(out.contains("cg: ok on 3 rank(s)"), "{out}");
         }
     }
 }
