@@ -18,6 +18,11 @@ use crate::replicated::{Check, Replicated};
 pub struct LstsqOptions {
     /// `λ ≥ 0` in `min ‖A x − b‖² + λ‖x‖²` (default 0).
     pub ridge: f64,
+    /// A column of `A` left out of the ridge penalty, usually the
+    /// intercept's column of ones (default `None`: every column is
+    /// penalised). With it the fit is scikit-learn's `Ridge` with
+    /// `fit_intercept=True`: `min ‖A x − b‖² + λ Σ_{j ≠ c} x_j²`.
+    pub intercept: Option<usize>,
     /// Most refinement steps, each one more reduction of `Aᵀ(b − A x)`
     /// (default 6; refinement stops earlier once it no longer helps).
     pub max_refinements: usize,
@@ -35,6 +40,7 @@ impl Default for LstsqOptions {
     fn default() -> LstsqOptions {
         LstsqOptions {
             ridge: 0.0,
+            intercept: None,
             max_refinements: 6,
             max_condition: 1e14,
             rcond: 1e-12,
@@ -108,10 +114,7 @@ where
     let (r, n) = a_rows.dim();
     let k = b.ncols();
     let mut verdict = Verdict::operands(("A", a_rows), "rows", r, ("b", b));
-    let ridge = options.ridge;
-    if !(ridge >= 0.0 && ridge.is_finite()) {
-        verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
-    }
+    options.check(n, &mut verdict);
     // One reduction: upper(AᵀA) | Aᵀb (row-major, n × k).
     let mut data = Vec::with_capacity(n * (n + 1) / 2 + n * k);
     if verdict.is_ok() {
@@ -120,12 +123,8 @@ where
     } else {
         data.resize(n * (n + 1) / 2 + n * k, 0.0);
     }
-    let meta = [
-        r as f64,
-        n as f64,
-        k as f64,
-        if ridge.is_finite() { ridge } else { 0.0 },
-    ];
+    let [ridge_vote, intercept_vote] = options.votes();
+    let meta = [r as f64, n as f64, k as f64, ridge_vote, intercept_vote];
     let sums = reduce_checked(comm, verdict, &meta, &data, "the normal equations")?;
     let rounds = u64::from(sums.rounds);
     let (rank, size) = (comm.rank(), comm.size());
@@ -141,11 +140,16 @@ where
             ),
         });
     }
-    let odd = dissenters(&ranks, |a, b| same_ridge(sums.meta[a][3], sums.meta[b][3]));
+    let odd = dissenters(&ranks, |a, b| {
+        same_ridge_votes(&sums.meta[a][3..], &sums.meta[b][3..])
+    });
     if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
             ranks: odd,
-            detail: format!("; ridge = {ridge} here: every rank must pass the same options"),
+            detail: format!(
+                "{}: every rank must pass the same options",
+                options.describe_ridge()
+            ),
         });
     }
     if n == 0 || (0..size).all(|o| sums.count(o, 0) == 0) {
@@ -185,6 +189,55 @@ where
             rounds: u64::from(step.rounds),
         })
     })
+}
+
+impl LstsqOptions {
+    /// The penalty of column `j`: `ridge`, or 0 for the intercept.
+    fn penalty(&self, j: usize) -> f64 {
+        if self.intercept == Some(j) {
+            0.0
+        } else {
+            self.ridge
+        }
+    }
+
+    /// This rank's ridge options as two numbers for the reductions' option
+    /// votes: the ridge, and the intercept column plus one (0 for none).
+    fn votes(&self) -> [f64; 2] {
+        [
+            if self.ridge.is_finite() {
+                self.ridge
+            } else {
+                0.0
+            },
+            self.intercept.map_or(0.0, |c| c as f64 + 1.0),
+        ]
+    }
+
+    /// Checks the ridge options against `n` columns, into `verdict`.
+    fn check(&self, n: usize, verdict: &mut Verdict) {
+        let ridge = self.ridge;
+        if !(ridge >= 0.0 && ridge.is_finite()) {
+            verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
+        }
+        if let Some(c) = self.intercept.filter(|&c| c >= n) {
+            verdict.argument(|| format!("intercept = {c} is not a column of A (it has {n})"));
+        }
+    }
+
+    /// Says this rank's ridge options, for an error about different ones.
+    fn describe_ridge(&self) -> String {
+        match self.intercept {
+            None => format!("; ridge = {} here", self.ridge),
+            Some(c) => format!("; ridge = {} and intercept = {c} here", self.ridge),
+        }
+    }
+}
+
+/// Whether two ranks' ridge votes (as a reduction returned them) are the
+/// same.
+fn same_ridge_votes(a: &[f64], b: &[f64]) -> bool {
+    same_ridge(a[0], b[0]) && a[1] == b[1]
 }
 
 /// Whether two ranks' ridges (as a reduction returned them) are the same.
@@ -249,7 +302,7 @@ fn solve_and_refine(
     let mut last_step = f64::INFINITY;
     let mut stop_vote = 0.0;
     let mut first = true;
-    // Refine: x += solve(Aᵀ(b − A x) − ridge·x). Each pass also measures
+    // Refine: x += solve(Aᵀ(b − A x) − λD x). Each pass also measures
     // ‖b − A x‖ for the current x. Ranks' copies of the sums may differ in
     // their last bits, so every decision that changes the number of
     // reductions (stop, the refinement limit) or the answer (which solver)
@@ -288,7 +341,7 @@ fn solve_and_refine(
             continue;
         }
         let grad = DMatrix::from_iterator(k, n, step.grad.iter().copied()).transpose()
-            - &x * options.ridge;
+            - DMatrix::from_fn(n, k, |i, j| x[(i, j)] * options.penalty(i));
         let dx = system.solve(&grad);
         let norm = dx.norm();
         // Further steps are useless once a step no longer shrinks or is at
@@ -367,13 +420,10 @@ fn lstsq_replicated_once<C: Communicator>(
 ) -> Result<(Lstsq, usize)> {
     let (n, k) = shape;
     let (rank, size) = (comm.rank(), comm.size());
-    let ridge = options.ridge;
     // Both checks are reported in the reduction below, so that every rank
     // fails alike even if only this one found a problem.
     let mut verdict = Verdict::ok();
-    if !(ridge >= 0.0 && ridge.is_finite()) {
-        verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
-    }
+    options.check(n, &mut verdict);
     if let Some((p, (a, b))) = parts
         .iter()
         .find(|(_, (a, b))| a.ncols() != n || b.ncols() != k || b.nrows() != a.nrows())
@@ -401,16 +451,19 @@ fn lstsq_replicated_once<C: Communicator>(
             (p, c)
         })
         .collect();
-    // Every rank's ridge, compared after the reduction.
-    let ridges = ballot(rank, size, &[if ridge.is_finite() { ridge } else { 0.0 }]);
+    // Every rank's ridge options, compared after the reduction.
+    let ridges = ballot(rank, size, &options.votes());
     let (sums, votes) = job.reduce(comm, len, &contributions, &ridges, Check::WhenDue, verdict)?;
     let odd = dissenters(&votes.ranks, |a, b| {
-        same_ridge(slot(&votes.sum, a, 1)[0], slot(&votes.sum, b, 1)[0])
+        same_ridge_votes(slot(&votes.sum, a, 2), slot(&votes.sum, b, 2))
     });
     if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
             ranks: odd,
-            detail: format!("; ridge = {ridge} here: every rank must pass the same options"),
+            detail: format!(
+                "{}: every rank must pass the same options",
+                options.describe_ridge()
+            ),
         });
     }
     if n == 0 || sums.value[len - 1] < 0.5 {
@@ -473,20 +526,20 @@ enum Factor {
 }
 
 impl System {
-    /// Factorises `g + λI`: by Cholesky when `cholesky` says so, or (when
+    /// Factorises `g + λD` (`D` the identity, without the intercept): by Cholesky when `cholesky` says so, or (when
     /// `None`) when the equilibrated matrix is positive definite with a
     /// condition estimate within `max_condition`.
     fn new(g: &DMatrix<f64>, options: &LstsqOptions, cholesky: Option<bool>) -> System {
         let n = g.nrows();
         let scale: Vec<f64> = (0..n)
             .map(|j| {
-                let d = g[(j, j)] + options.ridge;
+                let d = g[(j, j)] + options.penalty(j);
                 if d > 0.0 { 1.0 / d.sqrt() } else { 1.0 }
             })
             .collect();
         let mut gs = g.clone();
         for i in 0..n {
-            gs[(i, i)] += options.ridge;
+            gs[(i, i)] += options.penalty(i);
         }
         let equilibrated = DMatrix::from_fn(n, n, |i, j| gs[(i, j)] * scale[i] * scale[j]);
         let eigen = SymmetricEigen::new(equilibrated.clone()).eigenvalues;

@@ -149,6 +149,90 @@ fn ridge_matches_its_closed_form() {
     }
 }
 
+/// With the intercept exempted, the fit is scikit-learn's `Ridge(alpha =
+/// ridge, fit_intercept = True)`, whose closed form centres the data:
+/// `β = (X_cᵀX_c + λI)⁻¹ X_cᵀ y_c`, intercept `ȳ − x̄ᵀβ`. Penalising the
+/// intercept too (the default) gives another answer.
+#[test]
+fn ridge_with_an_exempt_intercept_is_scikit_learns_ridge() {
+    let (m, p) = (60, 3);
+    // Features with a nonzero mean, so the intercept matters.
+    let x = Array2::from_shape_fn((m, p), |(i, j)| 3.0 + noise(i, j) * (j + 1) as f64);
+    let y: Vec<f64> = (0..m)
+        .map(|i| 40.0 + 2.0 * x[(i, 0)] - x[(i, 2)] + noise(i, 7))
+        .collect();
+    let ridge = 5.0;
+    // The closed form, centrally.
+    let xm: Vec<f64> = (0..p).map(|j| x.column(j).mean().unwrap()).collect();
+    let ym = y.iter().sum::<f64>() / m as f64;
+    let xc = DMatrix::from_fn(m, p, |i, j| x[(i, j)] - xm[j]);
+    let yc = nalgebra::DVector::from_fn(m, |i, _| y[i] - ym);
+    let beta = (xc.transpose() * &xc + DMatrix::identity(p, p) * ridge)
+        .lu()
+        .solve(&(xc.transpose() * yc))
+        .unwrap();
+    let intercept = ym - (0..p).map(|j| xm[j] * beta[j]).sum::<f64>();
+    // The same model as least squares with a column of ones first.
+    let a = Array2::from_shape_fn(
+        (m, p + 1),
+        |(i, j)| if j == 0 { 1.0 } else { x[(i, j - 1)] },
+    );
+    let b = Array2::from_shape_fn((m, 1), |(i, _)| y[i]);
+    let want = DMatrix::from_fn(
+        p + 1,
+        1,
+        |j, _| if j == 0 { intercept } else { beta[j - 1] },
+    );
+    let exempt = LstsqOptions {
+        ridge,
+        intercept: Some(0),
+        ..LstsqOptions::default()
+    };
+    for r in solve(&a, &b, &[17, 0, 43], exempt) {
+        assert!(rel_err(&r.x, &want) <= 1e-10, "{}", rel_err(&r.x, &want));
+    }
+    let all = LstsqOptions {
+        ridge,
+        ..LstsqOptions::default()
+    };
+    for r in solve(&a, &b, &[17, 0, 43], all) {
+        assert!(rel_err(&r.x, &want) > 1e-3, "{}", rel_err(&r.x, &want));
+    }
+}
+
+#[test]
+fn an_intercept_outside_a_or_different_on_one_rank_fails_every_rank() {
+    let a = Array2::from_shape_fn((10, 2), |(i, j)| noise(i, j));
+    let b = Array2::from_shape_fn((10, 1), |(i, _)| noise(i, 3));
+    let results = threaded::run(3, threaded::Options::default(), |comm| {
+        let rank = comm.rank();
+        let options = |intercept| LstsqOptions {
+            ridge: 1.0,
+            intercept,
+            ..LstsqOptions::default()
+        };
+        let outside = lstsq(comm, &a, &b, &options(Some(if rank == 1 { 2 } else { 0 })));
+        let differ = lstsq(comm, &a, &b, &options((rank != 2).then_some(0)));
+        let fine = lstsq(comm, &a, &b, &options(Some(1)));
+        (rank, outside, differ, fine)
+    })
+    .unwrap();
+    for (rank, outside, differ, fine) in results {
+        // Every rank names rank 1; rank 1 also says why.
+        assert!(
+            matches!(&outside, Err(LinalgError::InvalidArgument { ranks, detail })
+                if ranks == &vec![1]
+                    && (rank != 1 || detail.contains("intercept = 2 is not a column of A"))),
+            "{outside:?}"
+        );
+        assert!(
+            matches!(&differ, Err(LinalgError::InvalidArgument { ranks, .. }) if ranks == &vec![2]),
+            "{differ:?}"
+        );
+        assert!(fine.is_ok(), "{fine:?}");
+    }
+}
+
 #[test]
 fn bad_arguments_fail_on_every_rank() {
     let a = Array2::from_shape_fn((10, 2), |(i, j)| noise(i, j));

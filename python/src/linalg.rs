@@ -65,7 +65,8 @@ type LstsqParts<'py> = (
     usize,
 );
 
-/// Least squares `min ‖A x − b‖² + ridge‖x‖²` for rows split across ranks.
+/// Least squares `min ‖A x − b‖² + ridge‖x‖²` for rows split across ranks
+/// (`intercept`: a column left out of the penalty).
 #[pyfunction]
 pub fn lstsq<'py>(
     py: Python<'py>,
@@ -73,11 +74,13 @@ pub fn lstsq<'py>(
     a_rows: PyReadonlyArray2<'py, f64>,
     b: PyReadonlyArray2<'py, f64>,
     ridge: f64,
+    intercept: Option<usize>,
 ) -> PyResult<LstsqParts<'py>> {
     let comm = comm.get();
     let (a, b) = comm.arguments(py, || Ok((owned2(&a_rows)?, owned2(&b)?)))?;
     let options = LstsqOptions {
         ridge,
+        intercept,
         ..LstsqOptions::default()
     };
     let r = comm.call(py, move |c| Ok(dac_linalg::lstsq(c, &a, &b, &options)?))?;

@@ -85,6 +85,12 @@ def test_comm_errors_name_the_rank(comm: dac.Comm) -> None:
         dac.linalg.lstsq(comm, np.ones(4), np.ones(4))
     with pytest.raises(dac.ShapeError):
         dac.linalg.lstsq(comm, np.ones((4, 2)), np.ones(3))
+    with pytest.raises(dac.ArgumentError, match="intercept = 2 is not a column of A"):
+        dac.linalg.lstsq(comm, np.ones((4, 2)), np.ones(4), ridge=1.0, intercept=2)
+    with pytest.raises(dac.ArgumentError, match="intercept = -1 must not be negative"):
+        dac.linalg.lstsq(comm, np.ones((4, 2)), np.ones(4), ridge=1.0, intercept=-1)
+    with pytest.raises(dac.InputTypeError, match="intercept = 'a' is not an integer"):
+        dac.linalg.lstsq(comm, np.ones((4, 2)), np.ones(4), ridge=1.0, intercept="a")
     with pytest.raises(dac.ShapeError):
         dac.linalg.dot(comm, np.ones(3), np.ones(4))
     with pytest.raises(dac.ArgumentError, match="noise_var"):

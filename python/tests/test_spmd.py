@@ -15,7 +15,7 @@ from pathlib import Path
 from _support import REPO, SPMD, dacrun_path, ok_ranks, run_spmd
 
 CHECKS = ["allreduce-mean", "allreduce-sum", "dot", "norm", "matvec", "lstsq",
-          "lstsq-residual", "cg", "gaussian_linear", "grid_posterior"]
+          "lstsq-residual", "ridge-intercept", "cg", "gaussian_linear", "grid_posterior"]
 
 
 def test_every_collective_agrees_with_numpy_on_every_rank() -> None:

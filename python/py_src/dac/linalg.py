@@ -87,10 +87,19 @@ class LstsqResult:
     """Iterative-refinement steps taken."""
 
 
-def lstsq(comm: Comm, a_rows: Any, b: Any, ridge: float = 0.0) -> LstsqResult:
+def lstsq(
+    comm: Comm, a_rows: Any, b: Any, ridge: float = 0.0, intercept: Optional[int] = None
+) -> LstsqResult:
     """``min ‖A x − b‖² + ridge·‖x‖²`` for ``A`` and ``b`` split by rows:
     each member passes its rows of ``A`` (``r_i × n``) and of ``b``
     (``r_i``, or ``r_i × k``).
+
+    ``intercept`` is a column of ``A`` left out of the penalty, usually
+    the intercept's column of ones (``None``: every column is penalised).
+    With it the fit is scikit-learn's ``Ridge(alpha=ridge,
+    fit_intercept=True)`` on the other columns. Every member must pass the
+    same ``ridge`` and ``intercept``; an ``intercept`` that is not a column
+    of ``A`` raises :class:`~dac.ArgumentError` on every member.
 
     >>> import numpy as np, dac
     >>> a = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
@@ -104,8 +113,9 @@ def lstsq(comm: Comm, a_rows: Any, b: Any, ridge: float = 0.0) -> LstsqResult:
         a = as_float(a_rows, "a_rows", (2,), r)
         rhs = as_float(b, "b", (1, 2), r)
         ridge = as_scalar(ridge, "ridge", r)
+        column = None if intercept is None else as_count(intercept, "intercept", r)
     x, residual, condition, rounds, solver, rank, refinements = _native.lstsq(
-        comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, ridge
+        comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, ridge, column
     )
     return LstsqResult(
         x=x[:, 0] if rhs.ndim == 1 else x,

@@ -73,6 +73,20 @@ def main() -> None:
         check("lstsq-residual", abs(fit.residual_norm - np.linalg.norm(a @ want - b))
               <= 1e-9 * np.linalg.norm(b))
 
+        # ridge with the intercept exempted, against scikit-learn's Ridge
+        # (fit_intercept=True) closed form: centre, solve, intercept last.
+        feats = 5.0 + rng.normal(size=(150, 3)) * np.array([1.0, 20.0, 0.5])
+        ys = 30.0 + feats @ np.array([1.5, -0.2, 4.0]) + rng.normal(size=150)
+        xm, ym = feats.mean(axis=0), ys.mean()
+        beta = np.linalg.solve((feats - xm).T @ (feats - xm) + 7.0 * np.eye(3),
+                               (feats - xm).T @ (ys - ym))
+        want = np.concatenate([[ym - xm @ beta], beta])
+        design = np.hstack([np.ones((150, 1)), feats])
+        rows = block(150, size, rank)
+        fit = dac.linalg.lstsq(comm, design[rows], ys[rows], ridge=7.0, intercept=0)
+        check("ridge-intercept", np.linalg.norm(fit.x - want) <= 1e-10 * np.linalg.norm(want),
+              f"{fit.x} vs {want}")
+
         # conjugate gradients on an SPD system split by rows.
         m = rng.normal(size=(24, 24))
         spd = m @ m.T + 24 * np.eye(24)
