@@ -14,9 +14,12 @@ use crate::arrays::flat;
 use crate::blocking::run;
 use crate::errors::{Failure, argument, to_py};
 
-/// A simulated run as Python gets it: estimates (NaN rows for members
-/// without a result), rounds, converged, contributors, residual and
-/// largest error after each round (rounds 1, 2, …).
+/// A simulated run as Python gets it: estimates (a member's result, or
+/// where it has none its last estimate; NaN rows for crashed members),
+/// rounds (at which the members finished, or the last any reached),
+/// converged, contributors, residual and largest error after each round
+/// (rounds 1, 2, …), and the largest residual of a member that stopped at
+/// `max_rounds` (`None` if none did).
 type SimulationParts<'py> = (
     Bound<'py, PyArray2<f64>>,
     u32,
@@ -24,6 +27,7 @@ type SimulationParts<'py> = (
     Vec<usize>,
     Bound<'py, PyArray1<f64>>,
     Bound<'py, PyArray1<f64>>,
+    Option<f64>,
 );
 
 /// The graph `name` builds for `nodes` members.
@@ -87,15 +91,32 @@ pub fn simulate<'py>(
                 return Err(argument("the simulation was interrupted"));
             }
         }
-        Ok(sim.report())
+        let last: Vec<(u32, Vec<f64>)> = sim
+            .engines()
+            .iter()
+            .map(|e| (e.round(), e.estimate()))
+            .collect();
+        Ok((sim.report(), last))
     })
     .inspect_err(|_| abandoned.store(true, Ordering::Relaxed))?;
+    let (report, last) = report;
     let mut estimates = Array2::from_elem((nodes, dim), f64::NAN);
+    let mut rounds = report.rounds;
+    let mut cut_short: Option<f64> = None;
     for (i, node) in report.nodes.iter().enumerate() {
-        if let NodeOutcome::Finished(r) = node {
-            for (e, v) in estimates.row_mut(i).iter_mut().zip(&r.value) {
-                *e = *v;
+        let value = match node {
+            NodeOutcome::Finished(r) => &r.value,
+            NodeOutcome::Crashed { .. } | NodeOutcome::Left { .. } => continue,
+            other => {
+                if let NodeOutcome::Failed(dac_core::Error::NotConverged { residual, .. }) = other {
+                    cut_short = Some(cut_short.unwrap_or(0.0).max(*residual));
+                }
+                rounds = rounds.max(last[i].0);
+                &last[i].1
             }
+        };
+        for (e, v) in estimates.row_mut(i).iter_mut().zip(value) {
+            *e = *v;
         }
     }
     let contributors = report
@@ -110,11 +131,12 @@ pub fn simulate<'py>(
     let errors: Vec<f64> = exchanged().map(|t| t.max_error).collect();
     Ok((
         estimates.into_pyarray(py),
-        report.rounds,
+        rounds,
         report.converged,
         contributors,
         residuals.into_pyarray(py),
         errors.into_pyarray(py),
+        cut_short,
     ))
 }
 

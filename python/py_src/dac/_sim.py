@@ -7,6 +7,7 @@ from typing import Any, List, Mapping, Optional
 
 from . import _native
 from ._arrays import Float64Array, as_count, as_float
+from .errors import ConvergenceError
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,11 @@ class SimulationResult:
     """The outcome of :func:`simulate`."""
 
     estimates: Float64Array
-    """Each node's final value, shaped like ``inputs``; rows of nodes that
-    crashed (or did not finish) are NaN."""
+    """Each node's final value, shaped like ``inputs`` (a node that did not
+    finish: its last estimate); rows of nodes that crashed are NaN."""
     rounds: int
-    """The round at which the nodes finished."""
+    """The round at which the nodes finished (if some did not: the last
+    round any node reached)."""
     converged: bool
     """Every node that did not crash finished, all agreeing on the
     contributors."""
@@ -53,13 +55,24 @@ def simulate(
     (``metropolis``, ``exact``, ``laplacian:EPS``) until every node is
     within ``tol * max(1, |mean|)`` of the exact mean (max norm). Messages
     are lost with probability ``drop_rate`` and delayed by up to ``delay``
-    rounds; ``crash`` maps a node to the round at which it crashes. The run
-    is deterministic for a given ``seed`` (which also draws random
-    topologies).
+    ticks (the simulator's time step: one tick is one round when nothing
+    is lost or delayed); ``crash`` maps a node to the round at which it
+    crashes. The run is deterministic for a given ``seed`` (which also
+    draws random topologies).
+
+    The defaults are those of the ``simulate`` program but one: the
+    schedule is ``metropolis``, which runs on every topology, where the
+    program's ``--schedule`` defaults to ``exact``, which needs the
+    ``exponential``, ``hypercube`` or ``complete`` topology (any other
+    raises :class:`~dac.ArgumentError` naming the missing edge).
 
     Raises :class:`~dac.ArgumentError` for unknown names and invalid
     settings, :class:`~dac.NonFiniteError` for NaN or infinite inputs,
-    :class:`~dac.ShapeError` for inputs that are not 1-D or 2-D.
+    :class:`~dac.ShapeError` for inputs that are not 1-D or 2-D, and
+    :class:`~dac.ConvergenceError` when the nodes reach ``max_rounds``
+    before ``tol``: its ``rounds`` and ``residual`` say how far they got,
+    and its ``result`` is the :class:`SimulationResult` so far
+    (``converged`` false, the last estimates, the residual trace).
 
     >>> import numpy as np, dac
     >>> x = np.arange(8.0)
@@ -75,7 +88,7 @@ def simulate(
     crashes = []
     for node, round_ in (crash or {}).items():
         crashes.append((as_count(node, "crash node"), as_count(round_, "crash round")))
-    estimates, rounds, converged, contributors, residuals, errors = _native.simulate(
+    estimates, rounds, converged, contributors, residuals, errors, cut_short = _native.simulate(
         matrix,
         str(topology),
         str(schedule),
@@ -86,7 +99,7 @@ def simulate(
         crashes,
         as_count(seed, "seed"),
     )
-    return SimulationResult(
+    result = SimulationResult(
         estimates=estimates.reshape(arr.shape),
         rounds=rounds,
         converged=converged,
@@ -94,3 +107,13 @@ def simulate(
         residuals=residuals,
         errors=errors,
     )
+    if cut_short is not None:
+        raise ConvergenceError(
+            f"the simulation reached max_rounds = {max_rounds} before tol = {tol}: "
+            f"a node's residual bound is still {cut_short:.3g} after round {rounds} "
+            "(the result so far is in .result)",
+            rounds=rounds,
+            residual=cut_short,
+            result=result,
+        )
+    return result
