@@ -92,12 +92,30 @@ impl Comm {
         &self.listen_addrs
     }
 
-    /// Members known to have departed, in rank order.
+    /// Members that departed mid-job, in rank order: those whose input is
+    /// missing from a reduction this member completed (they crashed, were
+    /// cut off, or left before the others were done with them). Every
+    /// member that completed the same reductions lists the same ones.
+    /// Members that went away after their part was done are in
+    /// [`Comm::left`] instead.
     pub fn departed(&self) -> Vec<usize> {
-        let mut all: Vec<usize> = self.node.departed().into_iter().map(|(r, _)| r).collect();
         // Reductions take `&mut self`, so the session is free here.
+        self.session
+            .try_lock()
+            .map(|session| session.missing.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Members known to be gone (a goodbye, a failure detected here, or
+    /// another member's report) whose input is in every reduction this
+    /// member completed: typically members that finished the job and left
+    /// first. In rank order; disjoint from [`Comm::departed`]. A member
+    /// listed here moves to `departed` if a later reduction lacks it.
+    pub fn left(&self) -> Vec<usize> {
+        let mut all: Vec<usize> = self.node.departed().into_iter().map(|(r, _)| r).collect();
         if let Ok(session) = self.session.try_lock() {
             all.extend(session.departed.iter().copied());
+            all.retain(|r| !session.missing.contains(r));
         }
         all.sort_unstable();
         all.dedup();

@@ -69,6 +69,9 @@ pub(crate) struct Session {
     op: u64,
     /// Members known to have departed, from any source.
     pub(crate) departed: BTreeSet<usize>,
+    /// Members whose input a reduction this member completed lacks: they
+    /// departed mid-job (a subset of `departed`).
+    pub(crate) missing: BTreeSet<usize>,
     /// Those of them known to be gone (their process ended, or they left).
     gone: BTreeSet<usize>,
     /// Why this member is out of the job for good (excluded by the others,
@@ -317,6 +320,7 @@ impl Session {
             verdicts,
             op: 0,
             departed: BTreeSet::new(),
+            missing: BTreeSet::new(),
             gone: BTreeSet::new(),
             failed: None,
             repeats: HashMap::new(),
@@ -566,8 +570,9 @@ impl Session {
         self.last = Some((op, engine));
         let outcome =
             outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")));
-        if let Err(error) = &outcome {
-            self.fail(error);
+        match &outcome {
+            Ok(reduction) => self.missing.extend(reduction.contributors.departed()),
+            Err(error) => self.fail(error),
         }
         outcome
     }

@@ -46,6 +46,18 @@ pub struct Comm {
 type ReductionParts<'py> = (Bound<'py, PyArray1<f64>>, u32, f64, Vec<usize>);
 
 impl Comm {
+    /// `f` of the comm, if it is open and not in a call.
+    fn ready<T>(&self, py: Python<'_>, f: impl FnOnce(&dac_net::Comm) -> T) -> PyResult<T> {
+        match &*self.slot() {
+            Slot::Ready(comm) => Ok(f(comm)),
+            _ => Err(to_py(
+                py,
+                Some(self.rank),
+                network("the comm is closed or in use"),
+            )),
+        }
+    }
+
     fn slot(&self) -> MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -215,16 +227,14 @@ impl Comm {
         self.call(py, move |comm| Ok(comm.abort_call(kind)?))
     }
 
-    /// Members known to have departed the job.
+    /// Members that departed mid-job (see `dac_net::Comm::departed`).
     fn departed(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
-        match &*self.slot() {
-            Slot::Ready(comm) => Ok(comm.departed()),
-            _ => Err(to_py(
-                py,
-                Some(self.rank),
-                network("the comm is closed or in use"),
-            )),
-        }
+        self.ready(py, |comm| comm.departed())
+    }
+
+    /// Members gone after their part was done (see `dac_net::Comm::left`).
+    fn left(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        self.ready(py, |comm| comm.left())
     }
 
     /// Leaves the job: flushes what is queued (at most 2 s) and closes the

@@ -78,6 +78,14 @@ def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     assert "contributors [0, 1, 2]" in p.stdout
 
 
+def test_a_member_that_left_after_its_part_is_not_listed_as_departed() -> None:
+    """Issue 16: `departed()` listed ranks that had finished normally."""
+    p = run_spmd("leaver.py", 3)
+    assert p.returncode == 0, p.stdout
+    for check in ["left-after-finishing", "departed-once-missing"]:
+        assert ok_ranks(p.stdout, check) == [0, 1], f"{check}:\n{p.stdout}"
+
+
 def test_a_frozen_rank_raises_when_it_wakes_and_the_others_go_on(tmp_path: Path) -> None:
     """A rank frozen past the peer timeout does not go on alone: it raises
     NetworkError when it wakes (before, it got no exception at all and ran

@@ -105,7 +105,12 @@ class Comm:
         return Reduction(shaped, rounds, residual, contributors)
 
     def departed(self) -> List[int]:
-        """Members known to have left or crashed, in increasing order.
+        """Members that departed mid-job, in increasing order: those whose
+        input is missing from a reduction this member completed (they
+        crashed, were cut off, or left before the others were done with
+        them). Members that completed the same reductions list the same
+        ones. Members that went away after their part was done are in
+        :meth:`left` instead.
 
         >>> import dac
         >>> with dac.init(size=1, rank=0) as comm:
@@ -113,6 +118,20 @@ class Comm:
         []
         """
         return self._native.departed()
+
+    def left(self) -> List[int]:
+        """Members known to be gone whose input is in every reduction this
+        member completed (typically members that finished and left first),
+        in increasing order; disjoint from :meth:`departed`. A member
+        listed here moves to :meth:`departed` if a later reduction lacks
+        it.
+
+        >>> import dac
+        >>> with dac.init(size=1, rank=0) as comm:
+        ...     comm.left()
+        []
+        """
+        return self._native.left()
 
     def close(self) -> None:
         """Leaves the job (flushing what is queued, at most 2 s). Closing

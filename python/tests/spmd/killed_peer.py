@@ -21,6 +21,8 @@ if __name__ == "__main__":
     second = comm.allreduce(float(comm.rank))
     assert second.contributors == [0, 1, 2], second
     assert abs(second.value - 1.0) <= 1e-10, second  # mean of ranks 0, 1, 2
+    # Rank 3's input is missing from a reduction: it departed mid-job.
+    assert comm.departed() == [3] and 3 not in comm.left(), (comm.departed(), comm.left())
     print(f"contributors {second.contributors}", flush=True)
     print("ok survivors", flush=True)
     comm.close()
