@@ -141,6 +141,21 @@ pub enum Error {
         /// The dimension of the detecting rank's own input.
         found: usize,
     },
+    /// Two neighbours passed inputs of the same length but different
+    /// shapes (a host that knows the shape, such as the Python binding,
+    /// tags each reduction with it): every member's call fails.
+    #[error(
+        "rank {rank} and rank {neighbour} passed arrays of different shapes with the same \
+         number of entries ({len}); every member must pass the same shape"
+    )]
+    ShapeMismatch {
+        /// The rank that detected the mismatch.
+        rank: usize,
+        /// Its neighbour with the other shape.
+        neighbour: usize,
+        /// The number of entries both passed.
+        len: usize,
+    },
     /// A node id is not a member of the job.
     #[error("node {node} is not a member (members are 0..{members})")]
     UnknownNode {

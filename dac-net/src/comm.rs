@@ -146,14 +146,16 @@ impl Comm {
     /// thread switch; a long one on the caller's thread, so that its
     /// arithmetic overlaps the links' encryption and copying on the worker
     /// (each measured faster for its size with `scripts/bench-net`).
-    fn reduce_blocking(&mut self, x: &[f64]) -> Result<Reduction> {
+    fn reduce_blocking(&mut self, x: &[f64], shape: Option<&[usize]>) -> Result<Reduction> {
         let runtime = self.runtime()?;
         if x.len() > ON_WORKER_MAX_LEN {
-            return runtime.block_on(async { self.session.lock().await.reduce(x).await });
+            return runtime.block_on(async { self.session.lock().await.reduce(x, shape).await });
         }
         let session = Arc::clone(&self.session);
         let x = x.to_vec();
-        let task = runtime.spawn(async move { session.lock().await.reduce(&x).await });
+        let shape = shape.map(<[usize]>::to_vec);
+        let task =
+            runtime.spawn(async move { session.lock().await.reduce(&x, shape.as_deref()).await });
         runtime
             .block_on(task)
             .map_err(|e| transport(format!("the reduction task failed: {e}")))?
@@ -197,12 +199,76 @@ impl Comm {
         })
     }
 
+    /// Checks an input length before the input is built: if `len` values
+    /// do not fit in a frame, the next collective fails on every member
+    /// with [`Error::InputTooLarge`] (as the reduction itself would) and so
+    /// does this call; otherwise nothing happens. For a binding that would
+    /// otherwise copy a huge input only for the call to refuse it.
+    ///
+    /// # Errors
+    /// [`Error::InputTooLarge`]; the errors of [`Comm::abort_call`].
+    pub fn check_input_len(&mut self, len: usize) -> Result<()> {
+        let max = self.node.max_input_len();
+        if len <= max {
+            return Ok(());
+        }
+        let error = Error::InputTooLarge {
+            rank: self.rank,
+            len,
+            max,
+        };
+        let runtime = self.runtime()?;
+        let told = error.clone();
+        runtime.block_on(async { self.session.lock().await.abort_call(told) })?;
+        Err(error)
+    }
+
+    /// [`Communicator::allreduce_mean`] of an array of shape `shape` (row
+    /// major, `x.len()` its number of entries): every member must pass the
+    /// same shape, and one that passes another shape of the same length —
+    /// `(2, 3)` against `(3, 2)`, a scalar `()` against `(1,)` — fails the
+    /// call on every member with [`Error::ShapeMismatch`], naming it and
+    /// the neighbour that found it. The check is a hash of the shape in
+    /// each frame's header, compared by every neighbour: it costs 8 bytes a
+    /// frame and no reduction. [`Communicator::allreduce_mean`] is this
+    /// with the shape `(x.len(),)`.
+    ///
+    /// # Errors
+    /// As [`Communicator::allreduce_mean`], plus [`Error::ShapeMismatch`];
+    /// a `shape` whose product is not `x.len()` fails the call on every
+    /// member with [`Error::InvalidArgument`] naming this one (which gets
+    /// [`Error::InvalidConfig`] saying so).
+    pub fn allreduce_mean_shaped(&mut self, x: &[f64], shape: &[usize]) -> Result<Reduction> {
+        let entries = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if entries != Some(x.len()) {
+            self.abort_call(dac_core::ArgumentKind::Shape)?;
+            return Err(Error::InvalidConfig {
+                field: "shape",
+                reason: format!(
+                    "{shape:?} of rank {} does not have the input's {} entries",
+                    self.rank,
+                    x.len()
+                ),
+            });
+        }
+        self.reduce_blocking(x, Some(shape))
+    }
+
+    /// [`Comm::allreduce_mean_shaped`] as a sum.
+    ///
+    /// # Errors
+    /// As [`Comm::allreduce_mean_shaped`].
+    pub fn allreduce_sum_shaped(&mut self, x: &[f64], shape: &[usize]) -> Result<Reduction> {
+        self.allreduce_mean_shaped(x, shape)
+            .map(Reduction::into_sum)
+    }
+
     /// [`Communicator::allreduce_mean`] for async code.
     ///
     /// # Errors
     /// As [`Communicator::allreduce_mean`].
     pub async fn allreduce_mean_async(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.session.lock().await.reduce(x).await
+        self.session.lock().await.reduce(x, None).await
     }
 
     /// [`Communicator::allreduce_sum`] for async code.
@@ -325,11 +391,11 @@ impl Communicator for Comm {
     }
 
     fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.reduce_blocking(x)
+        self.reduce_blocking(x, None)
     }
 
     fn allreduce_sum(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.reduce_blocking(x).map(Reduction::into_sum)
+        self.reduce_blocking(x, None).map(Reduction::into_sum)
     }
 }
 

@@ -116,6 +116,7 @@ mod tests {
         header.flags = flags;
         Frame {
             op,
+            shape: 0,
             message: OwnedMessage {
                 header,
                 events: Vec::new(),

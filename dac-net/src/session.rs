@@ -84,6 +84,9 @@ pub(crate) struct Session {
     /// The previous reduction's engine, which answers late questions
     /// about it.
     last: Option<(u64, Engine)>,
+    /// The shape tag of the current reduction and of the last one.
+    shape: u64,
+    last_shape: u64,
     /// The previous reduction's result announcement, not yet sent to these
     /// neighbours (see [`Session::finish`]).
     owed: Option<(Arc<[u8]>, Vec<usize>)>,
@@ -326,6 +329,8 @@ impl Session {
             repeats: HashMap::new(),
             early: Vec::new(),
             last: None,
+            shape: 0,
+            last_shape: 0,
             owed: None,
             commands: started.commands,
             tasks,
@@ -425,19 +430,25 @@ impl Session {
         let (op, peers, bound) = self.next_op();
         let setup = self.setup(&peers, bound);
         let mut aborted = Engine::aborted(setup, reason);
+        // Its shape is unknown; receivers take aborts whatever the tag.
+        self.shape = 0;
         self.flush(op, &mut aborted);
-        self.last = Some((op, aborted));
+        self.end(op, aborted);
         self.early.retain(|(_, f)| f.op > op);
         Ok(())
     }
 
-    /// One reduction: the mean of every live member's `x`.
-    pub(crate) async fn reduce(&mut self, x: &[f64]) -> Result<Reduction> {
+    /// One reduction: the mean of every live member's `x`, whose shape is
+    /// `shape` (its product is `x.len()`; `None`: one-dimensional). A
+    /// neighbour with another shape of the same length fails it for
+    /// everyone with [`Error::ShapeMismatch`].
+    pub(crate) async fn reduce(&mut self, x: &[f64], shape: Option<&[usize]>) -> Result<Reduction> {
         self.take_verdicts();
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
         let (op, peers, bound) = self.next_op();
+        self.shape = wire::shape_tag(shape.unwrap_or(&[x.len()]));
         let setup = self.setup(&peers, bound);
         let max = self.node.max_input_len();
         let created = if x.len() > max {
@@ -457,7 +468,7 @@ impl Session {
                 if let Some(reason) = AbortReason::from_error(&error) {
                     let mut aborted = Engine::aborted(setup, reason);
                     self.flush(op, &mut aborted);
-                    self.last = Some((op, aborted));
+                    self.end(op, aborted);
                 }
                 self.early.retain(|(_, f)| f.op > op);
                 return Err(error);
@@ -557,7 +568,7 @@ impl Session {
         let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let mut announce = None;
         engine.poll_outgoing(|target, message| {
-            let frame: Arc<[u8]> = wire::encode(job, op, message).into();
+            let frame: Arc<[u8]> = wire::encode(job, op, self.shape, message).into();
             if !eventful && message.header.kind == Kind::Done && target == Target::Peers {
                 announce = Some(frame);
             } else {
@@ -567,7 +578,7 @@ impl Session {
         self.owed = announce.map(|frame| (frame, peers));
         self.send_all(&engine, now);
         let outcome = engine.take_outcome();
-        self.last = Some((op, engine));
+        self.end(op, engine);
         let outcome =
             outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")));
         match &outcome {
@@ -575,6 +586,13 @@ impl Session {
             Err(error) => self.fail(error),
         }
         outcome
+    }
+
+    /// Keeps the engine of reduction `op`, now over, to answer late
+    /// questions under its shape tag.
+    fn end(&mut self, op: u64, engine: Engine) {
+        self.last = Some((op, engine));
+        self.last_shape = self.shape;
     }
 
     /// Sends the deferred result announcement of the previous reduction.
@@ -628,6 +646,21 @@ impl Session {
         }
         if frame.op == op {
             let dim = engine.dim();
+            let kind = frame.message.header.kind;
+            let len = frame.message.payload.len();
+            // Another length is the engine's `DimensionMismatch`; the same
+            // length in another shape, a usage error too: everyone fails.
+            // (Aborts come whatever the sender's shape.)
+            let same_len =
+                (kind == Kind::Round && len == dim + 1) || (kind == Kind::Done && len == dim);
+            if frame.shape != self.shape && same_len {
+                engine.abort(AbortReason::ShapeMismatch {
+                    rank: self.rank as u32,
+                    neighbour: from as u32,
+                    len: dim as u64,
+                });
+                return;
+            }
             if let Err(violation) = engine.receive(from, &frame.message.as_message()) {
                 match violation.dimension_mismatch(self.rank, dim) {
                     // Another input length is a usage error: everyone fails.
@@ -640,7 +673,7 @@ impl Session {
                 // The previous reduction is over, but a malformed message
                 // is still a broken protocol.
                 let received = last.receive(from, &frame.message.as_message());
-                self.flush(last_op, &mut last);
+                self.flush_as(last_op, self.last_shape, &mut last);
                 let late = last.take_misbehaviour();
                 self.last = Some((last_op, last));
                 for violation in late {
@@ -697,12 +730,18 @@ impl Session {
         }
     }
 
-    /// Sends everything the engine has to send.
+    /// Sends everything the engine of the current reduction has to send.
     fn flush(&self, op: u64, engine: &mut Engine) {
+        self.flush_as(op, self.shape, engine);
+    }
+
+    /// Sends everything `engine` (of reduction `op`, shape tag `shape`)
+    /// has to send.
+    fn flush_as(&self, op: u64, shape: u64, engine: &mut Engine) {
         let mut out: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let job = self.node.job;
         engine.poll_outgoing(|target, message| {
-            out.push((target, wire::encode(job, op, message).into()));
+            out.push((target, wire::encode(job, op, shape, message).into()));
         });
         self.send_all(engine, out);
     }

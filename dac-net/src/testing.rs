@@ -108,7 +108,13 @@ impl Comm {
             degree: self.neighbour_count() as u32,
             ..Header::new(Kind::Round, 0)
         };
-        wire::encode(job, self.next_op(), &Message::new(header, &[], &mass))
+        let shape = wire::shape_tag(&[input.len()]);
+        wire::encode(
+            job,
+            self.next_op(),
+            shape,
+            &Message::new(header, &[], &mass),
+        )
     }
 
     /// The bytes of `bad`, for a member whose next input is `input`.
@@ -119,7 +125,13 @@ impl Comm {
             BadFrame::WrongJob => self.round_zero(job ^ 0x5a5a, &input),
             BadFrame::FutureOp => {
                 let header = Header::new(Kind::Events, 0);
-                wire::encode(job, self.next_op() + 1000, &Message::new(header, &[], &[]))
+                let shape = wire::shape_tag(&[input.len()]);
+                wire::encode(
+                    job,
+                    self.next_op() + 1000,
+                    shape,
+                    &Message::new(header, &[], &[]),
+                )
             }
             BadFrame::Oversized => (u32::MAX - 8).to_le_bytes().to_vec(),
             BadFrame::Truncated => {
@@ -161,7 +173,13 @@ impl Comm {
                 let rounds = dims + if n.is_power_of_two() { 0 } else { 2 };
                 let header = Header::new(Kind::Done, rounds);
                 let value = vec![12345.0; input.len()];
-                wire::encode(job, self.next_op(), &Message::new(header, &[], &value))
+                let shape = wire::shape_tag(&[input.len()]);
+                wire::encode(
+                    job,
+                    self.next_op(),
+                    shape,
+                    &Message::new(header, &[], &value),
+                )
             }
         }
     }

@@ -47,6 +47,8 @@ struct FrameHeader {
     job: u64,
     /// The reduction (operation) of the job, counted from 1.
     op: u64,
+    /// The reduction's shape tag ([`shape_tag`] of the input's shape).
+    shape: u64,
     /// The engine's message header (kind, round, view, …).
     header: Header,
     /// Membership events the sender attaches.
@@ -105,6 +107,8 @@ pub(crate) enum Body {
 pub(crate) struct Frame {
     /// The reduction it belongs to.
     pub(crate) op: u64,
+    /// The sender's shape tag for it.
+    pub(crate) shape: u64,
     /// The engine message it carries.
     pub(crate) message: OwnedMessage,
 }
@@ -181,11 +185,27 @@ pub(crate) enum ReadError {
     Frame(#[from] FrameError),
 }
 
-/// Encodes one engine message of reduction `op` of job `job` as a frame.
-pub(crate) fn encode(job: u64, op: u64, message: &Message<'_>) -> Vec<u8> {
+/// A reduction's shape tag: a hash of its input's shape (FNV-1a of the
+/// number of dimensions and each extent). Inputs without a shape of their
+/// own are one-dimensional: `shape_tag(&[len])`.
+pub(crate) fn shape_tag(shape: &[usize]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in std::iter::once(shape.len()).chain(shape.iter().copied()) {
+        for byte in (word as u64).to_le_bytes() {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Encodes one engine message of reduction `op` (shape tag `shape`) of
+/// job `job` as a frame.
+pub(crate) fn encode(job: u64, op: u64, shape: u64, message: &Message<'_>) -> Vec<u8> {
     let header = FrameHeader {
         job,
         op,
+        shape,
         header: message.header,
         events: message.events.to_vec(),
         abort: message.abort,
@@ -266,6 +286,7 @@ pub(crate) fn decode_body(body: &[u8], job: u64) -> Result<Frame, FrameError> {
     }
     Ok(Frame {
         op: header.op,
+        shape: header.shape,
         message: OwnedMessage {
             header: header.header,
             events: header.events,
@@ -472,13 +493,13 @@ mod tests {
     #[test]
     fn round_trip() {
         let m = sample();
-        let bytes = encode(9, 42, &m.as_message());
+        let bytes = encode(9, 42, 7, &m.as_message());
         let mut reader = &bytes[..];
         let mut buf = Vec::new();
         let frame = block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME, 9, &mut buf))
             .unwrap()
             .unwrap();
-        assert_eq!(frame.op, 42);
+        assert_eq!((frame.op, frame.shape), (42, 7));
         assert_eq!(frame.message, m);
         // Clean end of stream between frames.
         assert!(
@@ -490,7 +511,7 @@ mod tests {
 
     #[test]
     fn refuses_other_jobs_and_oversized_frames() {
-        let bytes = encode(9, 1, &sample().as_message());
+        let bytes = encode(9, 1, 7, &sample().as_message());
         let mut buf = Vec::new();
         let err = block_on(read_frame(&mut &bytes[..], DEFAULT_MAX_FRAME, 8, &mut buf));
         assert!(matches!(
@@ -516,7 +537,7 @@ mod tests {
 
     #[test]
     fn every_corruption_is_an_error_not_a_panic() {
-        let bytes = encode(9, 1, &sample().as_message());
+        let bytes = encode(9, 1, 7, &sample().as_message());
         let body = &bytes[PREFIX..];
         // Every truncation of the body.
         for cut in 0..body.len() {

@@ -256,6 +256,98 @@ fn inputs_beyond_the_frame_limit_fail_on_every_rank() {
     }
 }
 
+/// Only rank 2 is too long, and it finds out before its input is built
+/// (`check_input_len`): every rank fails alike, and the next call works.
+#[test]
+fn an_input_refused_before_it_is_built_fails_on_every_rank() {
+    let results = common::run_job(
+        3,
+        |_, b| b.max_frame_bytes(64 << 10),
+        |comm| {
+            let len = if comm.rank() == 2 { 10_000 } else { 100 };
+            let long = comm
+                .check_input_len(len)
+                .and_then(|()| comm.allreduce_mean(&input(comm.rank(), len)));
+            let short = comm.allreduce_mean(&input(comm.rank(), 100)).unwrap();
+            (long, short)
+        },
+    );
+    for (rank, (long, short)) in results.into_iter().enumerate() {
+        assert!(
+            matches!(
+                long,
+                Err(Error::InputTooLarge {
+                    rank: 2,
+                    len: 10_000,
+                    ..
+                })
+            ),
+            "rank {rank}: {long:?}"
+        );
+        assert_close(&short.value, &exact_mean(&[0, 1, 2], 100), "after");
+    }
+}
+
+/// Arrays of the same length in different shapes — `(2, 3)` against
+/// `(3, 2)`, a scalar against `(1,)` — fail the call on every member (they
+/// used to be combined entry by entry), and the next call works.
+#[test]
+fn the_same_length_in_another_shape_fails_on_every_member() {
+    for schedule in [dac_net::Schedule::Exact, dac_net::Schedule::Metropolis] {
+        another_shape_fails_on_every_member(schedule);
+    }
+}
+
+fn another_shape_fails_on_every_member(schedule: dac_net::Schedule) {
+    let n = 4;
+    let results = common::run_job(
+        n,
+        |_, b| b.schedule(schedule),
+        |comm| {
+            let rank = comm.rank();
+            let transposed: &[usize] = if rank == 3 { &[3, 2] } else { &[2, 3] };
+            let matrix = comm.allreduce_mean_shaped(&input(rank, 6), transposed);
+            let scalar: &[usize] = if rank == 0 { &[] } else { &[1] };
+            let one = comm.allreduce_sum_shaped(&input(rank, 1), scalar);
+            let same = comm
+                .allreduce_mean_shaped(&input(rank, 6), &[2, 3])
+                .unwrap();
+            let plain = comm.allreduce_mean(&input(rank, 6)).unwrap();
+            let wrong = comm.allreduce_mean_shaped(&input(rank, 5), &[2, 3]);
+            let after = comm.allreduce_mean(&input(rank, 5)).unwrap();
+            (matrix, one, same, plain, wrong, after)
+        },
+    );
+    let all: Vec<usize> = (0..n).collect();
+    for (rank, (matrix, one, same, plain, wrong, after)) in results.into_iter().enumerate() {
+        match matrix {
+            Err(Error::ShapeMismatch {
+                neighbour, len: 6, ..
+            }) => {
+                assert!(neighbour < n, "rank {rank}")
+            }
+            other => panic!("rank {rank}: {other:?}"),
+        }
+        assert!(
+            matches!(one, Err(Error::ShapeMismatch { len: 1, .. })),
+            "rank {rank}: {one:?}"
+        );
+        assert_close(&same.value, &exact_mean(&all, 6), "the same shape");
+        // A one-dimensional call is the shape (len,).
+        assert_close(&plain.value, &exact_mean(&all, 6), "plain");
+        // Every rank's shape disagrees with its own length: all fail.
+        assert!(
+            matches!(
+                wrong,
+                Err(Error::InvalidConfig { field: "shape", .. })
+                    | Err(Error::InvalidArgument { .. })
+            ),
+            "rank {rank}: {wrong:?}"
+        );
+        assert_close(&after.value, &exact_mean(&all, 5), "after");
+    }
+}
+
 /// A member that finds its own arguments invalid fails the call on every
 /// member, naming itself, instead of returning early; the next call pairs
 /// up as it should.

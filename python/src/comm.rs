@@ -3,7 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use dac_core::{Communicator, Schedule, Topology};
+use dac_core::{Schedule, Topology};
 use dac_net::{ArgumentKind, CommBuilder};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyException;
@@ -197,14 +197,18 @@ impl Comm {
         &self,
         py: Python<'py>,
         x: PyReadonlyArray1<'py, f64>,
+        shape: Vec<usize>,
         sum: bool,
     ) -> PyResult<ReductionParts<'py>> {
+        // Refused before the copy below, on every member alike.
+        let len = x.as_array().len();
+        self.call(py, move |comm| Ok(comm.check_input_len(len)?))?;
         let x = self.arguments(py, || flat(x.as_slice()))?;
         let r = self.call(py, move |comm| {
             let r = if sum {
-                comm.allreduce_sum(&x)
+                comm.allreduce_sum_shaped(&x, &shape)
             } else {
-                comm.allreduce_mean(&x)
+                comm.allreduce_mean_shaped(&x, &shape)
             };
             Ok(r?)
         })?;

@@ -74,6 +74,15 @@ fn classify_core(e: &Error) -> (&'static str, Vec<(&'static str, Detail)>) {
             ],
         ),
         Error::InputTooLarge { .. } => ("ShapeError", vec![]),
+        Error::ShapeMismatch {
+            rank, neighbour, ..
+        } => (
+            "ShapeError",
+            vec![(
+                "ranks",
+                Ints(vec![(*rank).min(*neighbour), (*rank).max(*neighbour)]),
+            )],
+        ),
         Error::NonFiniteInput { rank, index, .. } => (
             "NonFiniteError",
             vec![("ranks", Ints(vec![*rank])), ("index", Int(*index))],

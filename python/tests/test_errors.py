@@ -97,6 +97,10 @@ def test_comm_errors_name_the_rank(comm: dac.Comm) -> None:
         dac.bayes.gaussian_linear(comm, np.ones((3, 1)), np.ones(3), np.zeros(1), np.eye(1), -1.0)
     with pytest.raises(dac.ShapeError, match="3 values but the grid has 4"):
         dac.bayes.grid_posterior(comm, np.arange(4.0), np.zeros(3), lambda t: 0.0)
+    # More values than a frame holds (65 MiB): refused before the input
+    # is copied (it was copied first: 3.16 GB peak for 2e8 values).
+    with pytest.raises(dac.ShapeError, match="9000000 values"):
+        comm.allreduce(np.ones(9_000_000))
     # The comm is still usable after all of these.
     assert comm.allreduce(4.0).value == 4.0
 

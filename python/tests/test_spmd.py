@@ -35,7 +35,8 @@ def test_collectives_on_one_and_three_ranks() -> None:
 def test_a_bad_input_on_one_rank_raises_on_every_rank() -> None:
     p = run_spmd("bad_inputs.py", 4)
     assert p.returncode == 0, p.stdout
-    for check in ["length-mismatch", "nan-one-rank", "columns-mismatch", "still-usable"]:
+    for check in ["length-mismatch", "nan-one-rank", "columns-mismatch", "transposed",
+                  "scalar-vs-one", "still-usable"]:
         assert ok_ranks(p.stdout, check) == [0, 1, 2, 3], f"{check}:\n{p.stdout}"
     assert "rank 2" in p.stdout  # the NaN error names the rank that had it
 

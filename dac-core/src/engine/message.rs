@@ -209,6 +209,16 @@ pub enum AbortReason {
         /// What was wrong.
         kind: ArgumentKind,
     },
+    /// Two neighbours passed inputs of the same length but different
+    /// shapes (see [`Error::ShapeMismatch`]).
+    ShapeMismatch {
+        /// The member that detected it.
+        rank: u32,
+        /// Its neighbour.
+        neighbour: u32,
+        /// The common length.
+        len: u64,
+    },
     /// After a topology repair the Laplacian step is too large.
     StepTooLarge {
         /// The member whose degree grew.
@@ -255,6 +265,15 @@ impl From<AbortReason> for Error {
                 rank: rank as usize,
                 kind,
             },
+            AbortReason::ShapeMismatch {
+                rank,
+                neighbour,
+                len,
+            } => Error::ShapeMismatch {
+                rank: rank as usize,
+                neighbour: neighbour as usize,
+                len: len as usize,
+            },
             AbortReason::StepTooLarge { eps, degree, .. } => Error::LaplacianStepTooLarge {
                 eps,
                 max_degree: degree as usize,
@@ -296,6 +315,15 @@ impl AbortReason {
             Error::InvalidArgument { rank, kind } => AbortReason::InvalidArgument {
                 rank: rank as u32,
                 kind,
+            },
+            Error::ShapeMismatch {
+                rank,
+                neighbour,
+                len,
+            } => AbortReason::ShapeMismatch {
+                rank: rank as u32,
+                neighbour: neighbour as u32,
+                len: len as u64,
             },
             _ => return None,
         })

@@ -76,7 +76,10 @@ class Comm:
         The sum is the mean times the number of contributors, so after a
         member vanishes it is the sum over the survivors (see
         ``contributors``). Raises :class:`~dac.ShapeError` on every member
-        if the shapes differ, :class:`~dac.NonFiniteError` on every member
+        if the shapes differ (also with the same number of entries, such as
+        ``(2, 3)`` and ``(3, 2)``, or a float and an array of shape
+        ``(1,)``) or if one passes more values than a frame holds (found
+        before they are copied), :class:`~dac.NonFiniteError` on every member
         if one passes NaN or infinity, :class:`~dac.ConvergenceError`,
         :class:`~dac.NetworkError`. An invalid argument on one member (a
         dtype that is not real numbers, more than 32 dimensions, an
@@ -97,7 +100,7 @@ class Comm:
                 )
             arr = np.asarray(as_float(x, "x", tuple(range(33)), self.rank))
         value, rounds, residual, contributors = self._native.allreduce(
-            arr.reshape(-1), op == "sum"
+            arr.reshape(-1), list(arr.shape), op == "sum"
         )
         shaped: Union[float, Float64Array] = (
             float(value[0]) if arr.ndim == 0 else value.reshape(arr.shape)

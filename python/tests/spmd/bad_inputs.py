@@ -31,6 +31,12 @@ def main() -> None:
         # Rank 3's rows have a different number of columns.
         a = np.ones((5, 3 if rank != 3 else 4))
         expect("columns-mismatch", dac.ShapeError, dac.linalg.lstsq, comm, a, np.ones(5))
+        # Rank 3 passes the transpose: the same six entries, another shape.
+        m = np.arange(6.0).reshape((2, 3) if rank != 3 else (3, 2))
+        expect("transposed", dac.ShapeError, comm.allreduce, m)
+        # Rank 0 passes a float, the others an array of shape (1,).
+        one = 1.0 if rank == 0 else np.ones(1)
+        expect("scalar-vs-one", dac.ShapeError, comm.allreduce, one)
         # The job is still usable afterwards.
         red = comm.allreduce(float(rank))
         assert red.value == 1.5 and red.contributors == [0, 1, 2, 3], red
