@@ -32,3 +32,107 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// The bench programs' command lines, parsed by clap: `--help` and
+/// `--version` print on stdout and exit 0; an argument error is one line
+/// `PROGRAM: …` on stderr and exit status 2.
+pub mod cli {
+    /// Parses this process's command line as `T`, or exits (see the module).
+    pub fn parse<T: clap::Parser>(program: &str) -> T {
+        match T::try_parse() {
+            Ok(args) => args,
+            Err(e) if !e.use_stderr() => {
+                // `--help` or `--version`: a closed stdout has no one to tell.
+                let _ = e.print();
+                std::process::exit(0)
+            }
+            Err(e) => fail(program, &one_line(&e)),
+        }
+    }
+
+    /// Prints `PROGRAM: MESSAGE` on stderr and exits with status 2.
+    pub fn fail(program: &str, message: &str) -> ! {
+        eprintln!("{program}: {message}");
+        std::process::exit(2)
+    }
+
+    /// A clap error as one line, without the `error: ` prefix and the
+    /// usage: the message, then what it lists (`a, b`) and its tips
+    /// (`; tip: …`), then `(see --help)`.
+    pub fn one_line(e: &clap::Error) -> String {
+        let rendered = e.render().to_string();
+        let mut line = String::new();
+        for paragraph in rendered.split("\n\n") {
+            let paragraph = paragraph.trim();
+            if paragraph.starts_with("Usage:") || paragraph.starts_with("For more information") {
+                continue;
+            }
+            for part in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if line.is_empty() {
+                    line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+                    continue;
+                }
+                let separator = if line.ends_with(':') || part.starts_with('[') {
+                    " "
+                } else if part.starts_with("tip:") {
+                    "; "
+                } else {
+                    ", "
+                };
+                line.push_str(separator);
+                line.push_str(part);
+            }
+        }
+        format!("{line} (see --help)")
+    }
+
+    /// Parses a count that is at least 1.
+    ///
+    /// # Errors
+    /// A message for clap when `value` is not a positive integer.
+    pub fn positive(value: &str) -> Result<usize, String> {
+        match value.parse::<usize>() {
+            Ok(0) => Err("must be at least 1".into()),
+            Ok(n) => Ok(n),
+            Err(_) => Err("expects a positive integer".into()),
+        }
+    }
+
+    /// A comma-separated list of counts, each at least 1: `2,4,8`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Counts(pub Vec<usize>);
+
+    impl std::fmt::Display for Counts {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let items: Vec<String> = self.0.iter().map(usize::to_string).collect();
+            f.write_str(&items.join(","))
+        }
+    }
+
+    /// Parses [`Counts`].
+    ///
+    /// # Errors
+    /// A message for clap naming the first item that is not a positive
+    /// integer.
+    pub fn counts(value: &str) -> Result<Counts, String> {
+        value
+            .split(',')
+            .map(|item| positive(item.trim()).map_err(|e| format!("{item:?} {e}")))
+            .collect::<Result<_, _>>()
+            .map(Counts)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn counts_are_positive_and_separated_by_commas() {
+            assert_eq!(counts("2,4, 8"), Ok(Counts(vec![2, 4, 8])));
+            assert_eq!(Counts(vec![1, 1000]).to_string(), "1,1000");
+            assert!(counts("2,,8").is_err());
+            assert!(counts("0").unwrap_err().contains("at least 1"));
+            assert!(counts("x").unwrap_err().contains("positive integer"));
+        }
+    }
+}

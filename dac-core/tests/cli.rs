@@ -1,5 +1,7 @@
-//! The `simulate` program: JSON output, trace file, exit codes.
+//! The `simulate` program: JSON output, trace file, exit codes, `--help`,
+//! the README's option table and the shell completions.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 fn simulate(args: &[&str]) -> (i32, String, String) {
@@ -17,7 +19,7 @@ fn simulate(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn documented_example_prints_one_json_object() {
     let (code, stdout, _) = simulate(&[
-        "--nodes",
+        "--np",
         "1024",
         "--topology",
         "exponential",
@@ -57,7 +59,7 @@ fn metropolis_reports_its_spectral_bound_and_writes_a_trace() {
     let trace = std::env::temp_dir().join(format!("dac-trace-{}.csv", std::process::id()));
     let trace_arg = trace.to_str().unwrap();
     let (code, stdout, _) = simulate(&[
-        "--nodes",
+        "--np",
         "64",
         "--topology",
         "torus",
@@ -101,13 +103,18 @@ fn metropolis_reports_its_spectral_bound_and_writes_a_trace() {
 fn bad_arguments_exit_2_with_one_line() {
     for args in [
         &["--topology", "star"][..],
-        &["--nodes", "-3"],
+        &["--np", "-3"],
+        &["--nodes", "0"],
+        &["-n", "x"],
+        &["--bogus"],
+        &["--crash", "3"],
+        &["--completions", "tcsh"],
         &["--schedule", "laplacian:2", "--topology", "ring"],
-        &["--nodes", "8", "--topology", "ring"],
+        &["--np", "8", "--topology", "ring"],
         &["--drop", "1.5"],
-        &["--crash", "99@1", "--nodes", "8"],
-        &["--freeze", "2@5..3", "--nodes", "8"],
-        &["--cut", "0-0@1..2", "--nodes", "8"],
+        &["--crash", "99@1", "--np", "8"],
+        &["--freeze", "2@5..3", "--np", "8"],
+        &["--cut", "0-0@1..2", "--np", "8"],
         &["--suspect-after", "0"],
         &["--edges", "/nonexistent/edges.txt"],
     ] {
@@ -122,7 +129,7 @@ fn bad_arguments_exit_2_with_one_line() {
 #[test]
 fn a_run_that_does_not_converge_exits_1() {
     let (code, stdout, _) = simulate(&[
-        "--nodes",
+        "--np",
         "64",
         "--topology",
         "ring",
@@ -148,7 +155,7 @@ fn a_run_that_does_not_converge_exits_1() {
 #[test]
 fn a_frozen_member_is_reported_as_failed() {
     let (code, stdout, _) = simulate(&[
-        "--nodes",
+        "--np",
         "16",
         "--schedule",
         "metropolis",
@@ -169,4 +176,159 @@ fn a_frozen_member_is_reported_as_failed() {
     assert!(v["max_abs_error"].as_f64().unwrap() <= 1e-9);
     let failure = v["failures"][0].as_str().unwrap();
     assert!(failure.starts_with("member 2:") && failure.contains("excluded"));
+}
+
+/// The long options an option list names: the first `--name` of each line
+/// that starts (after at most 8 spaces: not a description) with `-`,
+/// without `--help` and `--version`.
+fn help_options(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .filter(|line| {
+            let option = line.trim_start();
+            option.starts_with('-') && line.len() - option.len() <= 8
+        })
+        .filter_map(|line| {
+            line.split([' ', ',', '='])
+                .find(|word| word.starts_with("--") && word.len() > 2)
+        })
+        .filter(|option| !["--help", "--version"].contains(option))
+        .map(String::from)
+        .collect()
+}
+
+/// Every `--name` in the first column of the first table after the line
+/// `heading` of the README.
+fn readme_table_options(heading: &str) -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("read the README");
+    let (_, section) = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("the README has no {heading:?}"));
+    let rows: Vec<&str> = section
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2) // the header and the separator
+        .collect();
+    assert!(!rows.is_empty(), "no option table after {heading:?}");
+    rows.iter()
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|word| word.starts_with("--") && word.len() > 2)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every option of `simulate`, as `--help` must list it.
+const SIMULATE_OPTIONS: [&str; 26] = [
+    "--np",
+    "--topology",
+    "--edges",
+    "--schedule",
+    "--dim",
+    "--tol",
+    "--max-rounds",
+    "--drop",
+    "--duplicate",
+    "--delay",
+    "--crash",
+    "--leave",
+    "--change",
+    "--detect",
+    "--cut",
+    "--cut-oneway",
+    "--isolate",
+    "--freeze",
+    "--suspect",
+    "--suspect-after",
+    "--scale",
+    "--seed",
+    "--trace",
+    "--json",
+    "--completions",
+    "--help",
+];
+
+#[test]
+fn help_lists_every_option_with_its_default_and_the_exit_statuses() {
+    for flag in ["--help", "-h"] {
+        let (code, stdout, stderr) = simulate(&[flag]);
+        assert_eq!(code, 0, "{flag}: {stderr}");
+        assert!(stderr.is_empty(), "{flag}: {stderr}");
+        for option in SIMULATE_OPTIONS {
+            assert!(
+                stdout.contains(option),
+                "{flag}: {option} missing:\n{stdout}"
+            );
+        }
+        assert!(stdout.contains("-n, --np <N>"), "{stdout}");
+        for default in [
+            "[default: 64]",
+            "[default: exponential]",
+            "[default: 1e-12]",
+        ] {
+            assert!(stdout.contains(default), "{flag}: {default} missing");
+        }
+        let statuses = stdout
+            .split("Exit status:")
+            .nth(1)
+            .expect("the exit statuses");
+        for code in ["0", "1", "2"] {
+            assert!(
+                statuses.lines().any(|l| l.trim_start().starts_with(code)),
+                "{flag}: status {code} missing"
+            );
+        }
+    }
+    let (_, stdout, _) = simulate(&["--help"]);
+    let expected: BTreeSet<String> = SIMULATE_OPTIONS[..SIMULATE_OPTIONS.len() - 1]
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(help_options(&stdout), expected);
+    let (code, stdout, _) = simulate(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("simulate "), "{stdout}");
+}
+
+/// The README's option table lists exactly the options `--help` lists.
+#[test]
+fn the_readme_table_lists_exactly_the_options_of_help() {
+    let (code, help, _) = simulate(&["--help"]);
+    assert_eq!(code, 0);
+    let in_help = help_options(&help);
+    let in_readme = readme_table_options("## The `simulate` program");
+    assert_eq!(
+        in_readme, in_help,
+        "README table (left) and simulate --help (right) differ"
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_options() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, stdout, stderr) = simulate(&["--completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains("simulate"), "{shell}");
+        for option in ["np", "topology", "suspect-after", "cut-oneway", "json"] {
+            assert!(stdout.contains(option), "{shell}: {option} missing");
+        }
+    }
+}
+
+/// The old spelling `--nodes` still works (as a hidden alias of `--np`),
+/// and `-n` is the short one.
+#[test]
+fn the_member_count_takes_every_spelling() {
+    for flag in ["-n", "--np", "--nodes"] {
+        let (code, stdout, stderr) = simulate(&[flag, "8", "--json"]);
+        assert_eq!(code, 0, "{flag}: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["nodes"], 8, "{flag}");
+    }
+    let (_, help, _) = simulate(&["--help"]);
+    assert!(!help.contains("--nodes"), "the alias is hidden");
 }

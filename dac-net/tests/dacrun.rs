@@ -547,7 +547,7 @@ fn every_job_gets_a_fresh_private_key() {
 
 #[test]
 fn bad_arguments_fail_early_with_one_line() {
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 13] = [
         &["-n", "2", "--topology", "moebius", "--", "/bin/true"],
         &["-n", "2", "--schedule", "fast", "--", "/bin/true"],
         &["-n", "0", "--", "/bin/true"],
@@ -555,6 +555,12 @@ fn bad_arguments_fail_early_with_one_line() {
         &["-n", "2", "--"],
         &["-n", "2", "--timeout", "0", "--", "/bin/true"],
         &["-n", "2", "--key-file", "/no/such/key", "--", "/bin/true"],
+        &["-n", "2", "--bogus", "--", "/bin/true"],
+        &["/bin/true"],
+        &[],
+        &["-n", "2", "--", ""],
+        &["--peer-id", "id", "-n", "2", "/bin/true"],
+        &["--completions", "tcsh"],
     ];
     for argv in cases {
         let output = run(dacrun(argv));
@@ -578,7 +584,9 @@ fn unknown_topology_names_the_library_error() {
     ]));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.starts_with("dacrun: unknown topology \"moebius\""),
+        stderr.starts_with(
+            "dacrun: invalid value 'moebius' for '--topology <T>': unknown topology \"moebius\""
+        ),
         "{stderr}"
     );
 }
@@ -610,6 +618,35 @@ fn the_program_may_follow_the_options_without_a_separator() {
     for rank in 0..2 {
         assert!(
             stdout.contains(&format!("[{rank}] rank {rank}\n")),
+            "{stdout}"
+        );
+    }
+}
+
+/// In the mpirun form everything after the program is the program's own,
+/// dacrun's options and `--` included.
+#[test]
+fn the_programs_arguments_are_its_own_even_when_they_look_like_options() {
+    let script = r#"echo "$DAC_RANK:$*""#;
+    let argv = [
+        "-n",
+        "2",
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+        "--keep-going",
+        "-n",
+        "5",
+        "--",
+        "--help",
+    ];
+    let output = run(dacrun(&argv));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for rank in 0..2 {
+        assert!(
+            stdout.contains(&format!("[{rank}] {rank}:--keep-going -n 5 -- --help\n")),
             "{stdout}"
         );
     }

@@ -4,9 +4,9 @@
 //! that machine drift hits both.
 //!
 //! ```text
-//! scripts/bench-key                 # builds the release binaries, then runs this
-//! scripts/bench-key 8 1000000 5     # N, d, alternations (the defaults)
-//! scripts/bench-key 8 1000000 5 OLD # also OLD/dacrun --key-file (an earlier build)
+//! scripts/bench-key                                 # builds the release binaries, then runs this
+//! scripts/bench-key -n 8 --dim 1000000 --alternations 5   # the defaults
+//! scripts/bench-key --old OLD                       # also OLD/dacrun --key-file (an earlier build)
 //! ```
 //!
 //! Each run is `N` processes of `dac-allreduce --dim d --reps R --quiet`
@@ -15,12 +15,65 @@
 //! `DAC_RUN_DIR`, exactly as dacrun starts them but without a key. A run's
 //! latency is the median over its ranks of their median; the report is
 //! the median over the alternations of each, and the ratio
-//! private ÷ public. With a fourth argument, a directory holding an earlier
+//! private ÷ public. With `--old DIR`, a directory holding an earlier
 //! build's `dacrun` and `dac-allreduce`, each alternation also runs that
-//! build's private job (`--key-file`), for a before/after comparison.
+//! build's private job (`--key-file`), for a before/after comparison. The
+//! old positional form `key_bench N d ALTERNATIONS [DIR]` still works.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+
+use clap::Parser;
+use dac_benches::cli;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "key_bench",
+    version,
+    about = "What a job key costs: allreduce_mean latency of private jobs (under dacrun, keyed) \
+             against public ones (no key), run alternately, as a Markdown table.",
+    long_about = "What a job key costs: allreduce_mean latency of private jobs (under dacrun, \
+                  keyed) against public ones (no key), run alternately, as a Markdown table. \
+                  Each job is N processes of `dac-allreduce --dim d --reps R --quiet` (R = 1000 \
+                  for d up to 1000, 100 up to 100000, else 10), with dacrun and dac-allreduce \
+                  looked up next to this program (scripts/bench-key builds them).",
+    after_help = "Exit status: 0 when every job succeeded, 1 when one failed (its output is \
+                  printed), 2 for bad arguments."
+)]
+struct Cli {
+    /// Processes per job, at least 1.
+    #[arg(short = 'n', long = "np", value_name = "N", default_value_t = 8, value_parser = cli::positive)]
+    np: usize,
+
+    /// Vector length of each reduction, at least 1.
+    #[arg(long, value_name = "D", default_value_t = 1_000_000, value_parser = cli::positive)]
+    dim: usize,
+
+    /// Private and public jobs run this many times each, alternating which goes first.
+    #[arg(long, value_name = "A", default_value_t = 5, value_parser = cli::positive)]
+    alternations: usize,
+
+    /// Also run, each alternation, the private job of an earlier build whose dacrun and dac-allreduce are in DIR [default: none].
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    old: Option<PathBuf>,
+
+    /// The old positional form of --np.
+    #[arg(value_name = "N", hide = true, conflicts_with = "np", value_parser = cli::positive)]
+    np_positional: Option<usize>,
+
+    /// The old positional form of --dim.
+    #[arg(value_name = "D", hide = true, conflicts_with = "dim", value_parser = cli::positive)]
+    dim_positional: Option<usize>,
+
+    /// The old positional form of --alternations.
+    #[arg(value_name = "A", hide = true, conflicts_with = "alternations", value_parser = cli::positive)]
+    alternations_positional: Option<usize>,
+
+    /// The old positional form of --old.
+    #[arg(value_name = "DIR", hide = true, conflicts_with = "old")]
+    old_positional: Option<PathBuf>,
+}
 
 fn field(line: &str, name: &str) -> Option<f64> {
     let start = line.find(&format!(" {name}="))? + name.len() + 2;
@@ -130,19 +183,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize, default: usize| -> Result<usize, String> {
-        match args.get(i) {
-            None => Ok(default),
-            Some(a) => a.parse().map_err(|_| format!("{a:?} is not a count")),
-        }
-    };
-    let (n, d, alternations) = (number(0, 8)?, number(1, 1_000_000)?, number(2, 5)?);
-    let old: Option<PathBuf> = args.get(3).map(PathBuf::from);
-    if n == 0 || d == 0 || alternations == 0 {
-        return Err("N, d and the alternations must be at least 1".into());
-    }
+fn run(cli: Cli) -> Result<(), String> {
+    let n = cli.np_positional.unwrap_or(cli.np);
+    let d = cli.dim_positional.unwrap_or(cli.dim);
+    let alternations = cli.alternations_positional.unwrap_or(cli.alternations);
+    let old = cli.old_positional.or(cli.old);
     let reps = match d {
         0..=1_000 => 1000,
         1_001..=100_000 => 100,
@@ -206,7 +251,7 @@ fn rand_byte() -> u8 {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    match run(cli::parse("key_bench")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("key_bench: {e}");

@@ -2,7 +2,8 @@
 //! raw TCP round trip measured in the same run.
 //!
 //! ```text
-//! scripts/bench-net            # builds the release binaries, then runs this
+//! scripts/bench-net                      # builds the release binaries, then runs this
+//! scripts/bench-net -n 2,4 --dim 1,1000  # other member counts and lengths
 //! ```
 //!
 //! For each member count N and vector length d it runs
@@ -10,14 +11,50 @@
 //! are looked up next to this one), takes each rank's median latency and
 //! the rounds used, and prints a Markdown table: the median over ranks of
 //! the per-rank median, the rounds, the time per round and its ratio to the
-//! TCP round trip. Arguments: `[N,N,...] [d,d,...]` (default `2,4,8` and
-//! `1,1000,1000000`).
+//! TCP round trip. Options: `-n N,N,...` (default `2,4,8`) and
+//! `--dim d,d,...` (default `1,1000,1000000`); `net_bench --help` says more.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+use clap::Parser;
+use dac_benches::cli::{self, Counts};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "net_bench",
+    version,
+    about = "Latency of allreduce_mean between dacrun's processes on loopback, against the raw \
+             TCP round trip, as a Markdown table.",
+    long_about = "Latency of allreduce_mean between dacrun's processes on loopback, against the \
+                  raw TCP round trip, as a Markdown table. For each N and d it runs `dacrun -n N \
+                  -- dac-allreduce --dim d --reps R --quiet` (R = 1000 for d up to 1000, 100 up \
+                  to 100000, else 10), with dacrun and dac-allreduce looked up next to this \
+                  program (scripts/bench-net builds them).",
+    after_help = "Exit status: 0 when every run succeeded, 1 when one failed (its output is \
+                  printed), 2 for bad arguments."
+)]
+struct Cli {
+    /// Member counts to run, separated by commas, each at least 1.
+    #[arg(short = 'n', long = "np", value_name = "N,N,...", default_value = "2,4,8", value_parser = cli::counts)]
+    np: Counts,
+
+    /// Vector lengths to run, separated by commas, each at least 1.
+    #[arg(long, value_name = "D,D,...", default_value = "1,1000,1000000", value_parser = cli::counts)]
+    dim: Counts,
+
+    /// The old positional form of --np.
+    #[arg(value_name = "N,N,...", hide = true, conflicts_with = "np", value_parser = cli::counts)]
+    np_positional: Option<Counts>,
+
+    /// The old positional form of --dim.
+    #[arg(value_name = "D,D,...", hide = true, conflicts_with = "dim", value_parser = cli::counts)]
+    dim_positional: Option<Counts>,
+}
 
 /// Median round trip of an 8-byte ping-pong over loopback TCP (no delay),
 /// in microseconds.
@@ -96,20 +133,9 @@ fn allreduce(bin: &Path, n: usize, d: usize) -> Result<(f64, f64), String> {
     Ok((latency[n / 2], rounds[n / 2]))
 }
 
-fn list(arg: Option<String>, default: &[usize]) -> Result<Vec<usize>, String> {
-    match arg {
-        None => Ok(default.to_vec()),
-        Some(s) => s
-            .split(',')
-            .map(|x| x.parse().map_err(|_| format!("{x:?} is not a count")))
-            .collect(),
-    }
-}
-
-fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let sizes = list(args.next(), &[2, 4, 8])?;
-    let dims = list(args.next(), &[1, 1000, 1_000_000])?;
+fn run(cli: Cli) -> Result<(), String> {
+    let sizes = cli.np_positional.unwrap_or(cli.np).0;
+    let dims = cli.dim_positional.unwrap_or(cli.dim).0;
     let bin = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .parent()
@@ -138,7 +164,7 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    match run(cli::parse("net_bench")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("net_bench: {e}");

@@ -1,294 +1,391 @@
 //! `simulate`: run the consensus engine on a simulated network with faults.
 //!
 //! ```text
-//! simulate --nodes 1024 --topology exponential --schedule exact --dim 4 \
+//! simulate -n 1024 --topology exponential --schedule exact --dim 4 \
 //!          --tol 1e-12 --drop 0.1 --crash 3@5,17@9 --seed 7 --json
-//! simulate --nodes 16 --schedule metropolis --tol 1e-9 --suspect-after 5 \
+//! simulate -n 16 --schedule metropolis --tol 1e-9 --suspect-after 5 \
 //!          --freeze 2@4..40 --cut 0-1@10..30
+//! simulate --completions bash > ~/.local/share/bash-completion/completions/simulate
 //! ```
 //!
-//! Exit status: 0 when every survivor finished and they agree, 1 when the
-//! run did not converge (the report is still printed), 2 for bad arguments.
+//! The command line is parsed by clap; `simulate --help` describes every
+//! option with its default. Exit status: 0 when every survivor finished and
+//! they agree, 1 when the run did not converge (the report is still
+//! printed), 2 for bad arguments (one line on stderr).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::{CommandFactory, Parser, ValueHint};
+use clap_complete::Shell;
 use dac_core::graph::{SPECTRUM_MAX_NODES, Weights};
 use dac_core::sim::{self, Cut, Faults, InputChange, NodeOutcome, Report, Span, Suspicion};
 use dac_core::{Config, Graph, Schedule, Topology};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-const USAGE: &str = "\
-usage: simulate [options]
+/// What `--help` prints after the options.
+const AFTER_HELP: &str = "\
+Members are numbered 0..N. A round is one exchange with every neighbour; a
+tick is one step of the simulated clock (without faults a round takes one
+tick). A span T1..T2 runs from tick T1 up to, not including, T2; T1.. lasts
+for good. Lists may be given in one option (--crash 3@5,17@9) or in several
+(--crash 3@5 --crash 17@9).
 
-  --nodes N             members (default 64)
-  --topology T          complete | ring | torus | torus:RxC | random-regular:K |
-                        exponential | hypercube (default exponential)
-  --edges FILE          read the graph from FILE instead: one 'a b' pair per line
-  --schedule S          laplacian:EPS | metropolis | exact (default exact)
-  --dim D               length of each member's vector (default 1)
-  --tol T               target relative accuracy (default 1e-12)
-  --max-rounds R        give up after R rounds (default 100000)
-  --drop P              probability that a message is lost (default 0)
-  --duplicate P         probability that a message is delivered twice (default 0)
-  --delay K             delay each message by 0..=K ticks (default 0)
-  --crash N@R,...       member N crashes on reaching round R
-  --leave N@R,...       member N leaves on reaching round R
-  --change N@R,...      member N gets a new random input at round R
-  --detect T            ticks until a crash is detected (default 3)
-  --cut A-B@T1..T2,...  the link between A and B is cut both ways from tick T1
-                        up to T2 (T1.. : for good)
-  --cut-oneway A-B@T1..T2,...
-                        messages from A to B are lost from tick T1 up to T2
-  --isolate N@T1..T2,...
-                        every link of member N is cut from tick T1 up to T2
-  --freeze N@T1..T2,... member N is frozen (as by SIGSTOP) from tick T1 up to T2
-  --suspect A-B@T,...   at tick T, member A suspects member B, which is fine
-  --suspect-after K     run the silence-based failure detector: a member
-                        suspects a neighbour not heard for K ticks (default: off)
-  --scale X             inputs are uniform in [-X, X) (default 1)
-  --seed S              seed for the topology, the inputs and the faults (default 0)
-  --trace FILE          write the per-round trace as CSV
-  --json                print one JSON object instead of text
-  --help                print this help";
+Exit status:
+  0  every survivor finished and they agree (the report is printed)
+  1  the run did not converge, or a member failed (the report is printed)
+  2  bad arguments: one line on stderr, nothing printed on stdout";
 
-/// Parsed command line.
-#[derive(Debug, Clone, PartialEq)]
+/// The command line.
+#[derive(Debug, Clone, PartialEq, Parser)]
+#[command(
+    name = "simulate",
+    version,
+    about = "Runs the consensus engine on a simulated network, with message loss, crashes, \
+             partitions and other faults, and reports how close every member came to the \
+             exact mean.",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
 struct Args {
+    /// Members of the simulated network, at least 1.
+    #[arg(
+        short = 'n',
+        long = "np",
+        alias = "nodes",
+        value_name = "N",
+        default_value_t = 64,
+        value_parser = parse_positive, allow_negative_numbers = true)]
     nodes: usize,
-    topology: Topology,
-    edges_file: Option<String>,
-    schedule: Schedule,
-    dim: usize,
-    tol: f64,
-    max_rounds: u32,
-    drop: f64,
-    duplicate: f64,
-    delay: u32,
-    crashes: Vec<(usize, u32)>,
-    leaves: Vec<(usize, u32)>,
-    changes: Vec<(usize, u32)>,
-    detect: u32,
-    cuts: Vec<Cut>,
-    isolations: Vec<(usize, Span)>,
-    freezes: Vec<(usize, Span)>,
-    suspicions: Vec<Suspicion>,
-    suspect_after: Option<u32>,
-    scale: f64,
-    seed: u64,
-    trace: Option<String>,
-    json: bool,
-}
 
-impl Default for Args {
-    fn default() -> Args {
-        Args {
-            nodes: 64,
-            topology: Topology::Exponential,
-            edges_file: None,
-            schedule: Schedule::Exact,
-            dim: 1,
-            tol: 1e-12,
-            max_rounds: 100_000,
-            drop: 0.0,
-            duplicate: 0.0,
-            delay: 0,
-            crashes: Vec::new(),
-            leaves: Vec::new(),
-            changes: Vec::new(),
-            detect: 3,
-            cuts: Vec::new(),
-            isolations: Vec::new(),
-            freezes: Vec::new(),
-            suspicions: Vec::new(),
-            suspect_after: None,
-            scale: 1.0,
-            seed: 0,
-            trace: None,
-            json: false,
-        }
-    }
+    /// The graph: complete, ring, torus, torus:RxC, random-regular:K, exponential or hypercube.
+    ///
+    /// torus is the most nearly square 2-D torus of N members, torus:RxC one
+    /// of R rows and C columns (R C = N); random-regular:K is a K-regular
+    /// graph drawn from --seed; exponential links i to i ± 2^k (mod N), a
+    /// small diameter, and contains every pair of the exact schedule;
+    /// hypercube links i to i xor 2^k and needs N a power of two. An explicit
+    /// edge list edges:A-B,C-D,... is accepted too.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "exponential",
+        value_parser = parse_topology,
+        conflicts_with = "edges_file"
+    )]
+    topology: Topology,
+
+    /// Read the graph from FILE instead of --topology.
+    ///
+    /// One pair of member ids `a b` per line, separated by blanks; empty lines
+    /// and lines starting with # are skipped. Every id is below N (--np).
+    #[arg(long = "edges", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    edges_file: Option<String>,
+
+    /// The schedule: laplacian:EPS, metropolis or exact.
+    ///
+    /// laplacian:EPS is x_i += EPS sum_j (x_j - x_i), with EPS below 1 / the
+    /// largest degree; metropolis weighs each edge 1 / (1 + max(d_i, d_j));
+    /// exact (dimension exchange) gives the exact mean in log2 N rounds for
+    /// a power of two and floor(log2 N) + 2 otherwise, and needs a graph
+    /// that contains its pairs (exponential and complete do, ring does not).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "exact",
+        value_parser = parse_schedule
+    )]
+    schedule: Schedule,
+
+    /// Length of each member's vector, at least 1.
+    #[arg(long, value_name = "D", default_value_t = 1, value_parser = parse_positive, allow_negative_numbers = true)]
+    dim: usize,
+
+    /// Target accuracy, in (0, 1): relative to the result's largest entry, absolute when that is below 1.
+    ///
+    /// A member has converged when D · max_j ‖e_i − e_j‖∞ ≤ tol · max(1,
+    /// ‖e_i‖∞) over its neighbours j, D being the diameter bound; this bounds
+    /// its distance to the exact mean, and the reported residual is that
+    /// bound.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value = "1e-12",
+        allow_negative_numbers = true
+    )]
+    tol: f64,
+
+    /// Give up after R rounds (at least 1): the run is then not converged (exit status 1).
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 100_000,
+        allow_negative_numbers = true
+    )]
+    max_rounds: u32,
+
+    /// Probability that a message is lost, in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    drop: f64,
+
+    /// Probability that a message is delivered twice, in [0, 1).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    duplicate: f64,
+
+    /// Delay each message by a uniform 0..=K ticks (so messages also arrive out of order).
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    delay: u32,
+
+    /// Member N crashes silently on reaching round R.
+    #[arg(long = "crash", value_name = "N@R,...", value_delimiter = ',', value_parser = parse_events)]
+    crashes: Vec<(usize, u32)>,
+
+    /// Member N leaves (says goodbye) on reaching round R.
+    #[arg(long = "leave", value_name = "N@R,...", value_delimiter = ',', value_parser = parse_events)]
+    leaves: Vec<(usize, u32)>,
+
+    /// Member N gets a new random input on reaching round R.
+    #[arg(long = "change", value_name = "N@R,...", value_delimiter = ',', value_parser = parse_events)]
+    changes: Vec<(usize, u32)>,
+
+    /// Ticks until a crash or a leave is detected by the neighbours, at least 1.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    detect: u32,
+
+    /// The link between A and B is cut both ways from tick T1 up to T2 (T1..: for good).
+    #[arg(long = "cut", value_name = "A-B@T1..T2,...", value_delimiter = ',', value_parser = parse_cuts)]
+    cuts: Vec<Cut>,
+
+    /// Messages from A to B (not back) are lost from tick T1 up to T2 (T1..: for good).
+    #[arg(long = "cut-oneway", value_name = "A-B@T1..T2,...", value_delimiter = ',', value_parser = parse_oneway_cuts)]
+    oneway_cuts: Vec<Cut>,
+
+    /// Every link of member N is cut both ways from tick T1 up to T2 (T1..: for good).
+    #[arg(long = "isolate", value_name = "N@T1..T2,...", value_delimiter = ',', value_parser = parse_member_spans)]
+    isolations: Vec<(usize, Span)>,
+
+    /// Member N is frozen, as by SIGSTOP, from tick T1 up to T2; messages to it wait (T1..: for good).
+    #[arg(long = "freeze", value_name = "N@T1..T2,...", value_delimiter = ',', value_parser = parse_member_spans)]
+    freezes: Vec<(usize, Span)>,
+
+    /// At tick T member A suspects member B, which is alive (a false suspicion).
+    #[arg(long = "suspect", value_name = "A-B@T,...", value_delimiter = ',', value_parser = parse_suspicions)]
+    suspicions: Vec<Suspicion>,
+
+    /// Run the silence-based failure detector: a member suspects a neighbour it has not heard from for K ticks (at least 1) [default: off].
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    suspect_after: Option<u32>,
+
+    /// Inputs are drawn uniformly from [-X, X); X is positive.
+    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = parse_scale, allow_negative_numbers = true)]
+    scale: f64,
+
+    /// Seed of the random topology, the inputs and the faults: the same seed gives the same run.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    seed: u64,
+
+    /// Write the per-round trace to FILE as CSV: round,nodes,max_error,residual,mass_defect.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    trace: Option<String>,
+
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    json: bool,
+
+    /// Print a completion script for SHELL on stdout, and exit.
+    ///
+    /// For example `simulate --completions bash >
+    /// ~/.local/share/bash-completion/completions/simulate`. Takes no other
+    /// option.
+    #[arg(long, value_name = "SHELL", value_enum, exclusive = true)]
+    completions: Option<Shell>,
 }
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 enum Command {
     Run(Box<Args>),
-    Help,
+    Completions(Shell),
 }
 
-fn parse_number<T: std::str::FromStr>(flag: &str, value: &str, what: &str) -> Result<T, String> {
+/// Parses the whole command line, program name first.
+fn parse_args<I, T>(argv: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::try_parse_from(argv)?;
+    Ok(match args.completions {
+        Some(shell) => Command::Completions(shell),
+        None => Command::Run(Box::new(args)),
+    })
+}
+
+/// A clap error as one line, without the `error: ` prefix and the usage:
+/// the message, then what it lists (`a, b`) and its tips (`; tip: …`).
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for paragraph in rendered.split("\n\n") {
+        let paragraph = paragraph.trim();
+        if paragraph.starts_with("Usage:") || paragraph.starts_with("For more information") {
+            continue;
+        }
+        for part in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.is_empty() {
+                line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+                continue;
+            }
+            let separator = if line.ends_with(':') || part.starts_with('[') {
+                " "
+            } else if part.starts_with("tip:") {
+                "; "
+            } else {
+                ", "
+            };
+            line.push_str(separator);
+            line.push_str(part);
+        }
+    }
+    format!("{line} (see --help)")
+}
+
+fn parse_number<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, String> {
     value
         .parse()
-        .map_err(|_| format!("{flag} expects {what}, got '{value}'"))
+        .map_err(|_| format!("expects {what}, got '{value}'"))
 }
 
-/// Parses `N@R,N@R,…`.
-fn parse_events(flag: &str, value: &str) -> Result<Vec<(usize, u32)>, String> {
-    value
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (node, round) = item
-                .split_once('@')
-                .ok_or_else(|| format!("{flag} expects NODE@ROUND[,NODE@ROUND…], got '{item}'"))?;
-            Ok((
-                parse_number(flag, node, "a member id in NODE@ROUND")?,
-                parse_number(flag, round, "a round in NODE@ROUND")?,
-            ))
-        })
-        .collect()
+/// Parses a count that must be at least 1.
+fn parse_positive(value: &str) -> Result<usize, String> {
+    match parse_number(value, "a positive integer")? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_topology(value: &str) -> Result<Topology, String> {
+    value.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_schedule(value: &str) -> Result<Schedule, String> {
+    value.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_scale(value: &str) -> Result<f64, String> {
+    let scale: f64 = parse_number(value, "a number")?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(format!("must be a positive finite number, got {scale}"));
+    }
+    Ok(scale)
+}
+
+/// Splits `WHO@WHEN`.
+fn at<'a>(item: &'a str, form: &str) -> Result<(&'a str, &'a str), String> {
+    item.split_once('@')
+        .ok_or_else(|| format!("expects {form}, got '{item}'"))
+}
+
+/// Parses `N@R`.
+fn parse_events(item: &str) -> Result<(usize, u32), String> {
+    let (node, round) = at(item, "NODE@ROUND[,NODE@ROUND…]")?;
+    Ok((
+        parse_number(node, "a member id in NODE@ROUND")?,
+        parse_number(round, "a round in NODE@ROUND")?,
+    ))
 }
 
 /// Parses `T1..T2` or `T1..` (ticks).
-fn parse_span(flag: &str, value: &str) -> Result<Span, String> {
+fn parse_span(value: &str) -> Result<Span, String> {
     let (start, end) = value
         .split_once("..")
-        .ok_or_else(|| format!("{flag} expects a span of ticks T1..T2 or T1.., got '{value}'"))?;
-    let start = parse_number(flag, start, "a first tick in T1..T2")?;
+        .ok_or_else(|| format!("expects a span of ticks T1..T2 or T1.., got '{value}'"))?;
+    let start = parse_number(start, "a first tick in T1..T2")?;
     if end.is_empty() {
         return Ok(Span::from_tick(start));
     }
     Ok(Span::between(
         start,
-        parse_number(flag, end, "a last tick in T1..T2")?,
+        parse_number(end, "a last tick in T1..T2")?,
     ))
 }
 
 /// Parses `A-B`.
-fn parse_pair(flag: &str, value: &str) -> Result<(usize, usize), String> {
+fn parse_pair(value: &str) -> Result<(usize, usize), String> {
     let (a, b) = value
         .split_once('-')
-        .ok_or_else(|| format!("{flag} expects two members A-B, got '{value}'"))?;
+        .ok_or_else(|| format!("expects two members A-B, got '{value}'"))?;
     Ok((
-        parse_number(flag, a, "a member id in A-B")?,
-        parse_number(flag, b, "a member id in A-B")?,
+        parse_number(a, "a member id in A-B")?,
+        parse_number(b, "a member id in A-B")?,
     ))
 }
 
-/// Parses `WHO@WHEN,WHO@WHEN,…` with `item` for each pair.
-fn parse_list<T>(
-    flag: &str,
-    value: &str,
-    item: impl Fn(&str, &str) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    value
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|part| {
-            let (who, when) = part
-                .split_once('@')
-                .ok_or_else(|| format!("{flag} expects WHO@WHEN[,WHO@WHEN…], got '{part}'"))?;
-            item(who, when)
-        })
-        .collect()
-}
-
-fn parse_cuts(flag: &str, value: &str, both_ways: bool) -> Result<Vec<Cut>, String> {
-    parse_list(flag, value, |pair, span| {
-        let (from, to) = parse_pair(flag, pair)?;
-        Ok(Cut {
-            from,
-            to,
-            both_ways,
-            span: parse_span(flag, span)?,
-        })
+/// Parses `A-B@T1..T2` (a cut both ways or, with `both_ways` false, from A to B).
+fn cut(item: &str, both_ways: bool) -> Result<Cut, String> {
+    let (pair, span) = at(item, "WHO@WHEN[,WHO@WHEN…]")?;
+    let (from, to) = parse_pair(pair)?;
+    Ok(Cut {
+        from,
+        to,
+        both_ways,
+        span: parse_span(span)?,
     })
 }
 
-fn parse_member_spans(flag: &str, value: &str) -> Result<Vec<(usize, Span)>, String> {
-    parse_list(flag, value, |node, span| {
-        Ok((
-            parse_number(flag, node, "a member id in N@T1..T2")?,
-            parse_span(flag, span)?,
-        ))
-    })
+fn parse_cuts(item: &str) -> Result<Cut, String> {
+    cut(item, true)
 }
 
-fn parse_suspicions(flag: &str, value: &str) -> Result<Vec<Suspicion>, String> {
-    parse_list(flag, value, |pair, tick| {
-        let (by, of) = parse_pair(flag, pair)?;
-        Ok(Suspicion {
-            tick: parse_number(flag, tick, "a tick in A-B@T")?,
-            by,
-            of,
-        })
-    })
+fn parse_oneway_cuts(item: &str) -> Result<Cut, String> {
+    cut(item, false)
 }
 
-fn parse_args(argv: &[String]) -> Result<Command, String> {
-    let mut args = Args::default();
-    let mut i = 0;
-    while i < argv.len() {
-        let (flag, inline) = match argv[i].split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (argv[i].clone(), None),
-        };
-        i += 1;
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--json" => {
-                args.json = true;
-                continue;
-            }
-            _ => {}
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                let v = argv
-                    .get(i)
-                    .ok_or_else(|| format!("{flag} expects a value"))?
-                    .clone();
-                i += 1;
-                v
-            }
-        };
-        let v = value.as_str();
-        match flag.as_str() {
-            "--nodes" => args.nodes = parse_number(&flag, v, "a positive integer")?,
-            "--topology" => args.topology = v.parse().map_err(|e| format!("{e}"))?,
-            "--edges" => args.edges_file = Some(value.clone()),
-            "--schedule" => args.schedule = v.parse().map_err(|e| format!("{e}"))?,
-            "--dim" => args.dim = parse_number(&flag, v, "a positive integer")?,
-            "--tol" => args.tol = parse_number(&flag, v, "a number")?,
-            "--max-rounds" => args.max_rounds = parse_number(&flag, v, "a positive integer")?,
-            "--drop" => args.drop = parse_number(&flag, v, "a probability")?,
-            "--duplicate" => args.duplicate = parse_number(&flag, v, "a probability")?,
-            "--delay" => args.delay = parse_number(&flag, v, "a number of ticks")?,
-            "--crash" => args.crashes.extend(parse_events(&flag, v)?),
-            "--leave" => args.leaves.extend(parse_events(&flag, v)?),
-            "--change" => args.changes.extend(parse_events(&flag, v)?),
-            "--detect" => args.detect = parse_number(&flag, v, "a number of ticks")?,
-            "--cut" => args.cuts.extend(parse_cuts(&flag, v, true)?),
-            "--cut-oneway" => args.cuts.extend(parse_cuts(&flag, v, false)?),
-            "--isolate" => args.isolations.extend(parse_member_spans(&flag, v)?),
-            "--freeze" => args.freezes.extend(parse_member_spans(&flag, v)?),
-            "--suspect" => args.suspicions.extend(parse_suspicions(&flag, v)?),
-            "--suspect-after" => {
-                args.suspect_after = Some(parse_number(&flag, v, "a number of ticks")?);
-            }
-            "--scale" => args.scale = parse_number(&flag, v, "a number")?,
-            "--seed" => args.seed = parse_number(&flag, v, "an unsigned integer")?,
-            "--trace" => args.trace = Some(value.clone()),
-            _ => return Err(format!("unknown option '{flag}' (see --help)")),
-        }
-    }
-    if args.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
-    }
-    if args.dim == 0 {
-        return Err("--dim must be at least 1".into());
-    }
-    if !(args.scale.is_finite() && args.scale > 0.0) {
-        return Err(format!(
-            "--scale must be a positive finite number, got {}",
-            args.scale
-        ));
-    }
-    Ok(Command::Run(Box::new(args)))
+/// Parses `N@T1..T2`.
+fn parse_member_spans(item: &str) -> Result<(usize, Span), String> {
+    let (node, span) = at(item, "WHO@WHEN[,WHO@WHEN…]")?;
+    Ok((
+        parse_number(node, "a member id in N@T1..T2")?,
+        parse_span(span)?,
+    ))
+}
+
+/// Parses `A-B@T`.
+fn parse_suspicions(item: &str) -> Result<Suspicion, String> {
+    let (pair, tick) = at(item, "WHO@WHEN[,WHO@WHEN…]")?;
+    let (by, of) = parse_pair(pair)?;
+    Ok(Suspicion {
+        tick: parse_number(tick, "a tick in A-B@T")?,
+        by,
+        of,
+    })
 }
 
 fn read_edges(path: &str) -> Result<Vec<(usize, usize)>, String> {
@@ -402,6 +499,13 @@ fn summarize(args: &Args, graph: &Graph, report: &Report, wall_ms: f64) -> Summa
     }
 }
 
+/// The topology as the reports name it: `edges:FILE` for `--edges FILE`.
+fn topology_name(args: &Args) -> String {
+    args.edges_file
+        .as_deref()
+        .map_or_else(|| args.topology.to_string(), |f| format!("edges:{f}"))
+}
+
 fn json(args: &Args, report: &Report, s: &Summary) -> String {
     let contributors = report.contributors.as_ref();
     let departed = contributors.map(|c| {
@@ -412,15 +516,7 @@ fn json(args: &Args, report: &Report, s: &Summary) -> String {
     let m = report.messages;
     let fields = [
         ("nodes", s.nodes.to_string()),
-        (
-            "topology",
-            json_string(
-                &args
-                    .edges_file
-                    .as_deref()
-                    .map_or_else(|| args.topology.to_string(), |f| format!("edges:{f}")),
-            ),
-        ),
+        ("topology", json_string(&topology_name(args))),
         ("schedule", json_string(&args.schedule.to_string())),
         ("dim", args.dim.to_string()),
         ("tol", json_number(args.tol)),
@@ -475,7 +571,11 @@ fn text(args: &Args, report: &Report, s: &Summary) -> String {
     let _ = writeln!(
         out,
         "{} members, {} topology, {} schedule, d = {}, tol = {:e}",
-        s.nodes, args.topology, args.schedule, args.dim, args.tol
+        s.nodes,
+        topology_name(args),
+        args.schedule,
+        args.dim,
+        args.tol
     );
     let _ = writeln!(
         out,
@@ -579,7 +679,7 @@ fn run(args: &Args) -> Result<bool, String> {
             leaves: args.leaves.clone(),
             input_changes,
             detect_after: args.detect,
-            cuts: args.cuts.clone(),
+            cuts: [args.cuts.as_slice(), &args.oneway_cuts].concat(),
             isolations: args.isolations.clone(),
             freezes: args.freezes.clone(),
             false_suspicions: args.suspicions.clone(),
@@ -605,20 +705,32 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match parse_args(&argv) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let args = match parse_args(std::env::args_os()) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Completions(shell)) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "simulate", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulate: cannot write the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
-        Ok(Command::Run(args)) => match run(&args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("simulate: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Err(e) if !e.use_stderr() => {
+            // `--help` or `--version`: a closed stdout has no one to tell.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("simulate: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("simulate: {e}");
             ExitCode::from(2)
@@ -630,42 +742,82 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Command, String> {
-        let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
-        parse_args(&argv)
+    fn parse(s: &str) -> Result<Command, clap::Error> {
+        parse_args(std::iter::once("simulate").chain(s.split_whitespace()))
+    }
+
+    fn run_args(s: &str) -> Args {
+        match parse(s) {
+            Ok(Command::Run(args)) => *args,
+            other => panic!("expected a run for {s:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
     }
 
     #[test]
     fn parses_the_documented_example() {
-        let Command::Run(args) = parse(
-            "--nodes 1024 --topology exponential --schedule exact --dim 4 --tol 1e-12 \
+        let args = run_args(
+            "-n 1024 --topology exponential --schedule exact --dim 4 --tol 1e-12 \
              --drop 0.1 --crash 3@5,17@9 --seed 7 --json",
-        )
-        .unwrap() else {
-            panic!("expected a run");
-        };
+        );
         assert_eq!(args.nodes, 1024);
         assert_eq!(args.schedule, Schedule::Exact);
         assert_eq!(args.dim, 4);
         assert_eq!(args.crashes, vec![(3, 5), (17, 9)]);
         assert_eq!(args.seed, 7);
         assert!(args.json);
+        let args = run_args("--tol=1e-9 --schedule=laplacian:0.2");
+        assert_eq!(args.tol, 1e-9);
+        assert_eq!(args.schedule, Schedule::Laplacian { eps: 0.2 });
+        let help = parse("--help").expect_err("help is not a run");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let args = run_args("");
         assert_eq!(
-            parse("--tol=1e-9 --schedule=laplacian:0.2").map(|_| ()),
-            Ok(())
+            (args.nodes, args.dim, args.max_rounds, args.detect),
+            (64, 1, 100_000, 3)
         );
-        assert_eq!(parse("--help"), Ok(Command::Help));
+        assert_eq!(args.topology, Topology::Exponential);
+        assert_eq!(args.schedule, Schedule::Exact);
+        assert_eq!(
+            (args.tol, args.drop, args.duplicate, args.scale),
+            (1e-12, 0.0, 0.0, 1.0)
+        );
+        assert_eq!((args.delay, args.seed, args.suspect_after), (0, 0, None));
+        assert!(!args.json && args.trace.is_none() && args.edges_file.is_none());
+    }
+
+    /// `--np`, `-n` and the old `--nodes` are one option; the last one counts.
+    #[test]
+    fn the_member_count_has_one_name_and_an_old_alias() {
+        assert_eq!(run_args("--np 8").nodes, 8);
+        assert_eq!(run_args("-n 9").nodes, 9);
+        assert_eq!(run_args("--nodes=10").nodes, 10);
+        assert_eq!(run_args("--nodes 10 -n 11").nodes, 11);
+    }
+
+    /// Lists come in one option or in several, in the order given.
+    #[test]
+    fn repeated_event_options_add_up() {
+        let args = run_args("--crash 3@5 --crash 17@9 --leave 1@2 --change 4@1,5@2");
+        assert_eq!(args.crashes, vec![(3, 5), (17, 9)]);
+        assert_eq!(args.leaves, vec![(1, 2)]);
+        assert_eq!(args.changes, vec![(4, 1), (5, 2)]);
     }
 
     #[test]
     fn parses_outages() {
-        let Command::Run(args) = parse(
+        let args = run_args(
             "--cut 0-1@10..30,2-3@5.. --cut-oneway 4-5@1..2 --isolate 6@3..9 \
              --freeze 2@4..40 --suspect 1-7@12 --suspect-after 5",
-        )
-        .unwrap() else {
-            panic!("expected a run");
-        };
+        );
         let cut = |from, to, both_ways, span| Cut {
             from,
             to,
@@ -677,8 +829,11 @@ mod tests {
             vec![
                 cut(0, 1, true, Span::between(10, 30)),
                 cut(2, 3, true, Span::from_tick(5)),
-                cut(4, 5, false, Span::between(1, 2)),
             ]
+        );
+        assert_eq!(
+            args.oneway_cuts,
+            vec![cut(4, 5, false, Span::between(1, 2))]
         );
         assert_eq!(args.isolations, vec![(6, Span::between(3, 9))]);
         assert_eq!(args.freezes, vec![(2, Span::between(4, 40))]);
@@ -694,17 +849,38 @@ mod tests {
     }
 
     #[test]
+    fn completions_name_the_options() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            assert_eq!(
+                parse(&format!("--completions {shell}")).ok(),
+                Some(Command::Completions(shell))
+            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "simulate", &mut script);
+            let script = String::from_utf8(script).expect("a UTF-8 script");
+            for option in ["np", "topology", "suspect-after", "json"] {
+                assert!(script.contains(option), "{shell}: {option} missing");
+            }
+        }
+    }
+
+    #[test]
     fn bad_arguments_are_one_line_errors() {
         for (line, needle) in [
-            ("--nodes x", "--nodes expects a positive integer"),
-            ("--nodes 0", "at least 1"),
+            (
+                "--nodes x",
+                "invalid value 'x' for '--np <N>': expects a positive integer",
+            ),
+            ("--np 0", "at least 1"),
             ("--topology star", "unknown topology"),
             ("--schedule fast", "unknown schedule"),
             ("--crash 3", "NODE@ROUND"),
             ("--crash 3@x", "round"),
-            ("--bogus 1", "unknown option"),
-            ("--tol", "expects a value"),
+            ("--bogus 1", "unexpected argument '--bogus'"),
+            ("--tol", "a value is required"),
+            ("--tol x", "invalid float literal"),
             ("--scale -1", "--scale"),
+            ("--scale 0", "positive finite"),
             ("--cut 0-1", "WHO@WHEN"),
             ("--cut 0@1..2", "A-B"),
             ("--cut 0-x@1..2", "member id"),
@@ -712,9 +888,15 @@ mod tests {
             ("--freeze 2@x..4", "first tick"),
             ("--isolate 2@1..y", "last tick"),
             ("--suspect 1-2@z", "tick"),
-            ("--suspect-after k", "number of ticks"),
+            ("--suspect-after k", "invalid digit"),
+            ("--edges e.txt --topology ring", "cannot be used with"),
+            ("--completions tcsh", "invalid value 'tcsh'"),
+            ("--completions zsh --json", "cannot be used with"),
         ] {
-            let err = parse(line).unwrap_err();
+            let err = match parse(line) {
+                Err(e) if e.use_stderr() => one_line(&e),
+                other => panic!("{line}: expected an error, got {other:?}"),
+            };
             assert!(err.contains(needle), "{line}: {err}");
             assert!(!err.contains('\n'));
         }

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Rank `r`'s input is `x[k] = r + k / dim` (so the exact mean over any set
-//! of contributors is known to every rank). Options:
+//! of contributors is known to every rank). Options (`dac-allreduce --help`
+//! gives each with its default):
 //!
 //! - `--dim D` (default 1), `--reps R` (default 10), `--warmup W`
 //!   (default 2, not timed);
@@ -25,26 +26,96 @@
 //!   R + 1), or `repeat:N` (every frame it sends, N times from then on).
 //!   The others cut it off and go on; it fails with the error that says so.
 //!
+//! The job itself (rank, size, topology, schedule, key, …) comes from the
+//! `DAC_*` variables dacrun sets, read by [`Comm::from_env`].
+//!
 //! Every rank prints `ok: reps=R ... median_us=...` and exits 0 when every
 //! result is within `1e-12·max(1, ‖x̄‖∞)` of the exact mean, or names the
-//! first wrong result and exits 1.
+//! first wrong result and exits 1; bad arguments exit 2 with one line.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use dac_net::{Comm, Communicator, Reduction, SelfKill};
 
-#[derive(Debug)]
+/// What `--help` prints after the options.
+const AFTER_HELP: &str = "\
+Rank r's input is x[k] = r + k / D, so every rank knows the exact mean over
+any set of contributors. The job comes from the environment dacrun sets:
+DAC_RANK and DAC_SIZE (required), DAC_RUN_DIR, DAC_TOPOLOGY, DAC_SCHEDULE,
+DAC_PEER_TIMEOUT, DAC_KEY_FILE or DAC_JOB_KEY, DAC_LISTEN, DAC_BOOTSTRAP,
+DAC_SEED, DAC_IDENTITY_FILE and DAC_ALLOW_PEERS (see Comm::from_env).
+
+Exit status:
+  0  every result was within 1e-12 * max(1, |mean|) of the exact mean of its
+     contributors; each rank prints 'ok: size=N dim=D reps=R median_us=...'
+  1  a wrong result (named), or the job failed (a reduction's error)
+  2  bad arguments (one line on stderr; nothing started)";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dac-allreduce",
+    version,
+    about = "Runs allreduce_mean over a dacrun job, checks every result against the exact mean \
+             of its contributors' inputs, and reports the latency.",
+    override_usage = "dacrun -n N [DACRUN OPTIONS] -- dac-allreduce [OPTIONS]",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
 struct Args {
+    /// Length of each rank's vector, at least 1.
+    #[arg(long, value_name = "D", default_value_t = 1, value_parser = parse_dim)]
     dim: usize,
+
+    /// Timed reductions, after the warm-up ones.
+    #[arg(long, value_name = "R", default_value_t = 10)]
     reps: usize,
+
+    /// Reductions before the timed ones (checked, not timed).
+    #[arg(long, value_name = "W", default_value_t = 2)]
     warmup: usize,
+
+    /// Check allreduce_sum instead of allreduce_mean.
+    #[arg(long)]
     sum: bool,
-    pause: std::time::Duration,
-    kill: Option<SelfKill>,
+
+    /// Sleep P milliseconds after each reduction (not timed), for a job that must run a while.
+    #[arg(long = "pause-ms", value_name = "P", default_value_t = 0)]
+    pause_ms: u64,
+
+    /// Rank K kills itself with SIGKILL (needs --kill-after-ms; run under dacrun --keep-going).
+    #[arg(long, value_name = "K", requires = "kill_after_ms")]
+    kill_rank: Option<usize>,
+
+    /// The SIGKILL of --kill-rank comes T ms after its first reduction starts.
+    #[arg(long = "kill-after-ms", value_name = "T", requires = "kill_rank")]
+    kill_after_ms: Option<u64>,
+
+    /// Print only the summary line.
+    #[arg(long)]
     quiet: bool,
+
+    /// Rank R breaks the protocol before reduction K (testing builds only).
+    ///
+    /// MODE is a bad frame to every other rank (wrong-job, future-op,
+    /// oversized, truncated, garbage, nan, stalled, or forged-done: a forged
+    /// result), flood:N (N copies of a valid frame to rank R + 1), or repeat:N
+    /// (every frame it sends, N times from then on). The others cut it off and
+    /// go on; it fails with the error that says so.
     #[cfg(feature = "testing")]
+    #[arg(long, value_name = "R:MODE@K", value_parser = parse_misbehaviour)]
     misbehave: Option<Misbehaviour>,
+}
+
+/// Parses `--dim`.
+fn parse_dim(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(dim) => Ok(dim),
+        Err(_) => Err("expects a positive integer".into()),
+    }
 }
 
 /// `--misbehave R:MODE@K`.
@@ -66,7 +137,7 @@ enum Mode {
 
 #[cfg(feature = "testing")]
 fn parse_misbehaviour(text: &str) -> Result<Misbehaviour, String> {
-    let bad = || format!("--misbehave: {text:?} is not R:MODE@K");
+    let bad = || "expects R:MODE@K, e.g. 1:garbage@3 or 0:flood:100@2".to_string();
     let (rank, rest) = text.split_once(':').ok_or_else(bad)?;
     let (mode, at) = rest.rsplit_once('@').ok_or_else(bad)?;
     let rank = rank.parse().map_err(|_| bad())?;
@@ -75,7 +146,10 @@ fn parse_misbehaviour(text: &str) -> Result<Misbehaviour, String> {
     let mode = match mode.split_once(':') {
         Some(("flood", n)) => Mode::Flood(count(n)?),
         Some(("repeat", n)) => Mode::Repeat(count(n)?),
-        _ => Mode::Bad(mode.parse().map_err(|e| format!("--misbehave: {e}"))?),
+        _ => Mode::Bad(
+            mode.parse::<dac_net::testing::BadFrame>()
+                .map_err(|e| e.to_string())?,
+        ),
     };
     Ok(Misbehaviour { rank, at, mode })
 }
@@ -97,52 +171,6 @@ fn misbehave(comm: &mut Comm, m: Misbehaviour, x: &[f64]) -> Result<(), String> 
         Mode::Repeat(copies) => comm.duplicate_frames(copies),
     }
     Ok(())
-}
-
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        dim: 1,
-        reps: 10,
-        warmup: 2,
-        sum: false,
-        pause: std::time::Duration::ZERO,
-        kill: None,
-        quiet: false,
-        #[cfg(feature = "testing")]
-        misbehave: None,
-    };
-    let mut kill_rank = None;
-    let mut kill_after = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        #[cfg(feature = "testing")]
-        if flag == "--misbehave" {
-            let text = it.next().ok_or("--misbehave needs a value")?;
-            args.misbehave = Some(parse_misbehaviour(&text)?);
-            continue;
-        }
-        let mut value = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{name} needs a value"))?;
-            v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not a non-negative integer"))
-        };
-        match flag.as_str() {
-            "--dim" => args.dim = value("--dim")? as usize,
-            "--reps" => args.reps = value("--reps")? as usize,
-            "--warmup" => args.warmup = value("--warmup")? as usize,
-            "--kill-rank" => kill_rank = Some(value("--kill-rank")? as usize),
-            "--kill-after-ms" => kill_after = Some(value("--kill-after-ms")?),
-            "--pause-ms" => args.pause = std::time::Duration::from_millis(value("--pause-ms")?),
-            "--sum" => args.sum = true,
-            "--quiet" => args.quiet = true,
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    if args.dim == 0 {
-        return Err("--dim must be at least 1".into());
-    }
-    args.kill = SelfKill::from_options(kill_rank, kill_after)?;
-    Ok(args)
 }
 
 fn input(rank: usize, dim: usize) -> Vec<f64> {
@@ -177,11 +205,11 @@ fn check(r: &Reduction, dim: usize, sum: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn run(args: &Args) -> Result<String, String> {
+fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     let mut comm = Comm::from_env().map_err(|e| e.to_string())?;
     let rank = comm.rank();
     let x = input(rank, args.dim);
-    if let Some(kill) = args.kill {
+    if let Some(kill) = kill {
         kill.arm(rank);
     }
     let mut times = Vec::with_capacity(args.reps);
@@ -213,8 +241,8 @@ fn run(args: &Args) -> Result<String, String> {
             );
         }
         previous = now;
-        if !args.pause.is_zero() {
-            std::thread::sleep(args.pause);
+        if args.pause_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(args.pause_ms));
         }
         if i >= args.warmup {
             times.push(elapsed.as_secs_f64() * 1e6);
@@ -250,14 +278,27 @@ fn run(args: &Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
+    let args = match Args::try_parse() {
         Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // `--help` or `--version`: a closed stdout has no one to tell.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("dac-allreduce: {e}");
+            eprintln!("dac-allreduce: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };
-    match run(&args) {
+    // clap makes --kill-rank and --kill-after-ms go together.
+    let kill = match SelfKill::from_options(args.kill_rank, args.kill_after_ms) {
+        Ok(kill) => kill,
+        Err(e) => {
+            eprintln!("dac-allreduce: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, kill) {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
@@ -265,6 +306,91 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("dac-allreduce: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A clap error as one line, without the `error: ` prefix and the usage:
+/// the message, then what it lists (`a, b`) and its tips (`; tip: …`).
+/// (The same as dacrun's.)
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for paragraph in rendered.split("\n\n") {
+        let paragraph = paragraph.trim();
+        if paragraph.starts_with("Usage:") || paragraph.starts_with("For more information") {
+            continue;
+        }
+        for part in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.is_empty() {
+                line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+                continue;
+            }
+            let separator = if line.ends_with(':') || part.starts_with('[') {
+                " "
+            } else if part.starts_with("tip:") {
+                "; "
+            } else {
+                ", "
+            };
+            line.push_str(separator);
+            line.push_str(part);
+        }
+    }
+    format!("{line} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    fn refused(line: &str) -> String {
+        let argv = std::iter::once("dac-allreduce").chain(line.split_whitespace());
+        match Args::try_parse_from(argv) {
+            Err(e) if e.use_stderr() => one_line(&e),
+            other => panic!("{line}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let args = Args::try_parse_from(["dac-allreduce"]).expect("no options are needed");
+        assert_eq!((args.dim, args.reps, args.warmup), (1, 10, 2));
+        assert!(!args.sum && !args.quiet && args.pause_ms == 0 && args.kill_rank.is_none());
+        let args = Args::try_parse_from(
+            "dac-allreduce --dim=1000 --reps 5 --warmup 0 --sum --pause-ms 3 --kill-rank 2 \
+             --kill-after-ms 50 --quiet"
+                .split_whitespace(),
+        )
+        .expect("every option");
+        assert_eq!(
+            (args.dim, args.reps, args.warmup, args.pause_ms),
+            (1000, 5, 0, 3)
+        );
+        assert_eq!((args.kill_rank, args.kill_after_ms), (Some(2), Some(50)));
+        assert!(args.sum && args.quiet);
+    }
+
+    #[test]
+    fn bad_arguments_are_one_line_errors() {
+        for (line, needle) in [
+            ("--dim 0", "at least 1"),
+            ("--dim x", "positive integer"),
+            ("--reps -1", "unexpected argument '-1'"),
+            ("--kill-rank 1", "--kill-after-ms <T>"),
+            ("--kill-after-ms 5", "--kill-rank <K>"),
+            ("--bogus", "unexpected argument '--bogus'"),
+            ("--reps", "a value is required"),
+        ] {
+            let err = refused(line);
+            assert!(err.contains(needle), "{line}: {err}");
+            assert!(!err.contains('\n'), "{line}: {err}");
         }
     }
 }

@@ -1,50 +1,166 @@
-//! The `dacrun` command line: parsed by hand and checked before anything starts.
+//! The `dacrun` command line, parsed by clap and checked before anything starts.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser, ValueHint};
+use clap_complete::Shell;
 use dac_core::{Schedule, Topology};
 
-/// The text `--help` prints.
-pub(crate) const USAGE: &str = "\
-usage: dacrun -n N [options] [--] PROGRAM [ARGS...]
-       dacrun --peer-id FILE
-
-Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with
-'[RANK] ', and stops them all when one fails. The program is the first word
-that is not an option (or the word after '--'); it and everything after it
-are passed through untouched.
-
-  -n N, --np N          number of ranks (at least 1)
-  --topology T          complete | ring | torus | torus:RxC | random-regular:K |
-                        exponential | hypercube (passed on as DAC_TOPOLOGY)
-  --schedule S          laplacian:EPS | metropolis | exact (passed on as DAC_SCHEDULE)
-  --timeout SECS        kill every rank after SECS seconds and exit 124
-  --peer-timeout SECS   seconds before a silent peer counts as gone
-                        (passed on as DAC_PEER_TIMEOUT)
-  --key-file F          the job key (passed on as DAC_KEY_FILE, an absolute
-                        path); without it dacrun makes a fresh key per job
-  --keep-going          a rank that dies does not stop the others; exit with
-                        the first non-zero exit status, signal deaths aside
-  -h, --help            print this help
-  --peer-id FILE        print the peer id of the identity file FILE (made if
-                        absent; see DAC_IDENTITY_FILE) and exit
-
-Every rank gets DAC_RANK, DAC_SIZE, DAC_RUN_DIR (a fresh directory that
-dacrun removes at the end) and DAC_KEY_FILE. Each rank runs in a process
-group of its own, killed as a whole: nothing a rank starts outlives the job,
-even if dacrun itself is killed.
+/// What `--help` prints after the options.
+const AFTER_HELP: &str = "\
+Every rank gets DAC_RANK (0..N), DAC_SIZE (N), DAC_RUN_DIR (a fresh directory
+that dacrun removes at the end, with everything in it) and DAC_KEY_FILE; it
+gets DAC_TOPOLOGY, DAC_SCHEDULE and DAC_PEER_TIMEOUT only from the options
+above (values inherited from dacrun's environment are removed, and so is
+DAC_JOB_KEY). dacrun itself reads none of these variables. Ranks get no stdin.
+Each rank runs in a process group of its own, killed as a whole: nothing a
+rank starts outlives the job, even if dacrun itself is killed.
 
 Exit status:
-  0          every rank exited 0
-  S          the first rank that failed exited with S (the others are killed)
-  128+K      that rank was killed by signal K
-  124        --timeout expired
+  0            every rank exited 0
+  S            the first rank that failed exited with S (the others are killed)
+  128+K        that rank was killed by signal K
+  124          --timeout expired
   130/143/129  dacrun got SIGINT / SIGTERM / SIGHUP
-  127 / 126  PROGRAM not found / not runnable
-  2          bad arguments (nothing started)
-  125        dacrun itself failed";
+  127 / 126    PROGRAM not found / not runnable
+  2            bad arguments, or more ranks than the open-file limit allows
+               (nothing started)
+  125          dacrun itself failed (also --peer-id on a file it cannot make)
+With --keep-going: the first non-zero exit status of a rank, or 0 (ranks
+killed by a signal do not fail the job); a timeout or a signal to dacrun
+still stops everything, with the status above.";
+
+/// The command line as clap reads it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dacrun",
+    version,
+    about = "Starts N copies of a program as the ranks of one dac job, like mpirun.",
+    long_about = "Starts N copies of PROGRAM (ranks 0..N), prefixes every line they print with \
+                  '[RANK] ', and stops them all when one fails. The program is the first word \
+                  that is not one of the options below (or the word after '--'); it and \
+                  everything after it are passed to it untouched, even words that look like \
+                  dacrun's options: `dacrun -n 4 python fit.py -n 5` gives `-n 5` to fit.py.",
+    override_usage = "dacrun -n N [OPTIONS] [--] PROGRAM [ARGS]...\n       \
+                      dacrun --peer-id FILE\n       \
+                      dacrun --completions SHELL",
+    help_template = "usage: {usage}\n\n{about-with-newline}\n{all-args}{after-help}",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
+struct Cli {
+    /// Number of ranks to start, at least 1 (required to run a job).
+    #[arg(
+        short = 'n',
+        long = "np",
+        value_name = "N",
+        value_parser = parse_size,
+        required_unless_present_any = ["peer_id", "completions"]
+    )]
+    np: Option<usize>,
+
+    /// The ranks' graph, passed on as DAC_TOPOLOGY [default: the ranks' own, exponential].
+    ///
+    /// One of complete, ring, torus, torus:RxC, random-regular:K, exponential,
+    /// hypercube or an edge list edges:A-B,C-D,... dacrun checks the name and
+    /// gives it, as typed, to every rank in DAC_TOPOLOGY; without this option
+    /// DAC_TOPOLOGY is unset and the ranks use exponential.
+    #[arg(long, value_name = "T", value_parser = parse_topology)]
+    topology: Option<String>,
+
+    /// The consensus schedule, passed on as DAC_SCHEDULE [default: the ranks' own, exact or metropolis].
+    ///
+    /// One of laplacian:EPS (0 < EPS < 1 / the largest degree), metropolis or
+    /// exact. dacrun checks the name and gives it, as typed, to every rank in
+    /// DAC_SCHEDULE; without this option DAC_SCHEDULE is unset and the ranks
+    /// use exact when the topology contains its pairs (exponential and
+    /// complete do), metropolis otherwise.
+    #[arg(long, value_name = "S", value_parser = parse_schedule)]
+    schedule: Option<String>,
+
+    /// Kill every rank after SECS seconds and exit 124 [default: no limit].
+    ///
+    /// A wall-clock limit for the whole job: a positive number of seconds,
+    /// fractions allowed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_seconds,
+        allow_negative_numbers = true
+    )]
+    timeout: Option<Seconds>,
+
+    /// Seconds before a silent peer counts as gone, passed on as DAC_PEER_TIMEOUT [default: the ranks' own, 10].
+    ///
+    /// A positive number of seconds, fractions allowed, given as typed to
+    /// every rank in DAC_PEER_TIMEOUT; dacrun itself does not use it. Without
+    /// this option DAC_PEER_TIMEOUT is unset and the ranks use 10 s.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_seconds,
+        allow_negative_numbers = true
+    )]
+    peer_timeout: Option<Seconds>,
+
+    /// The job key, passed on as DAC_KEY_FILE [default: a fresh key per job].
+    ///
+    /// A file of 64 hex digits. dacrun checks that it reads as a key and gives
+    /// its absolute path to every rank in DAC_KEY_FILE. Without this option
+    /// dacrun writes a fresh random key to DAC_RUN_DIR/job.key (mode 0600),
+    /// says so on stderr, and removes it with the run directory.
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_parser = check_key_file,
+        value_hint = ValueHint::FilePath
+    )]
+    key_file: Option<PathBuf>,
+
+    /// A rank that dies does not stop the others.
+    ///
+    /// A rank that exits non-zero or is killed is reported ("...;
+    /// continuing") and the others run on; dacrun then exits with the first
+    /// non-zero exit status of a rank, or 0 (ranks killed by a signal do not
+    /// fail the job). Without it the first rank that fails stops the job.
+    #[arg(long)]
+    keep_going: bool,
+
+    /// Print the peer id of the identity file FILE, making it if absent, and exit.
+    ///
+    /// For DAC_IDENTITY_FILE and allow-lists (DAC_ALLOW_PEERS): a new file is
+    /// readable by its owner only (mode 0600), and the same file always gives
+    /// the same peer id. Takes no other option.
+    #[arg(
+        long,
+        value_name = "FILE",
+        exclusive = true,
+        value_hint = ValueHint::FilePath
+    )]
+    peer_id: Option<PathBuf>,
+
+    /// Print a completion script for SHELL on stdout, and exit.
+    ///
+    /// For example `dacrun --completions bash >
+    /// ~/.local/share/bash-completion/completions/dacrun`, or `--completions
+    /// zsh` into a directory of your $fpath as `_dacrun`. Takes no other
+    /// option.
+    #[arg(long, value_name = "SHELL", value_enum, exclusive = true)]
+    completions: Option<Shell>,
+
+    /// The program every rank runs, then its arguments, passed through
+    /// untouched.
+    #[arg(
+        value_name = "PROGRAM",
+        trailing_var_arg = true,
+        num_args = 1..,
+        required_unless_present_any = ["peer_id", "completions"],
+        value_hint = ValueHint::CommandWithArguments
+    )]
+    command: Vec<OsString>,
+}
 
 /// A positive number of seconds, kept as typed so it reaches the ranks and
 /// the messages unchanged.
@@ -84,118 +200,155 @@ pub(crate) struct Args {
 pub(crate) enum Command {
     /// Launch a job.
     Run(Box<Args>),
-    /// Print [`USAGE`].
-    Help,
     /// Print the peer id of an identity file (created if absent).
     PeerId(PathBuf),
+    /// Print a completion script.
+    Completions(Shell),
+    /// Be the guard of the job whose run directory this is: the internal
+    /// mode `dacrun --guard-for-dacrun RUN_DIR`, recognised before clap so
+    /// that neither `--help` nor the completions show it.
+    Guard(PathBuf),
 }
 
-/// Options seen so far, before `--`.
-#[derive(Debug, Default)]
-struct Options {
-    size: Option<usize>,
-    topology: Option<String>,
-    schedule: Option<String>,
-    timeout: Option<Seconds>,
-    peer_timeout: Option<Seconds>,
-    key_file: Option<PathBuf>,
-    keep_going: bool,
+/// The internal mode's flag (see [`Command::Guard`]).
+pub(crate) const GUARD_FLAG: &str = "--guard-for-dacrun";
+
+/// An argument error, or a request for `--help` or `--version`.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// clap's verdict: help, version or a usage error.
+    Clap(clap::Error),
+    /// A problem clap does not check, as one line.
+    Invalid(String),
 }
 
-/// Parses everything after the program name.
+impl Refusal {
+    /// Prints help or version on stdout (exit status 0), or the error as one
+    /// line `dacrun: …` on stderr (exit status 2); returns the status.
+    pub(crate) fn report(&self) -> u8 {
+        match self {
+            Refusal::Clap(e) if !e.use_stderr() => {
+                // `--help` or `--version`: a closed stdout has no one to tell.
+                let _ = e.print();
+                0
+            }
+            Refusal::Clap(e) => {
+                eprintln!("dacrun: {}", one_line(e));
+                crate::EXIT_USAGE
+            }
+            Refusal::Invalid(message) => {
+                eprintln!("dacrun: {message} (see --help)");
+                crate::EXIT_USAGE
+            }
+        }
+    }
+}
+
+/// Parses the whole command line, program name first.
 ///
 /// # Errors
 ///
-/// A one-line message (without the `dacrun: ` prefix) for the first problem.
-pub(crate) fn parse_args(argv: &[OsString]) -> Result<Command, String> {
-    let mut options = Options::default();
-    let mut i = 0;
-    while i < argv.len() {
-        let word = argv[i]
-            .to_str()
-            .ok_or_else(|| format!("argument {:?} is not valid UTF-8", argv[i]))?;
-        i += 1;
-        if word == "--" {
-            return finish(options, &argv[i..]).map(|args| Command::Run(Box::new(args)));
-        }
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
-            _ => (word, None),
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--peer-id" => {
-                let path = match inline {
-                    Some(value) => OsString::from(value),
-                    None => argv.get(i).cloned().ok_or("--peer-id expects a file")?,
-                };
-                return Ok(Command::PeerId(PathBuf::from(path)));
-            }
-            "--keep-going" => {
-                options.keep_going = true;
-                continue;
-            }
-            "-n" | "--np" | "--topology" | "--schedule" | "--timeout" | "--peer-timeout"
-            | "--key-file" => {}
-            _ if flag.starts_with('-') => {
-                return Err(format!("unknown option '{flag}' (see --help)"));
-            }
-            // The program, as mpirun takes it: the first word that is not
-            // an option; everything from it on is passed through.
-            _ => {
-                return finish(options, &argv[i - 1..]).map(|args| Command::Run(Box::new(args)));
-            }
-        }
-        let value = match inline {
-            Some(value) => value,
-            None => {
-                let value = argv
-                    .get(i)
-                    .ok_or_else(|| format!("{flag} expects a value"))?;
-                i += 1;
-                value
-                    .to_str()
-                    .ok_or_else(|| format!("{flag} value {value:?} is not valid UTF-8"))?
-            }
-        };
-        set_option(&mut options, flag, value)?;
+/// A [`Refusal`]: help or version asked for, or what is wrong.
+pub(crate) fn parse_args<I, T>(argv: I) -> Result<Command, Refusal>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    if let [_, flag, run_dir] = argv.as_slice()
+        && flag == GUARD_FLAG
+    {
+        return Ok(Command::Guard(PathBuf::from(run_dir)));
     }
-    Err("missing the program to run (see --help)".into())
+    let cli = Cli::try_parse_from(argv).map_err(Refusal::Clap)?;
+    if let Some(path) = cli.peer_id {
+        return Ok(Command::PeerId(path));
+    }
+    if let Some(shell) = cli.completions {
+        return Ok(Command::Completions(shell));
+    }
+    let missing = || Refusal::Invalid("missing -n N or the program to run".into());
+    let size = cli.np.ok_or_else(missing)?;
+    let mut command = cli.command.into_iter();
+    let program = command.next().ok_or_else(missing)?;
+    if program.is_empty() {
+        return Err(Refusal::Invalid("the program name is empty".into()));
+    }
+    Ok(Command::Run(Box::new(Args {
+        size,
+        topology: cli.topology,
+        schedule: cli.schedule,
+        timeout: cli.timeout,
+        peer_timeout: cli.peer_timeout,
+        key_file: cli.key_file,
+        keep_going: cli.keep_going,
+        program,
+        program_args: command.collect(),
+    })))
 }
 
-/// Checks one option's value and records it.
-fn set_option(options: &mut Options, flag: &str, value: &str) -> Result<(), String> {
-    match flag {
-        "-n" | "--np" => options.size = Some(parse_size(flag, value)?),
-        "--topology" => {
-            value.parse::<Topology>().map_err(|e| e.to_string())?;
-            options.topology = Some(value.to_string());
+/// The completion script for `shell`.
+pub(crate) fn completions(shell: Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "dacrun", &mut script);
+    script
+}
+
+/// A clap error as one line, without the `error: ` prefix and the usage:
+/// the message, then what it lists (`a, b`) and its tips (`; tip: …`).
+pub(crate) fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for paragraph in rendered.split("\n\n") {
+        let paragraph = paragraph.trim();
+        if paragraph.starts_with("Usage:") || paragraph.starts_with("For more information") {
+            continue;
         }
-        "--schedule" => {
-            value.parse::<Schedule>().map_err(|e| e.to_string())?;
-            options.schedule = Some(value.to_string());
+        for part in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.is_empty() {
+                line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+                continue;
+            }
+            let separator = if line.ends_with(':') || part.starts_with('[') {
+                " "
+            } else if part.starts_with("tip:") {
+                "; "
+            } else {
+                ", "
+            };
+            line.push_str(separator);
+            line.push_str(part);
         }
-        "--timeout" => options.timeout = Some(parse_seconds(flag, value)?),
-        "--peer-timeout" => options.peer_timeout = Some(parse_seconds(flag, value)?),
-        _ => options.key_file = Some(check_key_file(Path::new(value))?),
     }
-    Ok(())
+    format!("{line} (see --help)")
 }
 
 /// Parses the number of ranks.
-fn parse_size(flag: &str, value: &str) -> Result<usize, String> {
+fn parse_size(value: &str) -> Result<usize, String> {
     let size: usize = value
         .parse()
-        .map_err(|_| format!("{flag} expects a positive integer, got '{value}'"))?;
+        .map_err(|_| "expects a positive integer".to_string())?;
     if size == 0 {
-        return Err(format!("{flag} must be at least 1"));
+        return Err("must be at least 1".into());
     }
     Ok(size)
 }
 
+/// Checks a topology name, keeping it as typed.
+fn parse_topology(value: &str) -> Result<String, String> {
+    value.parse::<Topology>().map_err(|e| e.to_string())?;
+    Ok(value.to_string())
+}
+
+/// Checks a schedule name, keeping it as typed.
+fn parse_schedule(value: &str) -> Result<String, String> {
+    value.parse::<Schedule>().map_err(|e| e.to_string())?;
+    Ok(value.to_string())
+}
+
 /// Parses a positive, finite number of seconds that fits a [`Duration`].
-fn parse_seconds(flag: &str, value: &str) -> Result<Seconds, String> {
-    let invalid = || format!("{flag} expects a positive number of seconds, got '{value}'");
+fn parse_seconds(value: &str) -> Result<Seconds, String> {
+    let invalid = || "expects a positive number of seconds".to_string();
     let secs: f64 = value.parse().map_err(|_| invalid())?;
     if !(secs.is_finite() && secs > 0.0) {
         return Err(invalid());
@@ -208,7 +361,8 @@ fn parse_seconds(flag: &str, value: &str) -> Result<Seconds, String> {
 }
 
 /// Checks that the key file can be read and returns its absolute path.
-fn check_key_file(path: &Path) -> Result<PathBuf, String> {
+fn check_key_file(value: &str) -> Result<PathBuf, String> {
+    let path = Path::new(value);
     let shown = path.display();
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
@@ -222,30 +376,6 @@ fn check_key_file(path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("cannot resolve key file {shown}: {e}"))
 }
 
-/// Builds [`Args`] once `--` has been seen; `rest` is the program and its arguments.
-fn finish(options: Options, rest: &[OsString]) -> Result<Args, String> {
-    let size = options
-        .size
-        .ok_or("missing -n N, the number of ranks (see --help)")?;
-    let (program, program_args) = rest
-        .split_first()
-        .ok_or("missing the program after '--' (see --help)")?;
-    if program.is_empty() {
-        return Err("the program name after '--' is empty".into());
-    }
-    Ok(Args {
-        size,
-        topology: options.topology,
-        schedule: options.schedule,
-        timeout: options.timeout,
-        peer_timeout: options.peer_timeout,
-        key_file: options.key_file,
-        keep_going: options.keep_going,
-        program: program.clone(),
-        program_args: program_args.to_vec(),
-    })
-}
-
 /// The program name for messages.
 pub(crate) fn shown(program: &OsStr) -> String {
     program.to_string_lossy().into_owned()
@@ -255,9 +385,8 @@ pub(crate) fn shown(program: &OsStr) -> String {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Command, String> {
-        let argv: Vec<OsString> = s.split_whitespace().map(OsString::from).collect();
-        parse_args(&argv)
+    fn parse(s: &str) -> Result<Command, Refusal> {
+        parse_args(std::iter::once("dacrun").chain(s.split_whitespace()))
     }
 
     fn run(s: &str) -> Args {
@@ -265,6 +394,20 @@ mod tests {
             Ok(Command::Run(args)) => *args,
             other => panic!("expected a run for {s:?}, got {other:?}"),
         }
+    }
+
+    /// The one-line message of a refused command line.
+    fn refused(s: &str) -> String {
+        match parse(s) {
+            Err(Refusal::Clap(e)) if e.use_stderr() => one_line(&e),
+            Err(Refusal::Invalid(message)) => message,
+            other => panic!("expected an error for {s:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -294,6 +437,12 @@ mod tests {
         assert!(args.keep_going);
     }
 
+    /// A repeated option: the last one counts, as before.
+    #[test]
+    fn the_last_of_a_repeated_option_wins() {
+        assert_eq!(run("-n 2 -n 3 prog").size, 3);
+    }
+
     /// The mpirun form: the first word that is not an option is the
     /// program, and everything after it is its own.
     #[test]
@@ -303,12 +452,61 @@ mod tests {
         assert!(args.keep_going);
         assert_eq!(args.program, "python");
         assert_eq!(args.program_args, ["fit.py", "-n", "5", "--"]);
+        let args = run("-n 2 prog --help --keep-going -- x");
+        assert!(!args.keep_going);
+        assert_eq!(args.program_args, ["--help", "--keep-going", "--", "x"]);
+    }
+
+    /// After `--` even a program whose name starts with a dash is the program.
+    #[test]
+    fn everything_after_the_separator_is_the_program() {
+        let args = run("-n 1 -- --odd-name -- -n");
+        assert_eq!(args.program, "--odd-name");
+        assert_eq!(args.program_args, ["--", "-n"]);
     }
 
     #[test]
     fn help_wins() {
-        assert_eq!(parse("-n 2 --help"), Ok(Command::Help));
-        assert_eq!(parse("-h"), Ok(Command::Help));
+        for line in ["-n 2 --help", "-h", "--help -n 0"] {
+            match parse(line) {
+                Err(Refusal::Clap(e)) => {
+                    assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{line}");
+                }
+                other => panic!("{line}: expected help, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_other_modes() {
+        assert_eq!(
+            parse("--peer-id id.key").ok(),
+            Some(Command::PeerId("id.key".into()))
+        );
+        assert_eq!(
+            parse("--completions zsh").ok(),
+            Some(Command::Completions(Shell::Zsh))
+        );
+        assert_eq!(
+            parse("--guard-for-dacrun /tmp/x").ok(),
+            Some(Command::Guard("/tmp/x".into()))
+        );
+    }
+
+    #[test]
+    fn completions_name_the_options() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let script = String::from_utf8(completions(shell)).expect("a UTF-8 script");
+            for option in ["--np", "--topology", "--keep-going", "--peer-id"] {
+                let name = if shell == Shell::Fish {
+                    option.trim_start_matches('-')
+                } else {
+                    option
+                };
+                assert!(script.contains(name), "{shell}: {option} missing");
+            }
+            assert!(!script.contains(GUARD_FLAG), "{shell}");
+        }
     }
 
     #[test]
@@ -316,12 +514,16 @@ mod tests {
         let cases = [
             ("-n 0 -- prog", "at least 1"),
             ("-n x -- prog", "positive integer"),
-            ("-n", "expects a value"),
-            ("-- prog", "missing -n"),
-            ("-n 2", "missing the program"),
-            ("prog", "missing -n"),
-            ("-n 2 --", "missing the program"),
-            ("-n 2 --bogus -- prog", "unknown option '--bogus'"),
+            ("-n", "a value is required for '--np <N>'"),
+            ("-- prog", "--np <N>"),
+            ("-n 2", "<PROGRAM>"),
+            ("prog", "--np <N>"),
+            ("-n 2 --", "<PROGRAM>"),
+            ("-n 2 --bogus -- prog", "unexpected argument '--bogus'"),
+            (
+                "-n 2 --topolgy ring -- prog",
+                "similar argument exists: '--topology'",
+            ),
             ("-n 2 --topology moebius -- prog", "unknown topology"),
             ("-n 2 --schedule fast -- prog", "unknown schedule"),
             ("-n 2 --timeout 0 -- prog", "positive number of seconds"),
@@ -336,9 +538,11 @@ mod tests {
                 "cannot read key file",
             ),
             ("-n 2 --key-file / -- prog", "is a directory"),
+            ("--peer-id f -n 2 prog", "cannot be used with"),
+            ("--completions tcsh", "invalid value 'tcsh'"),
         ];
         for (line, expected) in cases {
-            let err = parse(line).expect_err(line);
+            let err = refused(line);
             assert!(err.contains(expected), "{line:?}: {err:?}");
             assert!(!err.contains('\n'), "{line:?}: {err:?}");
         }

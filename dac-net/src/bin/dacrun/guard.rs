@@ -47,7 +47,7 @@ impl Guard {
     /// When dacrun's own executable cannot be started again.
     pub(crate) fn start(run_dir: &Path) -> io::Result<Guard> {
         let mut child = Command::new(std::env::current_exe()?)
-            .arg("--guard-for-dacrun")
+            .arg(crate::args::GUARD_FLAG)
             .arg(run_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

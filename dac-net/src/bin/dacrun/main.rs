@@ -2,12 +2,17 @@
 //!
 //! ```text
 //! dacrun -n N [--topology T] [--schedule S] [--timeout SECS]
-//!        [--peer-timeout SECS] [--key-file F] [--keep-going] -- PROGRAM [ARGS...]
+//!        [--peer-timeout SECS] [--key-file F] [--keep-going] [--] PROGRAM [ARGS...]
+//! dacrun --peer-id FILE
+//! dacrun --completions SHELL
 //! ```
 //!
 //! For example `dacrun -n 4 --topology ring -- target/release/dac-allreduce --dim 1000`.
 //!
 //! # Options
+//!
+//! The command line is parsed by clap (`args.rs`); `dacrun --help` describes
+//! every option with its default, and lists the exit statuses.
 //!
 //! | option | meaning |
 //! |---|---|
@@ -18,11 +23,17 @@
 //! | `--peer-timeout SECS` | seconds before a silent peer counts as gone; passed on |
 //! | `--key-file F` | the job key (a file of 64 hex digits); its absolute path is passed on |
 //! | `--keep-going` | a rank that dies does not stop the others (fault-tolerant runs) |
-//! | `-h`, `--help` | print the usage |
 //! | `--peer-id FILE` | print the peer id of the identity file FILE, making it if absent, and exit (for `DAC_IDENTITY_FILE` and allow-lists) |
+//! | `--completions SHELL` | print a completion script for bash, elvish, fish, powershell or zsh, and exit |
+//! | `-h`, `--help`; `-V`, `--version` | print the help (`-h`: shorter) or the version |
 //!
-//! Long options also take `--option=VALUE`. Everything after `--` is the
-//! program and its arguments, passed through untouched.
+//! Long options also take `--option=VALUE`; of an option given twice the
+//! last counts. The program is the first word that is not an option, or the
+//! word after `--`: it and everything after it are passed through untouched,
+//! options of dacrun's own included (`dacrun -n 4 python fit.py -n 5`).
+//! Argument errors are one line on stderr, `dacrun: …`, and exit status 2.
+//! dacrun reads no `DAC_*` variable itself: the ones below are what it gives
+//! the ranks.
 //!
 //! # The environment of every rank
 //!
@@ -92,13 +103,12 @@ mod guard;
 mod job;
 mod output;
 
-use std::ffi::OsString;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use args::{Args, Command, USAGE};
+use args::{Args, Command};
 use job::Signals;
 use output::Output;
 
@@ -120,25 +130,20 @@ const EXIT_TERMINATED: u8 = 143;
 const EXIT_HUNG_UP: u8 = 129;
 
 fn main() -> ExitCode {
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if let [flag, run_dir] = argv.as_slice()
-        && flag == "--guard-for-dacrun"
-    {
-        return ExitCode::from(guard::run(PathBuf::from(run_dir)));
-    }
-    match args::parse_args(&argv) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Run(args)) => match check_open_files(args.size) {
+    let command = match args::parse_args(std::env::args_os()) {
+        Ok(command) => command,
+        Err(refusal) => return ExitCode::from(refusal.report()),
+    };
+    match command {
+        Command::Guard(run_dir) => ExitCode::from(guard::run(run_dir)),
+        Command::Run(args) => match check_open_files(args.size) {
             Ok(()) => ExitCode::from(launch(&args)),
             Err(e) => {
                 eprintln!("dacrun: {e}");
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Ok(Command::PeerId(path)) => match dac_net::identity(&path) {
+        Command::PeerId(path) => match dac_net::identity(&path) {
             Ok(peer) => {
                 println!("{peer}");
                 ExitCode::SUCCESS
@@ -148,9 +153,15 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INTERNAL)
             }
         },
-        Err(e) => {
-            eprintln!("dacrun: {e}");
-            ExitCode::from(EXIT_USAGE)
+        Command::Completions(shell) => {
+            let script = args::completions(shell);
+            match io::Write::write_all(&mut io::stdout().lock(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dacrun: cannot write the completion script: {e}");
+                    ExitCode::from(EXIT_INTERNAL)
+                }
+            }
         }
     }
 }
