@@ -210,6 +210,42 @@ pub fn qr_solve(a: &Array2<f64>, b: &Array2<f64>) -> Result<DVector<f64>, BoxErr
     Ok(qr.r().solve_upper_triangular(&rhs).ok_or("R is singular")?)
 }
 
+/// The exit statuses of every example, for its `--help`.
+pub const EXIT_STATUSES: &str = "Run it under dacrun (dacrun -n 4 PROGRAM ...); every rank \
+    checks the distributed result against a central computation.\n\nExit status: 0 when \
+    every comparison agrees, 1 when one disagrees (its line starts with MISMATCH), 2 when \
+    the arguments, the job or a computation failed.";
+
+/// Parses the command line as `A` (on `--help` or a bad argument, prints
+/// and exits 0 or 2 before joining any job), then [`run`]s `body` with it.
+pub fn run_with<A: clap::Parser>(
+    name: &str,
+    body: impl FnOnce(A, &mut Comm, &mut Check) -> Result<(), BoxError>,
+) -> ExitCode {
+    let args = match A::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message up to its usage lines, on one line.
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("{name}: {message} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    run(name, |comm, check| body(args, comm, check))
+}
+
 /// Runs an example on this rank: joins the job from `dacrun`'s environment
 /// ([`Comm::from_env`]), runs `body`, closes the communicator and turns the
 /// outcome into the exit status: 0 when everything agreed, 1 when a

@@ -14,7 +14,8 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, block, run, uniform};
+use clap::Parser;
+use dac_examples::{BoxError, Check, Comm, EXIT_STATUSES, block, run_with, uniform};
 use dac_linalg::gaussian_linear;
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, Axis};
@@ -33,6 +34,12 @@ fn observation(i: usize) -> ([f64; 3], f64) {
         x.iter().zip(BETA).map(|(a, b)| a * b).sum::<f64>() + NOISE_VAR.sqrt() * noise,
     )
 }
+
+/// Bayesian updates from data split across ranks: a Gaussian linear model
+/// (in one update and in two) and a coin's bias on a grid. No arguments.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
+struct Args {}
 
 fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     let (m, p, tosses) = (2000, BETA.len(), 600);
@@ -95,5 +102,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("bayes", body)
+    run_with("bayes", |_: Args, comm, check| body(comm, check))
 }

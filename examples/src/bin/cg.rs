@@ -17,7 +17,8 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, block, run, uniform};
+use clap::Parser;
+use dac_examples::{BoxError, Check, Comm, EXIT_STATUSES, block, run_with, uniform};
 use dac_linalg::{CgOptions, Checkpoints};
 use ndarray::{Array1, Array2};
 
@@ -111,19 +112,23 @@ fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
-fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let (mut g, mut store) = (24, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--checkpoint" {
-            let dir = args.next().ok_or("--checkpoint needs a directory")?;
-            store = Some(Checkpoints::new(dir, 5));
-        } else {
-            g = arg
-                .parse()
-                .map_err(|_| format!("GRID: {arg:?} is not a positive integer"))?;
-        }
-    }
+/// Conjugate gradients for the 2-D Poisson equation, the rows of the
+/// matrix split across ranks.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
+struct Args {
+    /// The mesh is GRID × GRID (n = GRID² unknowns).
+    #[arg(value_name = "GRID", default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..))]
+    grid: u16,
+    /// Save the state every 5 iterations in DIR, and resume from it when
+    /// started again with the same DIR.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<std::path::PathBuf>,
+}
+
+fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let g = usize::from(args.grid);
+    let store = args.checkpoint.map(|dir| Checkpoints::new(dir, 5));
     let n = g * g;
     let b_at = |i: usize| uniform(10, i as u64);
 
@@ -198,5 +203,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("cg", body)
+    run_with("cg", body)
 }

@@ -11,18 +11,23 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, block, run, uniform};
+use clap::Parser;
+use dac_examples::{BoxError, Check, Comm, EXIT_STATUSES, block, run_with, uniform};
 use ndarray::Array1;
 
 const TOL: f64 = 1e-12;
 
-fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|_| format!("LENGTH: {arg:?} is not a non-negative integer"))?,
-        None => 1_000_003,
-    };
+/// The dot product and 2-norm of two vectors split across ranks.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
+struct Args {
+    /// Entries of x and y (uneven blocks by default).
+    #[arg(value_name = "LENGTH", default_value_t = 1_000_003)]
+    length: usize,
+}
+
+fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let n = args.length;
     let x_at = |i: usize| uniform(1, i as u64);
     let y_at = |i: usize| 0.5 + uniform(2, i as u64);
 
@@ -48,5 +53,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("dot", body)
+    run_with("dot", body)
 }

@@ -30,58 +30,53 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, Regression, block, qr_solve, relative_error, run};
+use clap::Parser;
+use dac_examples::{
+    BoxError, Check, Comm, EXIT_STATUSES, Regression, block, qr_solve, relative_error, run_with,
+};
 use dac_linalg::{LstsqOptions, Placement, Replicated, ReplicatedOptions, lstsq_replicated};
 use dac_net::SelfKill;
 use nalgebra::DVector;
 use ndarray::{Axis, Slice};
 
+/// Least squares on the diabetes data cut into partitions, each held by
+/// several ranks, so that the answer stays the full-data one when a rank
+/// dies mid-run.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
 struct Args {
+    /// Blocks of rows the data is cut into.
+    #[arg(long, value_name = "P", default_value_t = 16)]
     partitions: usize,
+    /// Ranks that hold each block.
+    #[arg(long, value_name = "R", default_value_t = 2)]
     replicas: usize,
+    /// How many times the fit is repeated (so that a kill lands inside one).
+    #[arg(long, value_name = "N", default_value_t = 20)]
     fits: usize,
-    kill: Option<SelfKill>,
-    cheat: Option<usize>,
-    degraded: bool,
+    /// This rank SIGKILLs itself --kill-after-ms after its first fit starts.
+    #[arg(long, value_name = "K", requires = "kill_after_ms")]
+    kill_rank: Option<usize>,
+    /// Milliseconds before --kill-rank dies.
+    #[arg(long, value_name = "T", requires = "kill_rank")]
+    kill_after_ms: Option<u64>,
+    /// Test-only fault: rank K leaves out the first row of every partition
+    /// it holds (with 3 replicas it is outvoted and excluded; with 2 every
+    /// rank fails).
+    #[arg(long, value_name = "K")]
+    cheat_rank: Option<usize>,
+    /// When every holder of a partition is gone, fit the surviving
+    /// partitions and say which were lost, instead of failing.
+    #[arg(long)]
+    allow_degraded: bool,
+    /// Another data set (a header line, then numbers; the last column is
+    /// the response).
+    #[arg(long, value_name = "CSV", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/diabetes.csv"))]
     data: String,
 }
 
-fn parse() -> Result<Args, BoxError> {
-    let mut args = Args {
-        partitions: 16,
-        replicas: 2,
-        fits: 20,
-        kill: None,
-        cheat: None,
-        degraded: false,
-        data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/diabetes.csv").into(),
-    };
-    let (mut kill_rank, mut kill_after) = (None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| -> Result<u64, BoxError> {
-            let v = it.next().ok_or(format!("{name} needs a value"))?;
-            Ok(v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not a non-negative integer"))?)
-        };
-        match flag.as_str() {
-            "--partitions" => args.partitions = value("--partitions")? as usize,
-            "--replicas" => args.replicas = value("--replicas")? as usize,
-            "--fits" => args.fits = value("--fits")? as usize,
-            "--kill-rank" => kill_rank = Some(value("--kill-rank")? as usize),
-            "--kill-after-ms" => kill_after = Some(value("--kill-after-ms")?),
-            "--cheat-rank" => args.cheat = Some(value("--cheat-rank")? as usize),
-            "--allow-degraded" => args.degraded = true,
-            "--data" => args.data = it.next().ok_or("--data needs a path")?,
-            other => return Err(format!("unknown option {other:?}").into()),
-        }
-    }
-    args.kill = SelfKill::from_options(kill_rank, kill_after)?;
-    Ok(args)
-}
-
-fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let args = parse()?;
+fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let kill = SelfKill::from_options(args.kill_rank, args.kill_after_ms)?;
     let (rank, size) = (comm.rank(), comm.size());
     let Regression { a, b, .. } = Regression::from_csv(&args.data)?;
     let (m, n) = a.dim();
@@ -95,14 +90,14 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
             a.slice_axis(Axis(0), rows).to_owned(),
             b.slice_axis(Axis(0), rows).to_owned(),
         );
-        if args.cheat == Some(rank) && ap.nrows() > 0 {
+        if args.cheat_rank == Some(rank) && ap.nrows() > 0 {
             ap.row_mut(0).fill(0.0);
             bp.row_mut(0).fill(0.0);
         }
         parts.insert(p, (ap, bp));
     }
     let options = ReplicatedOptions {
-        allow_degraded: args.degraded,
+        allow_degraded: args.allow_degraded,
         ..ReplicatedOptions::default()
     };
     let mut job = Replicated::new(placement, options);
@@ -118,7 +113,7 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
     };
     let mut beta = central(&[])?;
 
-    if let Some(kill) = args.kill {
+    if let Some(kill) = kill {
         kill.arm(rank);
     }
     let mut worst = 0.0f64;
@@ -162,5 +157,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("fault_tolerant_lstsq", body)
+    run_with("fault_tolerant_lstsq", body)
 }

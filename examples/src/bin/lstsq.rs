@@ -15,15 +15,27 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, Regression, block, qr_solve, run};
+use clap::Parser;
+use dac_examples::{BoxError, Check, Comm, EXIT_STATUSES, Regression, block, qr_solve, run_with};
 use dac_linalg::LstsqOptions;
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Axis, Slice};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/diabetes.csv");
 
-fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| DATA.to_string());
+/// Least squares on a CSV data set (the last column is the response, an
+/// intercept is added), its rows split across ranks.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
+struct Args {
+    /// The data: a header line, then numbers (default: the diabetes data
+    /// in examples/data).
+    #[arg(value_name = "CSV", default_value = DATA)]
+    csv: String,
+}
+
+fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let path = args.csv;
     // A = [1 | features], b = the last column (the response).
     let Regression { names, a, b } = Regression::from_csv(&path)?;
     let (m, n) = a.dim();
@@ -68,5 +80,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("lstsq", body)
+    run_with("lstsq", body)
 }

@@ -14,25 +14,27 @@
 
 use std::process::ExitCode;
 
-use dac_examples::{BoxError, Check, Comm, block, run, uniform};
+use clap::Parser;
+use dac_examples::{BoxError, Check, Comm, EXIT_STATUSES, block, run_with, uniform};
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2};
 
 const TOL: f64 = 1e-12;
 
-fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| {
-            a.parse()
-                .map_err(|_| format!("{a:?} is not a non-negative integer"))
-        })
-        .collect::<Result<_, _>>()?;
-    let (m, n) = match args[..] {
-        [] => (300, 500),
-        [m, n] => (m, n),
-        _ => return Err("usage: matvec [ROWS COLS]".into()),
-    };
+/// `A x` with `A` split by columns, `A x` and `Aᵀ y` with `A` split by rows.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUSES)]
+struct Args {
+    /// Rows of A.
+    #[arg(value_name = "ROWS", default_value_t = 300, requires = "cols")]
+    rows: usize,
+    /// Columns of A (give both or neither).
+    #[arg(value_name = "COLS", default_value_t = 500)]
+    cols: usize,
+}
+
+fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
+    let (m, n) = (args.rows, args.cols);
     let a_at = |i: usize, j: usize| uniform(3, (i * n + j) as u64);
     let x_at = |j: usize| uniform(4, j as u64);
     let (rank, size) = (comm.rank(), comm.size());
@@ -65,5 +67,5 @@ fn body(comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    run("matvec", body)
+    run_with("matvec", body)
 }
