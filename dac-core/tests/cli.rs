@@ -99,6 +99,26 @@ fn metropolis_reports_its_spectral_bound_and_writes_a_trace() {
     );
 }
 
+/// A run far beyond the memory it may use is refused up front, with the
+/// figures, instead of dying by SIGABRT in the allocator (it did, under a
+/// 6 GB cap).
+#[test]
+fn a_run_that_cannot_fit_in_memory_exits_2_saying_how_much_it_needs() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 6291456 && exec \"$0\" -n 1000 --dim 100000000")
+        .arg(env!("CARGO_BIN_EXE_simulate"))
+        .output()
+        .expect("sh runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("need at least") && err.contains("6.0 GiB are available"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_arguments_exit_2_with_one_line() {
     for args in [

@@ -62,6 +62,20 @@ pub fn simulate<'py>(
     let stop = Arc::clone(&abandoned);
     let report = run(py, None, "dac-simulate".into(), move || {
         let graph = graph(&topology, nodes, seed)?;
+        // Refused before anything large is allocated: an allocation that
+        // fails aborts the whole Python process.
+        let needed = dac_core::sim::memory_needed(&graph, dim);
+        if let Some(available) = dac_core::sim::available_memory()
+            && needed > available
+        {
+            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+            return Err(argument(format!(
+                "{nodes} nodes with {dim} values each need at least {:.1} GiB, but {:.1} GiB \
+                 are available; use fewer nodes or shorter inputs",
+                gib(needed),
+                gib(available)
+            )));
+        }
         let config = Config {
             schedule: schedule.parse::<Schedule>()?,
             tol,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import deque
 from typing import Dict, List
 
@@ -150,3 +152,22 @@ def test_a_run_cut_short_by_max_rounds_raises_with_the_result_so_far() -> None:
     assert not np.allclose(r.estimates, x.mean(), atol=1e-3)
     assert np.abs(r.estimates - x.mean()).max() < np.abs(x - x.mean()).max()
     assert len(r.residuals) == 5 and r.residuals[-1] > 1e-12
+
+
+def test_a_simulation_that_cannot_fit_in_memory_raises_before_allocating() -> None:
+    """Under a 4 GiB address-space limit, 1000 nodes of 30 000 values need
+    far more: ArgumentError with both figures (an allocation failure would
+    abort the whole interpreter). Run in a child, whose limit is its own."""
+    code = (
+        "import resource, numpy as np, dac\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "try:\n"
+        "    dac.simulate(np.zeros((1000, 30000)))\n"
+        "except dac.ArgumentError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "refused: 1000 nodes with 30000 values each need at least" in out.stdout, out.stdout
+    assert "4.0 GiB are available" in out.stdout, out.stdout

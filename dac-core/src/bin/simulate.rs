@@ -20,7 +20,10 @@ use std::time::Instant;
 use clap::{CommandFactory, Parser, ValueHint};
 use clap_complete::Shell;
 use dac_core::graph::{SPECTRUM_MAX_NODES, Weights};
-use dac_core::sim::{self, Cut, Faults, InputChange, NodeOutcome, Report, Span, Suspicion};
+use dac_core::sim::{
+    self, Cut, Faults, InputChange, NodeOutcome, Report, Span, Suspicion, available_memory,
+    memory_needed,
+};
 use dac_core::{Config, Graph, Schedule, Topology};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -641,12 +644,32 @@ fn write_trace(path: &str, report: &Report) -> Result<(), String> {
     std::fs::write(path, csv).map_err(|e| format!("cannot write {path}: {e}"))
 }
 
+/// Refuses a run whose lower bound exceeds `available`, with both figures.
+fn check_memory(graph: &Graph, dim: usize, available: Option<u128>) -> Result<(), String> {
+    let needed = memory_needed(graph, dim);
+    match available {
+        Some(available) if needed > available => {
+            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+            Err(format!(
+                "{} members with {dim} values each need at least {:.1} GiB (each member keeps \
+                 about 2 · degree + 8 vectors), but {:.1} GiB are available (the smaller of \
+                 MemAvailable and the address-space limit); use fewer members or a smaller --dim",
+                graph.len(),
+                gib(needed),
+                gib(available)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run(args: &Args) -> Result<bool, String> {
     let graph = match &args.edges_file {
         Some(path) => Graph::from_edges(args.nodes, &read_edges(path)?),
         None => args.topology.build(args.nodes, args.seed),
     }
     .map_err(|e| e.to_string())?;
+    check_memory(&graph, args.dim, available_memory())?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x5EED_1A7A);
     let random_row = |rng: &mut Xoshiro256PlusPlus| -> Vec<f64> {
         (0..args.dim)
@@ -741,6 +764,23 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_cannot_fit_is_refused_with_both_figures() {
+        let ring = Topology::Ring.build(1000, 0).unwrap();
+        // 1000 members × (2·2 + 8) vectors × 1e8 + 1 values × 8 bytes.
+        assert_eq!(
+            memory_needed(&ring, 100_000_000),
+            1000 * 12 * 100_000_001 * 8
+        );
+        let err = check_memory(&ring, 100_000_000, Some(6 << 30)).unwrap_err();
+        assert!(
+            err.contains("at least 8940.7 GiB") && err.contains("6.0 GiB"),
+            "{err}"
+        );
+        assert_eq!(check_memory(&ring, 1000, Some(6 << 30)), Ok(()));
+        assert_eq!(check_memory(&ring, 100_000_000, None), Ok(()));
+    }
 
     fn parse(s: &str) -> Result<Command, clap::Error> {
         parse_args(std::iter::once("simulate").chain(s.split_whitespace()))
