@@ -9,9 +9,14 @@ import sys
 import time
 
 SCRIPT = """
+import signal
 import time
 import numpy as np
 import dac
+
+# Python turns SIGINT into KeyboardInterrupt only if SIGINT was not ignored
+# when it started; a test runner started in the background ignores it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 print("ready", flush=True)
 try:
