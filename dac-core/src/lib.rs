@@ -32,8 +32,6 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
 mod comm;
 mod config;
 pub mod engine;
