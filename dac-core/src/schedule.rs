@@ -168,6 +168,40 @@ impl ExactPlan {
         }
     }
 
+    /// The round whose message from `node` the exact result of `witness`
+    /// depends on: the one round in which `node`'s input (with all it
+    /// gathered before) is handed towards `witness`. `None` when `node`
+    /// is `witness` or a round count is out of range.
+    ///
+    /// Nobody can hold the exact mean before `node` has sent that message:
+    /// a member that receives an exact result from `witness` before it
+    /// sent its message for this round knows the result is forged.
+    ///
+    /// In the plain cube, `node` reaches `witness` in the round of the
+    /// lowest bit in which they differ (in every earlier round the two
+    /// halves that meet both contain `node`'s or neither). With folding,
+    /// an extra member's mass leaves it in the fold-in round; a core member
+    /// reaches the other cores through the cube's rounds (shifted by one),
+    /// and its own extra through the hand-back round.
+    pub(crate) fn carried_round(&self, witness: u32, node: u32) -> Option<u32> {
+        if witness == node || witness >= self.members || node >= self.members {
+            return None;
+        }
+        let lowest_difference = |a: u32, b: u32| (a ^ b).trailing_zeros();
+        if !self.folds() {
+            return Some(lowest_difference(witness, node));
+        }
+        let core = |m: u32| if m >= self.cube { m - self.cube } else { m };
+        if node >= self.cube {
+            return Some(0);
+        }
+        if core(witness) == node {
+            // `witness` is `node`'s extra: it gets its share back last.
+            return Some(self.dims + 1);
+        }
+        Some(1 + lowest_difference(core(witness), node))
+    }
+
     /// Every pair `(round, a, b)` with `a < b` the plan uses.
     pub(crate) fn pairs(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
         (0..self.rounds()).flat_map(move |r| {
@@ -263,6 +297,50 @@ mod tests {
             for (s, w) in mass {
                 assert!((s / w - mean).abs() <= 1e-12 * mean.max(1.0), "n = {n}");
             }
+        }
+    }
+
+    /// `carried_round(p, q)` names a message of `q` that `p`'s result
+    /// depends on: changing what `q` sends in that round (and nothing
+    /// else) changes `p`'s final weight.
+    #[test]
+    fn a_result_depends_on_the_carried_round() {
+        // Final weights of every node, with `q`'s message in `round`
+        // (as its partner sees it) carrying one unit of weight too many.
+        let run = |plan: &ExactPlan, n: u32, tampered: Option<(u32, u32)>| -> Vec<f64> {
+            let mut weight = vec![1.0f64; n as usize];
+            for r in 0..plan.rounds() {
+                let before = weight.clone();
+                for a in 0..n {
+                    if let Some(p) = plan.pairing(a, r) {
+                        let mut them = before[p.peer as usize];
+                        if tampered == Some((p.peer, r)) {
+                            them += 1.0;
+                        }
+                        weight[a as usize] += p.take * them - p.give * before[a as usize];
+                    }
+                }
+            }
+            weight
+        };
+        for n in 1..=40u32 {
+            let plan = ExactPlan::new(n);
+            let honest = run(&plan, n, None);
+            for q in 0..n {
+                for p in 0..n {
+                    let Some(r) = plan.carried_round(p, q) else {
+                        assert_eq!(p, q, "n = {n}");
+                        continue;
+                    };
+                    assert!(r < plan.rounds(), "n = {n}, {p} from {q}: round {r}");
+                    let tampered = run(&plan, n, Some((q, r)));
+                    assert_ne!(
+                        tampered[p as usize], honest[p as usize],
+                        "n = {n}: {p}'s result does not depend on {q}'s round {r}"
+                    );
+                }
+            }
+            assert_eq!(plan.carried_round(0, n), None);
         }
     }
 }

@@ -90,9 +90,11 @@ fn reporters_of(report: &Report, liar: usize) -> Vec<usize> {
 }
 
 /// In the exact schedule a member computes the exact mean itself: a
-/// forged result, sent before anyone finished, is never adopted, and
-/// every member that got it reports it once it holds the mean. The liar
-/// otherwise runs honestly, so its input counts.
+/// forged result, sent before anyone finished, is never adopted. A member
+/// whose input could not have reached the liar yet refuses it at once as
+/// premature, and the liar is cut off (its input then counts for nobody);
+/// otherwise the liar runs honestly, its input counts, and every member
+/// that got the forgery reports it once it holds the mean.
 #[test]
 fn a_forged_result_in_the_exact_schedule_is_refused_and_reported() {
     // 8 members (3 rounds) and 6 (folding: 2 + 2 rounds).
@@ -102,11 +104,29 @@ fn a_forged_result_in_the_exact_schedule_is_refused_and_reported() {
         let report = run(&graph, &x, Schedule::Exact, forged(1, liar, rounds), 0);
         let context = format!("{n} members, exact");
         let named = assert_honest_exact(&report, &x, liar, 1e-12, &context);
-        for c in named {
-            assert_eq!(c, (0..n).collect::<Vec<_>>(), "{context}");
-        }
+        let all: Vec<usize> = (0..n).collect();
         let others: Vec<usize> = (0..n).filter(|&i| i != liar).collect();
-        assert_eq!(reporters_of(&report, liar), others, "{context}");
+        assert!(named.iter().all(|c| *c == named[0]), "{context}: {named:?}");
+        let premature = report.misbehaviour.iter().any(|(_, v)| {
+            matches!(
+                v,
+                Violation::Contradicts {
+                    what: Contradiction::Premature,
+                    ..
+                }
+            )
+        });
+        let reporters = reporters_of(&report, liar);
+        if named[0] == all {
+            assert_eq!(reporters, others, "{context}");
+        } else {
+            // Cut off mid-reduction for a premature result.
+            assert_eq!(named[0], others, "{context}");
+            assert!(
+                premature && !reporters.is_empty(),
+                "{context}: {reporters:?}"
+            );
+        }
         assert_sound(&report, &x, &context);
     }
 }
@@ -209,4 +229,45 @@ fn a_forged_result_from_a_member_that_falls_silent_is_not_adopted() {
         }
         assert_sound(&report, &x, &context);
     }
+}
+
+/// A liar that forges a result before its first round and then leaves
+/// (as an excluded member does, saying goodbye): a member whose exact
+/// phase its departure spoiled must not take the forgery for the result
+/// of a member that finished and left. A result that reached a member
+/// before that member's own input had left it cannot include that input:
+/// it is refused as premature, whoever sent it.
+#[test]
+fn a_forged_result_from_a_member_that_leaves_is_not_adopted() {
+    for n in [4, 8, 6] {
+        let graph = Graph::complete(n).unwrap();
+        for liar in 0..n {
+            for leave_at in 0..3 {
+                for tick in [0, 1] {
+                    let x = inputs(n, 1, 80 + liar as u64);
+                    let faults = Faults {
+                        leaves: vec![(liar, leave_at)],
+                        ..forged(tick, liar, exact_rounds(n))
+                    };
+                    let report = run(&graph, &x, Schedule::Exact, faults, 0);
+                    let context = format!(
+                        "{n} members, liar {liar} forges at tick {tick}, leaves at round {leave_at}"
+                    );
+                    let tol = config(Schedule::Exact).tol;
+                    assert_honest_exact(&report, &x, liar, 10.0 * tol, &context);
+                    for node in report.nodes.iter().filter_map(NodeOutcome::reduction) {
+                        assert!((node.value[0] - FORGED).abs() > 1.0, "{context}: {node:?}");
+                    }
+                    assert_sound(&report, &x, &context);
+                }
+            }
+        }
+    }
+}
+
+/// The exact plan's rounds: log2 N for a power of two, ⌊log2 N⌋ + 2
+/// otherwise.
+fn exact_rounds(n: usize) -> u32 {
+    let floor = usize::BITS - 1 - n.leading_zeros();
+    floor + if n.is_power_of_two() { 0 } else { 2 }
 }

@@ -16,7 +16,7 @@ use crate::access::Access;
 use crate::builder::CommBuilder;
 use crate::comm::transport;
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
-use crate::repeats::{REPEAT_BURST, REPEAT_RATE, Repeats};
+use crate::repeats::{Admission, REPEAT_BURST, REPEAT_RATE, Repeats};
 use crate::roster::{self, ROSTER_PROTOCOL, Roster};
 use crate::topology::Neighbourhood;
 use crate::transport::{self as swarm, SwarmCommand};
@@ -67,6 +67,9 @@ pub(crate) struct Session {
     verdicts: mpsc::UnboundedReceiver<Verdict>,
     /// Reductions started so far (the id of the current one).
     op: u64,
+    /// The last reduction this member finished with a result (0: none);
+    /// its goodbye names it (see [`Engine::peer_finished`]).
+    finished: u64,
     /// Members known to have departed, from any source.
     pub(crate) departed: BTreeSet<usize>,
     /// Members whose input a reduction this member completed lacks: they
@@ -329,6 +332,7 @@ impl Session {
             repeats: HashMap::new(),
             early: Vec::new(),
             last: None,
+            finished: 0,
             shape: 0,
             last_shape: 0,
             owed: None,
@@ -339,7 +343,7 @@ impl Session {
 
     pub(crate) async fn close(&mut self) {
         self.pay_owed();
-        self.node.close(Duration::from_secs(2)).await;
+        self.node.close(Duration::from_secs(2), self.finished).await;
         for task in self.tasks.drain(..) {
             task.abort();
         }
@@ -380,7 +384,7 @@ impl Session {
     fn take_verdicts(&mut self) {
         while let Ok(verdict) = self.verdicts.try_recv() {
             match verdict {
-                Verdict::Departed { rank, proven } => self.depart(rank, proven),
+                Verdict::Departed { rank, proven, .. } => self.depart(rank, proven),
                 Verdict::Fenced { .. } => self.fail(&Error::Excluded { rank: self.rank }),
             }
         }
@@ -519,9 +523,14 @@ impl Session {
                     None => return Err(transport("the network task has stopped")),
                 },
                 verdict = self.verdicts.recv() => match verdict {
-                    Some(Verdict::Departed { rank, proven }) => {
+                    Some(Verdict::Departed { rank, proven, finished }) => {
                         self.pay_owed();
                         self.depart(rank, proven);
+                        if finished >= op {
+                            // It finished this reduction before it left:
+                            // the result it announced may be adopted.
+                            engine.peer_finished(rank);
+                        }
                         if proven {
                             engine.peer_departed(rank);
                         } else {
@@ -582,7 +591,10 @@ impl Session {
         let outcome =
             outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")));
         match &outcome {
-            Ok(reduction) => self.missing.extend(reduction.contributors.departed()),
+            Ok(reduction) => {
+                self.finished = op;
+                self.missing.extend(reduction.contributors.departed());
+            }
             Err(error) => self.fail(error),
         }
         outcome
@@ -619,14 +631,18 @@ impl Session {
             return;
         }
         let budget = self.repeats.entry(from).or_insert_with(Repeats::new);
-        if !budget.admit(&frame, tokio::time::Instant::now()) {
-            let reason = format!(
-                "sent more than {REPEAT_BURST} repeated frames in one reduction (at most \
-                 {REPEAT_RATE} a second are allowed after that)"
-            );
-            return self.expel(engine, from, reason);
+        match budget.admit(&frame, tokio::time::Instant::now()) {
+            Admission::Take => self.route(engine, from, frame),
+            // A repeat too soon after the last: not answered again.
+            Admission::Drop => {}
+            Admission::Flood => {
+                let reason = format!(
+                    "sent more than {REPEAT_BURST} repeated frames in one reduction (at most \
+                     {REPEAT_RATE} a second are allowed after that)"
+                );
+                self.expel(engine, from, reason);
+            }
         }
-        self.route(engine, from, frame);
     }
 
     /// Hands a frame to the engine of its reduction. Frames from a member

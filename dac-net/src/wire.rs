@@ -12,8 +12,9 @@
 //! Two kinds of body carry no engine message: an empty body (length 0) is a
 //! heartbeat, sent on a link that has been quiet for a while so that the
 //! failure detector can tell a quiet member from a silent one; and a body
-//! whose header length is `u32::MAX` is a one-byte [`Control`] word (the
-//! sender leaves, or tells us that we were excluded).
+//! whose header length is `u32::MAX` is a [`Control`] word: one byte,
+//! followed for a goodbye by the last reduction the sender finished (u64
+//! LE), or one byte that tells us that we were excluded.
 //!
 //! Everything a peer controls is checked before it is used: the length
 //! prefix against the limit before any allocation, the header against the
@@ -69,26 +70,29 @@ pub(crate) const HEARTBEAT: [u8; PREFIX] = [0; PREFIX];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Control {
     /// The sender leaves the job (a clean shutdown): it is gone, not
-    /// suspected.
-    Leaving,
+    /// suspected. `finished` is the last reduction it finished with a
+    /// result (0: none), so that a member still running that reduction
+    /// may trust the result the sender announced in it.
+    Leaving { finished: u64 },
     /// The sender holds the receiver departed: the receiver was excluded.
     Fenced,
 }
 
 impl Control {
-    fn code(self) -> u8 {
-        match self {
-            Control::Leaving => 1,
-            Control::Fenced => 2,
-        }
-    }
-
     /// The frame that carries this word.
     pub(crate) fn encode(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(PREFIX + HEADER_LEN + 1);
-        out.extend_from_slice(&((HEADER_LEN + 1) as u32).to_le_bytes());
+        let (code, argument) = match self {
+            Control::Leaving { finished } => (1, Some(finished)),
+            Control::Fenced => (2, None),
+        };
+        let body = HEADER_LEN + 1 + if argument.is_some() { 8 } else { 0 };
+        let mut out = Vec::with_capacity(PREFIX + body);
+        out.extend_from_slice(&(body as u32).to_le_bytes());
         out.extend_from_slice(&CONTROL.to_le_bytes());
-        out.push(self.code());
+        out.push(code);
+        if let Some(a) = argument {
+            out.extend_from_slice(&a.to_le_bytes());
+        }
         out
     }
 }
@@ -154,8 +158,8 @@ pub enum FrameError {
         /// The frame's job id.
         found: u64,
     },
-    /// A control word that does not exist.
-    #[error("unknown control word {code}")]
+    /// A control word that does not exist, or with the wrong length.
+    #[error("unknown or malformed control word {code}")]
     UnknownControl {
         /// The word received.
         code: u8,
@@ -228,13 +232,15 @@ pub(crate) fn encode(job: u64, op: u64, shape: u64, message: &Message<'_>) -> Ve
 
 /// Decodes and checks a non-empty body: a control word or a frame.
 pub(crate) fn decode(body: &[u8], job: u64) -> Result<Body, FrameError> {
-    if let [a, b, c, d, code] = *body
+    if let [a, b, c, d, code, ref argument @ ..] = *body
         && u32::from_le_bytes([a, b, c, d]) == CONTROL
     {
-        return match code {
-            1 => Ok(Body::Control(Control::Leaving)),
-            2 => Ok(Body::Control(Control::Fenced)),
-            code => Err(FrameError::UnknownControl { code }),
+        return match (code, argument) {
+            (1, &[a0, a1, a2, a3, a4, a5, a6, a7]) => Ok(Body::Control(Control::Leaving {
+                finished: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            })),
+            (2, []) => Ok(Body::Control(Control::Fenced)),
+            (code, _) => Err(FrameError::UnknownControl { code }),
         };
     }
     decode_body(body, job).map(Body::Frame)
@@ -488,6 +494,36 @@ mod tests {
             payload: vec![1.5, -2.0, 1e-300, 4.0],
             abort: None,
         }
+    }
+
+    /// A goodbye carries the last finished reduction; a word of another
+    /// length than its own is refused.
+    #[test]
+    fn control_words_round_trip_and_are_checked() {
+        for word in [
+            Control::Leaving { finished: 0 },
+            Control::Leaving {
+                finished: 0x0102_0304_0506_0708,
+            },
+            Control::Fenced,
+        ] {
+            let bytes = word.encode();
+            let len = u32::from_le_bytes(bytes[..PREFIX].try_into().unwrap()) as usize;
+            assert_eq!(len, bytes.len() - PREFIX);
+            assert_eq!(decode(&bytes[PREFIX..], 9), Ok(Body::Control(word)));
+        }
+        let mut bad = Control::Leaving { finished: 5 }.encode();
+        bad.pop();
+        let short = decode(&bad[PREFIX..], 9);
+        assert_eq!(short, Err(FrameError::UnknownControl { code: 1 }));
+        let mut long = Control::Fenced.encode();
+        long.push(0);
+        let long = decode(&long[PREFIX..], 9);
+        assert_eq!(long, Err(FrameError::UnknownControl { code: 2 }));
+        let mut unknown = Control::Fenced.encode();
+        unknown[PREFIX + HEADER_LEN] = 9;
+        let unknown = decode(&unknown[PREFIX..], 9);
+        assert_eq!(unknown, Err(FrameError::UnknownControl { code: 9 }));
     }
 
     #[test]

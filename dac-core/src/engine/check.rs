@@ -21,11 +21,17 @@
 //!   inputs, and it cannot check an exact result from a neighbour that did
 //!   complete the phase: it adopts one that has the exact result's shape —
 //!   one announced during the phase by a member it still holds live or
-//!   knows to have left (if all such agree; not by one it suspects since),
-//!   or one a finished neighbour answers its fallback
-//!   rounds with. *This is the check's blind spot*: an insider that stays
-//!   in the job can make members that fell back after a departure adopt a
-//!   forged exact result.
+//!   whose host says it finished before it left (if all such agree; not
+//!   by one that departed otherwise), or one a finished neighbour answers
+//!   its fallback rounds with. *This is the check's blind spot*: an
+//!   insider that stays in the job, or that claims to have finished, can
+//!   make members that fell back after a departure adopt a forged exact
+//!   result.
+//! - **Causality, in any phase.** An exact result depends on one message
+//!   of every member (`ExactPlan::carried_round`): nobody holds the exact
+//!   mean before this member has sent its message of that round. An exact
+//!   result that arrives earlier is refused at once as
+//!   [`Contradiction::Premature`], whoever sent it.
 //! - **In the iterative schedules** the value is not recomputable, but its
 //!   distance is bounded: all members stop at an agreed round after every
 //!   member was converged, so every estimate then lies within `tol ·
@@ -87,6 +93,9 @@ impl Engine {
         let h = &message.header;
         let exact_rounds = self.exact_rounds();
         let clean = self.clean_exact_shape(h, message.events);
+        if clean && !self.could_carry_my_input(from) {
+            return Err(refuse(Contradiction::Premature));
+        }
         if self.plan.is_some() {
             if !clean {
                 return Err(refuse(Contradiction::ResultShape));
@@ -191,21 +200,21 @@ impl Engine {
     /// At the end of a dirty exact phase: adopts the exact result that
     /// neighbours announced during the phase, as the fallback would adopt
     /// it (unchecked: this member's value is no exact mean), if some that
-    /// it holds live, or knows to be gone, announced one and all such
-    /// agree. Those neighbours may have ended since (a finished job's
-    /// members exit), so the fallback could not ask them again. Claims of
-    /// members suspected meanwhile are dropped: a member that announced a
-    /// result and then fell silent is no witness. Returns true if it
-    /// adopted one.
+    /// it holds live, or that said they finished before they left (see
+    /// [`Engine::peer_finished`]), announced one and all such agree. Those
+    /// neighbours may have ended since (a finished job's members exit), so
+    /// the fallback could not ask them again. Claims of other members that
+    /// departed meanwhile are dropped: a member that announced a result
+    /// and then fell silent, crashed, was cut off or left mid-reduction is
+    /// no witness. Returns true if it adopted one.
     pub(super) fn adopt_claim(&mut self) -> bool {
         let Some(rare) = self.rare.as_mut() else {
             return false;
         };
+        let finished = std::mem::take(&mut rare.finished);
         let claims: Vec<(u32, Vec<f64>)> = std::mem::take(&mut rare.claims)
             .into_iter()
-            .filter(|&(peer, _)| {
-                !self.events.has_departed(peer) || self.events.contains(Event::Gone { node: peer })
-            })
+            .filter(|&(peer, _)| !self.events.has_departed(peer) || finished.contains(&peer))
             .collect();
         let Some((_, first)) = claims.first() else {
             return false;
@@ -249,6 +258,20 @@ impl Engine {
             Some(rounds) if round < rounds => ExactPlan::new(self.members)
                 .pairing(self.id, round)
                 .is_some_and(|p| p.peer == from),
+            _ => true,
+        }
+    }
+
+    /// True if an exact result from `from` could include this member's
+    /// input: this member sent the exact-phase message through which its
+    /// input reaches `from` (see `ExactPlan::carried_round`). Before that,
+    /// no member can hold the exact mean, so an exact result is a lie
+    /// whatever happens later — a liar that announces one early and then
+    /// departs would otherwise look like a member that finished and left.
+    fn could_carry_my_input(&self, from: u32) -> bool {
+        let plan = ExactPlan::new(self.members);
+        match plan.carried_round(from, self.id) {
+            Some(r) if r < 64 => self.sent_bits & (1 << r) != 0,
             _ => true,
         }
     }

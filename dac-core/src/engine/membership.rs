@@ -29,6 +29,22 @@ impl Engine {
         self.depart(peer, false);
     }
 
+    /// The host knows that `peer` finished this reduction before it
+    /// departed: it said so when it left. Call it before
+    /// [`Engine::peer_departed`]. Only such a member's exact result is
+    /// adopted after it departed (by a member whose exact phase another
+    /// departure spoiled); a member that left, crashed or was cut off
+    /// mid-reduction may have announced a result it never computed.
+    pub fn peer_finished(&mut self, peer: usize) {
+        if peer < self.members() && peer != self.id() && self.phase == Phase::Running {
+            let node = peer as u32;
+            let finished = &mut self.rare().finished;
+            if !finished.contains(&node) {
+                finished.push(node);
+            }
+        }
+    }
+
     fn depart(&mut self, peer: usize, proven: bool) {
         if peer < self.members() && self.phase == Phase::Running {
             let node = peer as u32;

@@ -419,6 +419,11 @@ pub enum Contradiction {
         "its result has a round count, residual or contributor list no finished member reports at this point"
     )]
     ResultShape,
+    /// An exact result that arrived before this member sent the message
+    /// through which its input reaches the sender: no member can hold the
+    /// exact mean yet, so the result is forged.
+    #[error("its exact result came before this member's input could have reached it")]
+    Premature,
 }
 
 impl Violation {

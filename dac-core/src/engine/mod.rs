@@ -172,6 +172,9 @@ pub struct Engine {
     plan: Option<ExactPlan>,
     /// Exact phase: bit `r` is the dirty flag sent in round `r`.
     dirty_bits: u64,
+    /// Exact phase: bit `r` is set once this member's message for round
+    /// `r` went out (the causal check of results, `Engine::receive_done`).
+    sent_bits: u64,
     dim: usize,
     /// Departures and input changes this member knows of (its view).
     events: EventSet,
@@ -290,6 +293,7 @@ impl Engine {
             phase: Phase::Running,
             dirty: false,
             dirty_bits: 0,
+            sent_bits: 0,
             events: EventSet::default(),
             input_seq: 0,
             counter: 0,

@@ -87,6 +87,9 @@ impl Engine {
                 send(target, &message);
                 self.sent = true;
                 self.attach_events = false;
+                if self.plan.is_some() && self.round < 64 {
+                    self.sent_bits |= 1 << self.round;
+                }
             }
             self.round_due = false;
             self.retransmit = false;

@@ -154,6 +154,10 @@ pub(super) struct Rare {
     /// member cannot check yet: the latest per sender, compared with its
     /// own exact mean when it has it (see `Engine::check_claims`).
     pub(super) claims: Vec<(u32, Vec<f64>)>,
+    /// Members the host says finished this reduction before they departed
+    /// (see `Engine::peer_finished`): the only departed members whose
+    /// claims a dirty exact phase adopts.
+    pub(super) finished: Vec<u32>,
     /// Misbehaviour found when a round completed, for
     /// `Engine::take_misbehaviour`.
     pub(super) misbehaviour: Vec<Violation>,

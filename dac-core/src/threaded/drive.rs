@@ -233,6 +233,11 @@ impl ThreadComm<'_> {
             let held = self.departed.contains(&r);
             match self.exits[r].as_ref() {
                 Some(exit) if held || exit.from_op <= self.op => {
+                    if exit.from_op > self.op {
+                        // It took part in this reduction to the end: the
+                        // result it announced may be adopted.
+                        engine.peer_finished(r);
+                    }
                     engine.peer_departed(r);
                     self.departed.insert(r);
                 }

@@ -259,7 +259,9 @@ impl Node {
                         return; // the comm is gone
                     }
                 }
-                Ok(Incoming::Body(Body::Control(Control::Leaving))) => return self.left(from),
+                Ok(Incoming::Body(Body::Control(Control::Leaving { finished }))) => {
+                    return self.left(from, finished);
+                }
                 Ok(Incoming::Body(Body::Control(Control::Fenced))) => return self.fenced(from),
                 Ok(Incoming::End) => return self.broken(from, "it closed its stream".into()),
                 Err(ReadError::Io(e)) => {

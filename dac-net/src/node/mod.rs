@@ -115,8 +115,14 @@ pub(crate) struct Inbound {
 /// per member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The member departed: `proven` when its process is known to be gone.
-    Departed { rank: usize, proven: bool },
+    /// The member departed: `proven` when its process is known to be gone;
+    /// `finished`, the last reduction it said it finished before it left
+    /// (0: none, or unknown).
+    Departed {
+        rank: usize,
+        proven: bool,
+        finished: u64,
+    },
     /// Member `by` holds us departed: we were excluded.
     Fenced { by: usize },
 }
@@ -527,6 +533,19 @@ impl Node {
     /// link, if any, is shut (`fence`: with a word that the member was
     /// excluded). Returns false if the member had departed already.
     fn decide(&self, rank: usize, proven: bool, event: PeerEvent, fence: bool) -> bool {
+        self.decide_finished(rank, proven, 0, event, fence)
+    }
+
+    /// [`Node::decide`] for a member that said it finished reduction
+    /// `finished` before it left.
+    fn decide_finished(
+        &self,
+        rank: usize,
+        proven: bool,
+        finished: u64,
+        event: PeerEvent,
+        fence: bool,
+    ) -> bool {
         let link = {
             let mut state = self.state();
             if state.departed.contains_key(&rank) {
@@ -537,7 +556,11 @@ impl Node {
             Node::report(&mut state, event);
             state.links.remove(&rank)
         };
-        let _ = self.verdicts.send(Verdict::Departed { rank, proven });
+        let _ = self.verdicts.send(Verdict::Departed {
+            rank,
+            proven,
+            finished,
+        });
         if let Some(link) = link {
             self.shut(rank, link, fence);
         }
@@ -619,14 +642,15 @@ impl Node {
         self.state().tasks.push(task);
     }
 
-    /// A member said goodbye on its link: it is gone.
-    fn left(&self, rank: usize) {
+    /// A member said goodbye on its link, after it finished reduction
+    /// `finished`: it is gone.
+    fn left(&self, rank: usize, finished: u64) {
         let event = PeerEvent::Departed {
             rank,
             reason: "it left the job".to_string(),
             proven: true,
         };
-        self.decide(rank, true, event, false);
+        self.decide_finished(rank, true, finished, event, false);
     }
 
     /// Member `by` told us that we were excluded.
@@ -640,15 +664,17 @@ impl Node {
         self.state().stopped = true;
     }
 
-    /// Says goodbye on every link and closes it after its queued frames are
-    /// written, then waits (at most `grace`) until every peer has read them
-    /// (it closes its side in answer).
-    pub(crate) async fn close(&self, grace: Duration) {
+    /// Says goodbye on every link (naming `finished`, the last reduction
+    /// this member finished with a result) and closes it after its queued
+    /// frames are written, then waits (at most `grace`) until every peer
+    /// has read them (it closes its side in answer).
+    pub(crate) async fn close(&self, grace: Duration, finished: u64) {
+        let goodbye: Arc<[u8]> = Control::Leaving { finished }.encode().into();
         let tasks = {
             let mut state = self.state();
             state.stopped = true;
             for (_, link) in state.links.drain() {
-                let _ = link.queue.try_send(Control::Leaving.encode().into());
+                let _ = link.queue.try_send(Arc::clone(&goodbye));
             }
             std::mem::take(&mut state.tasks)
         };

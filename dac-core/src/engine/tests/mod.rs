@@ -310,7 +310,8 @@ fn a_result_that_contradicts_the_receiver_is_refused() {
 
 /// In the exact phase no result is adopted: it is kept, and checked when
 /// the member holds the exact mean itself. A result of another shape is
-/// refused at once.
+/// refused at once, and so is one that came before this member's input
+/// could have reached its sender.
 #[test]
 fn the_exact_phase_checks_a_result_against_its_own_mean() {
     let graph = Graph::complete(4).unwrap();
@@ -332,8 +333,30 @@ fn the_exact_phase_checks_a_result_against_its_own_mean() {
             what: Contradiction::ResultShape
         })
     );
+    // Before 0 sent anything, nobody can hold the mean of its input.
+    let premature = |peer| {
+        Err(Violation::Contradicts {
+            peer,
+            kind: Kind::Done,
+            what: Contradiction::Premature,
+        })
+    };
+    assert_eq!(
+        nodes[0].receive(3, &done(2, 1.5).as_message()),
+        premature(3)
+    );
+    // Its round-0 message (to 1) carries its input to 1 and 3; that of
+    // round 1 (to 2) to 2.
+    let first = outgoing(&mut nodes[0]);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, 1);
+    nodes[1].receive(0, &first[0].1.as_message()).unwrap();
+    assert_eq!(
+        nodes[0].receive(2, &done(2, 1.5).as_message()),
+        premature(2)
+    );
     nodes[0].receive(3, &done(2, 12345.0).as_message()).unwrap();
-    nodes[0].receive(2, &done(2, 1.5).as_message()).unwrap();
+    nodes[0].receive(1, &done(2, 1.5).as_message()).unwrap();
     assert_eq!(nodes[0].phase(), Phase::Running);
     let mut reports = Vec::new();
     while nodes.iter().any(|e| e.phase() == Phase::Running) {
