@@ -37,6 +37,8 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// `--version` print on stdout and exit 0; an argument error is one line
 /// `PROGRAM: …` on stderr and exit status 2.
 pub mod cli {
+    use dac_core::cli::one_line;
+
     /// Parses this process's command line as `T`, or exits (see the module).
     pub fn parse<T: clap::Parser>(program: &str) -> T {
         match T::try_parse() {
@@ -54,36 +56,6 @@ pub mod cli {
     pub fn fail(program: &str, message: &str) -> ! {
         eprintln!("{program}: {message}");
         std::process::exit(2)
-    }
-
-    /// A clap error as one line, without the `error: ` prefix and the
-    /// usage: the message, then what it lists (`a, b`) and its tips
-    /// (`; tip: …`), then `(see --help)`.
-    pub fn one_line(e: &clap::Error) -> String {
-        let rendered = e.render().to_string();
-        let mut line = String::new();
-        for paragraph in rendered.split("\n\n") {
-            let paragraph = paragraph.trim();
-            if paragraph.starts_with("Usage:") || paragraph.starts_with("For more information") {
-                continue;
-            }
-            for part in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                if line.is_empty() {
-                    line.push_str(part.strip_prefix("error: ").unwrap_or(part));
-                    continue;
-                }
-                let separator = if line.ends_with(':') || part.starts_with('[') {
-                    " "
-                } else if part.starts_with("tip:") {
-                    "; "
-                } else {
-                    ", "
-                };
-                line.push_str(separator);
-                line.push_str(part);
-            }
-        }
-        format!("{line} (see --help)")
     }
 
     /// Parses a count that is at least 1.

@@ -32,6 +32,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod comm;
 mod config;
 pub mod engine;

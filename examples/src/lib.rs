@@ -230,16 +230,7 @@ pub fn run_with<A: clap::Parser>(
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's message up to its usage lines, on one line.
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
-                .collect();
-            let message = message.join(" ");
-            let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("{name}: {message} (see --help)");
+            eprintln!("{name}: {}", dac_core::cli::one_line(&e));
             return ExitCode::from(2);
         }
     };
