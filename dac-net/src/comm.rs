@@ -199,6 +199,12 @@ impl Comm {
         })
     }
 
+    /// The most values one reduction's input may have (the frame limit,
+    /// `max_frame_bytes`, less the header).
+    pub fn max_input_len(&self) -> usize {
+        self.node.max_input_len()
+    }
+
     /// Checks an input length before the input is built: if `len` values
     /// do not fit in a frame, the next collective fails on every member
     /// with [`Error::InputTooLarge`] (as the reduction itself would) and so
@@ -208,7 +214,7 @@ impl Comm {
     /// # Errors
     /// [`Error::InputTooLarge`]; the errors of [`Comm::abort_call`].
     pub fn check_input_len(&mut self, len: usize) -> Result<()> {
-        let max = self.node.max_input_len();
+        let max = self.max_input_len();
         if len <= max {
             return Ok(());
         }

@@ -200,9 +200,16 @@ impl Comm {
         shape: Vec<usize>,
         sum: bool,
     ) -> PyResult<ReductionParts<'py>> {
-        // Refused before the copy below, on every member alike.
+        // Refused before the copy below, on every member alike. The comm
+        // is only called when the input is too long (or the comm is not
+        // ready: the call then raises why).
         let len = x.as_array().len();
-        self.call(py, move |comm| Ok(comm.check_input_len(len)?))?;
+        if !self
+            .ready(py, |comm| len <= comm.max_input_len())
+            .unwrap_or(false)
+        {
+            self.call(py, move |comm| Ok(comm.check_input_len(len)?))?;
+        }
         let x = self.arguments(py, || flat(x.as_slice()))?;
         let r = self.call(py, move |comm| {
             let r = if sum {
