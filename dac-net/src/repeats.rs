@@ -39,8 +39,11 @@ pub(crate) enum Admission {
 /// its view).
 #[derive(Debug, Default)]
 struct Seen {
+    /// The reduction.
     op: u64,
+    /// The latest round message's round in it.
     round: Option<u32>,
+    /// The other messages seen in it (at most [`MAX_SEEN`]).
     other: Vec<(Kind, u32, u8, u64)>,
 }
 
@@ -73,9 +76,13 @@ impl Seen {
 /// one, and is answered from it, so its repeats there count too).
 #[derive(Debug)]
 pub(crate) struct Repeats {
+    /// Its latest reduction.
     latest: Seen,
+    /// The reduction before that.
     previous: Seen,
+    /// Repeats it may still send now.
     tokens: f64,
+    /// When `tokens` was last refilled.
     at: tokio::time::Instant,
     /// When the last repeat was handed on.
     answered: Option<tokio::time::Instant>,

@@ -20,29 +20,46 @@ use crate::reduction::Contributors;
 /// A message in flight to one receiver.
 #[derive(Debug)]
 struct Routed {
+    /// The receiver.
     to: u32,
+    /// The sender.
     from: u32,
+    /// What it carries.
     message: OwnedMessage,
 }
 
+/// Whether a member's process runs, as the fault schedule made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
     Running,
-    Crashed { round: u32 },
-    Left { round: u32 },
+    /// It crashed silently on reaching `round`.
+    Crashed {
+        round: u32,
+    },
+    /// It left (said goodbye) on reaching `round`.
+    Left {
+        round: u32,
+    },
 }
 
 /// A simulation that can be advanced one tick at a time (see
 /// [`super::simulate`] to run one to the end).
 #[derive(Debug)]
 pub struct Simulator {
+    /// The graph before any repair (repairs are computed from it).
     base: Graph,
+    /// Length of every input.
     dim: usize,
+    /// The engines' configuration, the faults and the run's limits.
     options: Options,
+    /// Draws every random fault (loss, duplication, delay), from the seed.
     rng: Xoshiro256PlusPlus,
+    /// One engine per member.
     engines: Vec<Engine>,
+    /// Whether each member still runs.
     life: Vec<Life>,
-    /// Scheduled crashes, leaves and input changes, by member.
+    /// Scheduled crashes, leaves and input changes, by member: the round
+    /// at which each happens (changes: with the new input, last first).
     crash_at: BTreeMap<u32, u32>,
     leave_at: BTreeMap<u32, u32>,
     changes: BTreeMap<u32, Vec<(u32, Vec<f64>)>>,
@@ -65,6 +82,9 @@ pub struct Simulator {
     /// by due tick.
     routed: Vec<Routed>,
     delayed: BTreeMap<u64, Vec<Routed>>,
+    /// Repaired graphs and their diameter bounds, by the set of departed
+    /// members they repair around (every member that saw the same
+    /// departures gets the same graph, computed once).
     repairs: HashMap<Vec<usize>, (Graph, usize)>,
     /// Cut links, isolated and frozen members, false suspicions.
     outages: Outages,
@@ -72,15 +92,24 @@ pub struct Simulator {
     detector: Option<Detector>,
     /// Some neighbour sets changed, so they may be briefly asymmetric.
     repaired: bool,
+    /// A member crashed or left: the trace then counts the flows that
+    /// survivors still hold towards it.
     any_departed: bool,
     /// A member suspected another: live members may now be dropped by
     /// neighbours they still talk to (see [`Simulator::reach_unlisted`]).
     suspected: bool,
+    /// The simulated clock.
     tick: u64,
+    /// The run stops here, finished or not.
     max_ticks: u64,
+    /// Sums over the members per round, for the convergence trace.
     trace: Vec<RoundSums>,
+    /// Messages sent, dropped, duplicated, delayed and cut.
     stats: MessageStats,
+    /// Every running member has an outcome.
     finished: bool,
+    /// Scratch list of the round messages one member receives in a tick
+    /// (kept to reuse its allocation).
     gathered: Vec<Gathered>,
     /// What the engines reported as misbehaviour: (reporter, violation).
     misbehaviour: Vec<(usize, Violation)>,

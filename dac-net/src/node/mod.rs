@@ -105,7 +105,9 @@ pub enum PeerEvent {
 /// What reader tasks hand to the session, in arrival order per link.
 #[derive(Debug)]
 pub(crate) struct Inbound {
+    /// The sender's rank.
     pub(crate) from: usize,
+    /// The checked frame.
     pub(crate) frame: Frame,
     /// Held until the session has taken the frame in.
     _permit: OwnedSemaphorePermit,
@@ -169,19 +171,25 @@ impl Limits {
 /// The sending side of one link.
 #[derive(Debug)]
 struct Link {
+    /// Frames for the link's writer task (bounded: a full queue drops).
     queue: mpsc::Sender<Arc<[u8]>>,
     /// Waiting for the peer to open the stream (we are the higher rank).
     pending: Option<oneshot::Sender<Stream>>,
     /// The stream is up and its reader runs.
     connected: bool,
+    /// The link's progress and deadlines, shared with its reader, writer
+    /// and the watchdog.
     live: Arc<Liveness>,
+    /// Stops the reader when the link is shut.
     reader: Option<AbortHandle>,
     /// Bounds the frames waiting for the session.
     permits: Arc<Semaphore>,
 }
 
+/// What the node's tasks change, under one lock.
 #[derive(Debug, Default)]
 struct State {
+    /// The live links, by member.
     links: HashMap<usize, Link>,
     /// Departed members; true when proven gone.
     departed: BTreeMap<usize, bool>,
@@ -192,32 +200,46 @@ struct State {
     /// The comm failed or is closing: probes are answered "leaving", and
     /// ended links are not probed.
     stopped: bool,
+    /// Events for [`crate::Comm::take_events`], oldest first (at most
+    /// [`MAX_EVENTS`]).
     events: VecDeque<PeerEvent>,
+    /// Probes and delayed checks under way, stopped or awaited on close.
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// One member's view of the job's network.
 pub(crate) struct Node {
+    /// This member's rank.
     pub(crate) rank: usize,
+    /// The job id every frame carries.
     pub(crate) job: u64,
+    /// Every member's peer id, by rank.
     pub(crate) members: Vec<PeerId>,
     /// Each member's listen addresses (for probes).
     addrs: Vec<Vec<Multiaddr>>,
+    /// Rank by peer id, for inbound streams and closed connections.
     rank_of: HashMap<PeerId, usize>,
+    /// Opens data and probe streams.
     control: libp2p_stream::Control,
+    /// Requests to the swarm task (disconnects).
     commands: mpsc::UnboundedSender<SwarmCommand>,
+    /// Frames for the session, in arrival order per link.
     inbox: mpsc::Sender<Inbound>,
+    /// Departures and our own exclusion, for the session.
     verdicts: mpsc::UnboundedSender<Verdict>,
+    /// Frame limit, queue depth and timeouts.
     limits: Limits,
     /// The node's clock origin (for [`Liveness::heard`]).
     born: Instant,
     /// When the watchdog last ran, and until when this member counts as
     /// recovering from a stall of its own (milliseconds since `born`).
     watched: AtomicU64,
+    /// See `watched`.
     stalled_until: AtomicU64,
     /// Copies of every frame sent (a flooding member, in tests).
     #[cfg(feature = "testing")]
     copies: std::sync::atomic::AtomicUsize,
+    /// Links, departures, probes and events.
     state: Mutex<State>,
 }
 
