@@ -283,7 +283,78 @@ impl fmt::Display for ArgumentKind {
     }
 }
 
+/// What kind of failure an [`Error`] is, for callers that handle errors
+/// by kind rather than by variant (the Python exception classes are one
+/// per kind). Every variant has one; adding a variant means choosing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// A bad setting, name or argument value.
+    Argument,
+    /// Data of a type that is not real numbers.
+    InputType,
+    /// An input of the wrong length or shape, or an empty one.
+    Shape,
+    /// NaN or infinity in an input, or a result that overflowed.
+    NonFinite,
+    /// An iteration did not reach its tolerance.
+    Convergence,
+    /// The job, the network or a member failed.
+    Network,
+    /// Replicas of a piece of data disagree (replicated jobs).
+    ReplicaMismatch,
+    /// Every holder of a piece of data is gone (replicated jobs).
+    PartitionLost,
+}
+
+impl ErrorClass {
+    /// Every class.
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::Argument,
+        ErrorClass::InputType,
+        ErrorClass::Shape,
+        ErrorClass::NonFinite,
+        ErrorClass::Convergence,
+        ErrorClass::Network,
+        ErrorClass::ReplicaMismatch,
+        ErrorClass::PartitionLost,
+    ];
+}
+
 impl Error {
+    /// The kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidConfig { .. }
+            | Error::LaplacianStepTooLarge { .. }
+            | Error::UnknownTopology { .. }
+            | Error::UnknownSchedule { .. }
+            | Error::InvalidGraph { .. }
+            | Error::SelfLoop { .. }
+            | Error::NodeOutOfRange { .. }
+            | Error::DuplicateEdge { .. }
+            | Error::Disconnected { .. }
+            | Error::ExactNeedsEdge { .. }
+            | Error::SpectrumTooLarge { .. }
+            | Error::UnknownNode { .. } => ErrorClass::Argument,
+            Error::EmptyInput { .. }
+            | Error::DimensionMismatch { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::InputTooLarge { .. } => ErrorClass::Shape,
+            Error::NonFiniteInput { .. } | Error::Overflow { .. } => ErrorClass::NonFinite,
+            Error::NotConverged { .. } => ErrorClass::Convergence,
+            Error::InvalidArgument { kind, .. } => match kind {
+                ArgumentKind::Type => ErrorClass::InputType,
+                ArgumentKind::Shape => ErrorClass::Shape,
+                ArgumentKind::Value => ErrorClass::Argument,
+            },
+            Error::Excluded { .. }
+            | Error::Partitioned { .. }
+            | Error::Left { .. }
+            | Error::Timeout { .. }
+            | Error::Transport { .. } => ErrorClass::Network,
+        }
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl fmt::Display) -> Self {
         Error::InvalidConfig {
             field,

@@ -73,3 +73,21 @@ pub enum LinalgError {
     #[error(transparent)]
     Consensus(dac_core::Error),
 }
+
+impl LinalgError {
+    /// The kind of failure this is (the class of a consensus error is its
+    /// own).
+    pub fn class(&self) -> dac_core::ErrorClass {
+        use dac_core::ErrorClass;
+        match self {
+            LinalgError::Shape { .. } | LinalgError::Empty { .. } => ErrorClass::Shape,
+            LinalgError::NonFinite { .. } => ErrorClass::NonFinite,
+            LinalgError::InvalidArgument { .. } => ErrorClass::Argument,
+            LinalgError::NotConverged { .. } => ErrorClass::Convergence,
+            LinalgError::Incomplete { .. } => ErrorClass::Network,
+            LinalgError::PartitionLost { .. } => ErrorClass::PartitionLost,
+            LinalgError::ReplicaMismatch { .. } => ErrorClass::ReplicaMismatch,
+            LinalgError::Consensus(e) => e.class(),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! (`ValueError`, `TypeError`). Each carries the rank that raised it and
 //! the fields of the Rust error as attributes.
 
-use dac_core::{ArgumentKind, Error};
+use dac_core::{ArgumentKind, Error, ErrorClass};
 use dac_linalg::LinalgError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -18,9 +18,9 @@ pub enum Failure {
     Core(Error),
     /// From a linear-algebra call.
     Linalg(LinalgError),
-    /// A misuse of the Python API that Rust found (the class name in
-    /// `dac.errors`, and the message).
-    Usage(&'static str, String),
+    /// A misuse of the Python API that Rust found (its class, and the
+    /// message).
+    Usage(ErrorClass, String),
 }
 
 impl From<Error> for Failure {
@@ -40,12 +40,35 @@ impl From<LinalgError> for Failure {
 
 /// An `ArgumentError` with this message.
 pub fn argument(message: impl Into<String>) -> Failure {
-    Failure::Usage("ArgumentError", message.into())
+    Failure::Usage(ErrorClass::Argument, message.into())
 }
 
 /// A `NetworkError` with this message.
 pub fn network(message: impl Into<String>) -> Failure {
-    Failure::Usage("NetworkError", message.into())
+    Failure::Usage(ErrorClass::Network, message.into())
+}
+
+/// The exception class in `dac.errors` of each kind of failure; every
+/// kind has one (the match is exhaustive, and `test_errors.py` checks
+/// that each class exists and derives from `DacError`).
+pub fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Argument => "ArgumentError",
+        ErrorClass::InputType => "InputTypeError",
+        ErrorClass::Shape => "ShapeError",
+        ErrorClass::NonFinite => "NonFiniteError",
+        ErrorClass::Convergence => "ConvergenceError",
+        ErrorClass::Network => "NetworkError",
+        ErrorClass::ReplicaMismatch => "ReplicaMismatchError",
+        ErrorClass::PartitionLost => "PartitionLostError",
+    }
+}
+
+/// The name of every exception class a failure can map to, for the test
+/// that each exists.
+#[pyfunction]
+pub fn error_classes() -> Vec<&'static str> {
+    ErrorClass::ALL.into_iter().map(class_name).collect()
 }
 
 /// One attribute of an exception.
@@ -55,113 +78,64 @@ enum Detail {
     Ints(Vec<usize>),
 }
 
-/// The exception class (by name in `dac.errors`) and attributes for an
-/// engine or transport error.
-fn classify_core(e: &Error) -> (&'static str, Vec<(&'static str, Detail)>) {
+/// The attributes of an engine or transport error's exception, beyond
+/// `rank` (its class is [`Error::class`]).
+fn details_core(e: &Error) -> Vec<(&'static str, Detail)> {
     use Detail::{Float, Int, Ints};
     match e {
-        Error::EmptyInput { rank } => ("ShapeError", vec![("ranks", Ints(vec![*rank]))]),
+        Error::EmptyInput { rank } => vec![("ranks", Ints(vec![*rank]))],
         Error::DimensionMismatch {
             rank,
             expected,
             found,
-        } => (
-            "ShapeError",
-            vec![
-                ("ranks", Ints(vec![*rank])),
-                ("expected", Int(*expected)),
-                ("found", Int(*found)),
-            ],
-        ),
-        Error::InputTooLarge { .. } => ("ShapeError", vec![]),
+        } => vec![
+            ("ranks", Ints(vec![*rank])),
+            ("expected", Int(*expected)),
+            ("found", Int(*found)),
+        ],
         Error::ShapeMismatch {
             rank, neighbour, ..
-        } => (
-            "ShapeError",
-            vec![(
-                "ranks",
-                Ints(vec![(*rank).min(*neighbour), (*rank).max(*neighbour)]),
-            )],
-        ),
-        Error::NonFiniteInput { rank, index, .. } => (
-            "NonFiniteError",
-            vec![("ranks", Ints(vec![*rank])), ("index", Int(*index))],
-        ),
-        Error::Overflow { .. } => ("NonFiniteError", vec![]),
+        } => vec![(
+            "ranks",
+            Ints(vec![(*rank).min(*neighbour), (*rank).max(*neighbour)]),
+        )],
+        Error::NonFiniteInput { rank, index, .. } => {
+            vec![("ranks", Ints(vec![*rank])), ("index", Int(*index))]
+        }
         Error::NotConverged {
             rounds, residual, ..
-        } => (
-            "ConvergenceError",
-            vec![
-                ("rounds", Int(*rounds as usize)),
-                ("residual", Float(*residual)),
-            ],
-        ),
-        Error::InvalidArgument { rank, kind } => (
-            match kind {
-                ArgumentKind::Type => "InputTypeError",
-                ArgumentKind::Shape => "ShapeError",
-                _ => "ArgumentError",
-            },
-            vec![("ranks", Ints(vec![*rank]))],
-        ),
-        Error::Excluded { .. }
-        | Error::Partitioned { .. }
-        | Error::Left { .. }
-        | Error::Timeout { .. }
-        | Error::Transport { .. } => ("NetworkError", vec![]),
-        Error::InvalidConfig { .. }
-        | Error::LaplacianStepTooLarge { .. }
-        | Error::UnknownTopology { .. }
-        | Error::UnknownSchedule { .. }
-        | Error::InvalidGraph { .. }
-        | Error::SelfLoop { .. }
-        | Error::NodeOutOfRange { .. }
-        | Error::DuplicateEdge { .. }
-        | Error::Disconnected { .. }
-        | Error::ExactNeedsEdge { .. }
-        | Error::SpectrumTooLarge { .. }
-        | Error::UnknownNode { .. } => ("ArgumentError", vec![]),
-        _ => ("DacError", vec![]),
+        } => vec![
+            ("rounds", Int(*rounds as usize)),
+            ("residual", Float(*residual)),
+        ],
+        Error::InvalidArgument { rank, .. } => vec![("ranks", Ints(vec![*rank]))],
+        // The others carry what they have in their message.
+        _ => vec![],
     }
 }
 
 /// The same for a linear-algebra error.
-fn classify_linalg(e: &LinalgError) -> (&'static str, Vec<(&'static str, Detail)>) {
+fn details_linalg(e: &LinalgError) -> Vec<(&'static str, Detail)> {
     use Detail::{Float, Int, Ints};
     match e {
-        LinalgError::Shape { .. } | LinalgError::Empty { .. } => ("ShapeError", vec![]),
-        LinalgError::NonFinite { ranks, .. } => {
-            ("NonFiniteError", vec![("ranks", Ints(ranks.clone()))])
-        }
-        LinalgError::InvalidArgument { ranks, .. } => {
-            ("ArgumentError", vec![("ranks", Ints(ranks.clone()))])
+        LinalgError::NonFinite { ranks, .. } | LinalgError::InvalidArgument { ranks, .. } => {
+            vec![("ranks", Ints(ranks.clone()))]
         }
         LinalgError::NotConverged {
             iterations,
             residual,
-        } => (
-            "ConvergenceError",
-            vec![
-                ("iterations", Int(*iterations)),
-                ("residual", Float(*residual)),
-            ],
-        ),
-        LinalgError::Incomplete { departed } => {
-            ("NetworkError", vec![("departed", Ints(departed.clone()))])
-        }
-        LinalgError::PartitionLost { partition } => {
-            ("PartitionLostError", vec![("partition", Int(*partition))])
-        }
-        LinalgError::ReplicaMismatch { partition, ranks } => (
-            "ReplicaMismatchError",
-            vec![
-                ("partition", Int(*partition)),
-                ("ranks", Ints(ranks.clone())),
-            ],
-        ),
-        LinalgError::Consensus(e) => classify_core(e),
-        _ => ("DacError", vec![]),
+        } => vec![
+            ("iterations", Int(*iterations)),
+            ("residual", Float(*residual)),
+        ],
+        LinalgError::Incomplete { departed } => vec![("departed", Ints(departed.clone()))],
+        LinalgError::PartitionLost { partition } => vec![("partition", Int(*partition))],
+        LinalgError::ReplicaMismatch { partition, ranks } => vec![
+            ("partition", Int(*partition)),
+            ("ranks", Ints(ranks.clone())),
+        ],
+        LinalgError::Consensus(e) => details_core(e),
+        _ => vec![],
     }
 }
 
@@ -189,23 +163,17 @@ pub fn own_argument(py: Python<'_>, rank: usize, failure: Failure) -> PyErr {
 /// failure of a member's own arguments: by the exception class it maps to.
 pub fn argument_kind(failure: &Failure) -> ArgumentKind {
     match parts(failure).0 {
-        "InputTypeError" => ArgumentKind::Type,
-        "ShapeError" => ArgumentKind::Shape,
+        ErrorClass::InputType => ArgumentKind::Type,
+        ErrorClass::Shape => ArgumentKind::Shape,
         _ => ArgumentKind::Value,
     }
 }
 
 /// The exception class, attributes and message for a failure.
-fn parts(failure: &Failure) -> (&'static str, Vec<(&'static str, Detail)>, String) {
+fn parts(failure: &Failure) -> (ErrorClass, Vec<(&'static str, Detail)>, String) {
     match failure {
-        Failure::Core(e) => {
-            let (c, d) = classify_core(e);
-            (c, d, e.to_string())
-        }
-        Failure::Linalg(e) => {
-            let (c, d) = classify_linalg(e);
-            (c, d, e.to_string())
-        }
+        Failure::Core(e) => (e.class(), details_core(e), e.to_string()),
+        Failure::Linalg(e) => (e.class(), details_linalg(e), e.to_string()),
         Failure::Usage(c, m) => (*c, vec![], m.clone()),
     }
 }
@@ -214,7 +182,7 @@ fn parts(failure: &Failure) -> (&'static str, Vec<(&'static str, Detail)>, Strin
 /// starts with a rank), `rank` and `details` as attributes.
 fn exception(
     py: Python<'_>,
-    class: &str,
+    class: ErrorClass,
     message: String,
     rank: Option<usize>,
     details: Vec<(&'static str, Detail)>,
@@ -223,7 +191,7 @@ fn exception(
         Some(r) if !message.starts_with("rank") => format!("rank {r}: {message}"),
         _ => message,
     };
-    build(py, class, message, rank, details).unwrap_or_else(|e| e)
+    build(py, class_name(class), message, rank, details).unwrap_or_else(|e| e)
 }
 
 fn build(

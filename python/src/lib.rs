@@ -39,6 +39,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linalg::matvec, m)?)?;
     m.add_function(wrap_pyfunction!(linalg::lstsq, m)?)?;
     m.add_function(wrap_pyfunction!(linalg::cg, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::error_classes, m)?)?;
     m.add_function(wrap_pyfunction!(linalg::gaussian_linear, m)?)?;
     m.add_function(wrap_pyfunction!(linalg::grid_posterior, m)?)?;
     Ok(())

@@ -28,6 +28,20 @@ def test_simulate_rejects_non_finite_inputs(bad: float) -> None:
     assert e.value.ranks == [5]  # type: ignore[attr-defined]
 
 
+def test_every_kind_of_rust_error_has_its_exception_class() -> None:
+    """Every kind of failure the Rust side can raise (dac_core::ErrorClass,
+    matched exhaustively there) names a class of dac.errors that derives from
+    DacError and is exported as dac.<name>."""
+    from dac import _native, errors
+
+    names = _native.error_classes()
+    assert len(names) == len(set(names)) == 8
+    for name in names:
+        cls = getattr(errors, name)
+        assert issubclass(cls, dac.DacError) and cls is not dac.DacError, name
+        assert getattr(dac, name) is cls, name
+
+
 def test_unknown_names_are_argument_errors() -> None:
     with pytest.raises(dac.ArgumentError, match="moebius") as e:
         dac.simulate(np.ones(4), topology="moebius")
