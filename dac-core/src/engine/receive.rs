@@ -2,7 +2,7 @@
 
 use super::Engine;
 use super::message::{FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Violation};
-use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, MAX_FENCED, Phase};
+use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, MAX_FENCED, Phase, take_view_gossip};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
 
@@ -191,11 +191,13 @@ impl Engine {
         }
         acc.fold(h);
         let view = self.events.id();
-        if h.view != view {
-            self.attach_events = true;
-        } else if h.proposal > current && (self.proposal == 0 || h.proposal < self.proposal) {
-            self.proposal = h.proposal;
-        }
+        take_view_gossip(
+            h,
+            view,
+            current,
+            &mut self.attach_events,
+            &mut self.proposal,
+        );
         true
     }
 
@@ -324,12 +326,9 @@ impl Engine {
             let acc = &mut self.acc[(r % 2) as usize];
             acc.fold(h);
         }
-        if h.view == self.events.id()
-            && h.proposal > self.round
-            && (self.proposal == 0 || h.proposal < self.proposal)
-        {
-            self.proposal = h.proposal;
-        }
+        // (A view change was noted above, whether or not it was stored.)
+        let (view, round) = (self.events.id(), self.round);
+        take_view_gossip(h, view, round, &mut self.attach_events, &mut self.proposal);
     }
 
     /// The exact-phase partner for `round`, if that round is in the exact

@@ -95,6 +95,26 @@ impl RoundMeta {
     };
 }
 
+/// The termination gossip of a round message beyond what [`Acc::fold`]
+/// takes in, written once for every receive path: a neighbour in another
+/// view needs our events (`attach` them to our next round message); one
+/// in our view may propose a stop round after `round` earlier than
+/// `proposal` (0: none), which `proposal` then takes.
+#[inline(always)]
+pub(super) fn take_view_gossip(
+    h: &Header,
+    view: ViewId,
+    round: u32,
+    attach: &mut bool,
+    proposal: &mut u32,
+) {
+    if h.view != view {
+        *attach = true;
+    } else if h.proposal > round && (*proposal == 0 || h.proposal < *proposal) {
+        *proposal = h.proposal;
+    }
+}
+
 /// Termination gossip folded from the peers' messages for one round:
 /// the minimum convergence counter and the largest residuals.
 #[derive(Clone, Copy, Debug)]

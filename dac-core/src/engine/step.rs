@@ -2,7 +2,7 @@
 
 use super::message::{AbortReason, FLAG_DIRTY, Header, Kind};
 use super::receive::sane_round;
-use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta, SLOT_DIRTY};
+use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta, SLOT_DIRTY, take_view_gossip};
 use super::view::ViewId;
 use super::{Engine, Progress};
 use crate::reduction::Contributors;
@@ -302,11 +302,7 @@ impl Engine {
                 break;
             };
             acc.fold(&h);
-            if h.view != view {
-                attach = true;
-            } else if h.proposal > t && (proposal == 0 || h.proposal < proposal) {
-                proposal = h.proposal;
-            }
+            take_view_gossip(&h, view, t, &mut attach, &mut proposal);
             let degree = h.degree & !SLOT_DIRTY;
             fold.edge::<W>(flow, &them[..w], degree, h.view);
             for c in 0..W {
