@@ -56,6 +56,7 @@
 //!   as with [`crate::Graph::repaired`].
 
 mod check;
+mod lockstep;
 mod membership;
 mod message;
 mod outgoing;

@@ -109,27 +109,6 @@ impl Engine {
         }
     }
 
-    /// [`Engine::poll_outgoing`] for the common case in which the only
-    /// message due is this round's plain message to every neighbour: marks
-    /// it sent, as polling would, and returns it. Returns `None`, having
-    /// changed nothing, in every other case; the host then polls as usual.
-    pub(crate) fn take_plain_round(&mut self) -> Option<Message<'_>> {
-        let simple = self.phase == Phase::Running
-            && !self.events_due
-            && !self.attach_events
-            && self.rare.is_none()
-            && self.plan.is_none()
-            && !self.peers.is_empty();
-        if !simple || !(self.round_due || self.retransmit) {
-            return None;
-        }
-        self.sent = true;
-        self.round_due = false;
-        self.retransmit = false;
-        // The current round's state is always held, so this is `Some`.
-        self.round_message(self.round, false)
-    }
-
     /// After the end: announce the result once, then answer whoever asks
     /// (members we hold departed get our view instead).
     fn poll_terminal<F: FnMut(Target, &Message<'_>)>(&mut self, send: &mut F) {

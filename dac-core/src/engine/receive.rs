@@ -29,48 +29,13 @@ impl Engine {
         self.receive_general(from, message)
     }
 
-    /// [`Engine::receive`] for a round message without events, given by
-    /// its parts (hosts that keep headers and payloads apart, like the
-    /// simulator, skip assembling a [`Message`]). `index` is where the
-    /// sender probably is among [`Engine::peers`] (a wrong guess only
-    /// costs a search).
-    #[inline]
-    pub(crate) fn receive_plain_round(
-        &mut self,
-        from: usize,
-        index: usize,
-        header: &Header,
-        payload: &[f64],
-    ) -> Result<(), Violation> {
-        if self.receive_round_fast(from, Some(index), header, payload) {
-            return Ok(());
-        }
-        self.receive_general(from, &Message::new(*header, &[], payload))
-    }
-
-    /// [`Engine::receive_plain_round`] for each of `messages`, given as
-    /// `(from, index, header, payload)`, in order (one call per member and
-    /// tick saves a call per message). Returns how many were malformed.
-    pub(crate) fn receive_plain_rounds<'m>(
-        &mut self,
-        messages: impl Iterator<Item = (usize, usize, Header, &'m [f64])>,
-    ) -> u64 {
-        let mut violations = 0;
-        for (from, index, header, payload) in messages {
-            if !self.receive_round_fast(from, Some(index), &header, payload)
-                && self
-                    .receive_general(from, &Message::new(header, &[], payload))
-                    .is_err()
-            {
-                violations += 1;
-            }
-        }
-        violations
-    }
-
     /// Everything but the fast path of [`Engine::receive`].
     #[inline(never)]
-    fn receive_general(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
+    pub(super) fn receive_general(
+        &mut self,
+        from: usize,
+        message: &Message<'_>,
+    ) -> Result<(), Violation> {
         self.validate(from, message)?;
         let from = from as u32;
         if from == self.id {
@@ -149,7 +114,7 @@ impl Engine {
     /// nothing, for anything else (including every malformed message),
     /// which the general path handles.
     #[inline]
-    fn receive_round_fast(
+    pub(super) fn receive_round_fast(
         &mut self,
         from: usize,
         index: Option<usize>,

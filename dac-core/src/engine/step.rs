@@ -1,8 +1,7 @@
 //! Completing rounds: the exact phase, the iterative phase and termination.
 
-use super::message::{AbortReason, FLAG_DIRTY, Header, Kind};
-use super::receive::sane_round;
-use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta, SLOT_DIRTY, take_view_gossip};
+use super::message::{AbortReason, FLAG_DIRTY};
+use super::state::{Acc, EMPTY, Inbox, Phase, RoundMeta};
 use super::view::ViewId;
 use super::{Engine, Progress};
 use crate::reduction::Contributors;
@@ -69,7 +68,7 @@ impl Engine {
         self.progress_after_step()
     }
 
-    fn progress_after_step(&mut self) -> Progress {
+    pub(super) fn progress_after_step(&mut self) -> Progress {
         self.wait_ticks = 0;
         if self.phase == Phase::Running {
             Progress::Advanced
@@ -201,126 +200,6 @@ impl Engine {
         true
     }
 
-    /// Completes the current round directly from this tick's plain round
-    /// messages, without buffering them, when the host can look up each
-    /// neighbour's message: `message_of(index, peer)` gives the message of
-    /// `peer` (at `index` in [`Engine::peers`]) for this tick, if one
-    /// arrived.
-    ///
-    /// The result is the same, bit for bit, as [`Engine::receive`] of each
-    /// message followed by [`Engine::advance`]. Returns `None`, having
-    /// changed nothing, when the shortcut does not apply — a neighbour
-    /// without a message, a malformed or early message, a message already
-    /// buffered, or anything pending beyond the plain round —; the host
-    /// then receives the messages and advances as usual.
-    pub(crate) fn advance_with_round_from<'m, F>(&mut self, message_of: F) -> Option<Progress>
-    where
-        F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
-    {
-        if !self.fits_round_shortcut() {
-            return None;
-        }
-        match self.width() {
-            2 => self.step_with_rounds::<2, F>(message_of),
-            _ => self.step_with_rounds::<0, F>(message_of),
-        }
-    }
-
-    /// True when [`Engine::advance_with_round_from`] may take the round if
-    /// the messages fit: the iterative phase with nothing pending, the
-    /// round's own message sent, and room to have stored a message of the
-    /// round from every neighbour (none buffered already).
-    fn fits_round_shortcut(&self) -> bool {
-        let t = self.round;
-        let acc_round = self.acc[(t % 2) as usize].round;
-        let fits = self.phase == Phase::Running
-            && self.plan.is_none()
-            && self.rare.is_none()
-            && self.sent
-            && !self.peers.is_empty()
-            && t < self.max_rounds
-            && (acc_round == t || acc_round == EMPTY || acc_round < t);
-        fits && (self.inbox.is_none()
-            || (0..self.peers.len()).all(|p| self.slot_to_store(p, t).is_some()))
-    }
-
-    /// The round of [`Engine::advance_with_round_from`], once
-    /// [`Engine::fits_round_shortcut`] holds: what receiving each message
-    /// and then [`Engine::step_iterative_w`] do, in the same order, in one
-    /// pass over the messages. The flows are updated in place and put back
-    /// if a message turns out not to fit (a non-finite value, another
-    /// round); everything else is committed at the end. The next round's
-    /// mass is summed as the flows are updated, in peer order as
-    /// [`Engine::finish_round_w`] sums it.
-    fn step_with_rounds<'m, const W: usize, F>(&mut self, message_of: F) -> Option<Progress>
-    where
-        F: Fn(usize, u32) -> Option<(Header, &'m [f64])>,
-    {
-        let t = self.round;
-        let slot = (t % 2) as usize;
-        let meta = self.meta[slot];
-        if meta.round != t {
-            return None; // not recorded yet: `advance` records it
-        }
-        let view = self.events.id();
-        let mut acc = if self.acc[slot].round == t {
-            self.acc[slot]
-        } else {
-            Acc::fresh(t)
-        };
-        let w = if W == 0 { self.width() } else { W };
-        let n = self.peers.len();
-        let me_at = self.hist_offset(t);
-        let flow_base = self.flow_offset(0);
-        let (head, edges) = self.buf.split_at_mut(flow_base);
-        let flows = &mut edges[..n * w];
-        let mut small = [0.0; SAVED_FLOWS];
-        let large;
-        let saved: &[f64] = if flows.len() <= SAVED_FLOWS {
-            small[..flows.len()].copy_from_slice(flows);
-            &small[..flows.len()]
-        } else {
-            large = flows.to_vec();
-            &large
-        };
-        let mut fold = EdgeFold::new::<W>(self.schedule, &head[me_at..me_at + w], meta, view);
-        // `W = 0` (any width) leaves the sum to `finish_round_w`.
-        let mut mass = [0.0; W];
-        mass.copy_from_slice(&head[..W]);
-        let mut proposal = self.proposal;
-        let mut attach = false;
-        let mut fits = true;
-        for (k, (&peer, flow)) in self.peers.iter().zip(flows.chunks_exact_mut(w)).enumerate() {
-            let message = message_of(k, peer).filter(|(h, them)| {
-                h.kind == Kind::Round
-                    && h.round == t
-                    && them.len() == w
-                    && sane_round(h, &them[..w])
-            });
-            let Some((h, them)) = message else {
-                fits = false;
-                break;
-            };
-            acc.fold(&h);
-            take_view_gossip(&h, view, t, &mut attach, &mut proposal);
-            let degree = h.degree & !SLOT_DIRTY;
-            fold.edge::<W>(flow, &them[..w], degree, h.view);
-            for c in 0..W {
-                mass[c] -= flow[c];
-            }
-        }
-        if !fits {
-            flows.copy_from_slice(saved);
-            return None;
-        }
-        self.acc[slot] = Acc::fresh(EMPTY);
-        self.proposal = proposal;
-        self.attach_events |= attach;
-        let edges = fold.summary();
-        self.close_iterative::<W>(t, edges, acc, (W != 0).then_some(&mass[..]));
-        Some(self.progress_after_step())
-    }
-
     /// The termination gossip folded for round `t` (and the slot freed).
     fn take_acc(&mut self, t: u32) -> Acc {
         let slot = (t % 2) as usize;
@@ -336,7 +215,7 @@ impl Engine {
     /// The end of an iterative round `t`, after its edges: the residual,
     /// the termination counters and the move to the next round (`summed`:
     /// the next round's mass, if the caller summed it already).
-    fn close_iterative<const W: usize>(
+    pub(super) fn close_iterative<const W: usize>(
         &mut self,
         t: u32,
         edges: EdgeSummary,
@@ -488,7 +367,7 @@ impl Engine {
 
 /// Flows the round shortcut can save on the stack before updating them
 /// (16 neighbours with `d = 1`); more are saved on the heap.
-const SAVED_FLOWS: usize = 32;
+pub(super) const SAVED_FLOWS: usize = 32;
 
 /// Metropolis weight `1/(1 + max(d_i, d_j))`, or the Laplacian step.
 fn weight(schedule: Schedule, my_degree: u32, their_degree: u32) -> f64 {
@@ -501,7 +380,7 @@ fn weight(schedule: Schedule, my_degree: u32, their_degree: u32) -> f64 {
 }
 
 /// Running totals of an iterative round over its edges.
-struct EdgeFold<'a> {
+pub(super) struct EdgeFold<'a> {
     /// This member's mass for the round, its weight and the weight's
     /// inverse.
     me: &'a [f64],
@@ -522,7 +401,7 @@ struct EdgeFold<'a> {
 }
 
 /// What [`Engine::close_iterative`] needs of a round's edges.
-struct EdgeSummary {
+pub(super) struct EdgeSummary {
     delta: f64,
     scale: f64,
     agreed: bool,
@@ -533,7 +412,7 @@ struct EdgeSummary {
 
 impl<'a> EdgeFold<'a> {
     #[inline(always)]
-    fn new<const W: usize>(
+    pub(super) fn new<const W: usize>(
         schedule: Schedule,
         me: &'a [f64],
         meta: RoundMeta,
@@ -569,7 +448,13 @@ impl<'a> EdgeFold<'a> {
     /// ±alpha·(M_i − M_j) from the same two messages, so the flows stay
     /// exactly antisymmetric.
     #[inline(always)]
-    fn edge<const W: usize>(&mut self, flow: &mut [f64], them: &[f64], degree: u32, view: ViewId) {
+    pub(super) fn edge<const W: usize>(
+        &mut self,
+        flow: &mut [f64],
+        them: &[f64],
+        degree: u32,
+        view: ViewId,
+    ) {
         let w = if W == 0 { self.me.len() } else { W };
         let d = w - 1;
         let me = &self.me[..w];
@@ -601,7 +486,7 @@ impl<'a> EdgeFold<'a> {
         }
     }
 
-    fn summary(&self) -> EdgeSummary {
+    pub(super) fn summary(&self) -> EdgeSummary {
         EdgeSummary {
             delta: self.delta,
             scale: self.scale,

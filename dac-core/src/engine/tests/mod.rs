@@ -9,7 +9,11 @@ fn engines(graph: &Graph, config: &Config) -> Vec<Engine> {
 }
 
 /// Engines on `graph`, member `i` with input `input(i)`.
-fn engines_with(graph: &Graph, config: &Config, input: impl Fn(usize) -> Vec<f64>) -> Vec<Engine> {
+pub(super) fn engines_with(
+    graph: &Graph,
+    config: &Config,
+    input: impl Fn(usize) -> Vec<f64>,
+) -> Vec<Engine> {
     let d = graph.diameter().unwrap();
     (0..graph.len())
         .map(|i| {
@@ -26,7 +30,7 @@ fn engines_with(graph: &Graph, config: &Config, input: impl Fn(usize) -> Vec<f64
 }
 
 /// Everything `e` hands out now, expanded to (to, message).
-fn outgoing(e: &mut Engine) -> Vec<(usize, OwnedMessage)> {
+pub(super) fn outgoing(e: &mut Engine) -> Vec<(usize, OwnedMessage)> {
     let peers: Vec<usize> = e.peers().collect();
     let mut out = Vec::new();
     e.poll_outgoing(|target, m| match target {
@@ -65,7 +69,7 @@ fn run(
     panic!("did not finish");
 }
 
-fn metropolis() -> Config {
+pub(super) fn metropolis() -> Config {
     Config {
         schedule: Schedule::Metropolis,
         tol: 1e-10,
@@ -475,12 +479,8 @@ fn new_edges_open_at_the_later_start() {
     }
 }
 
-/// One member's plain round messages of a tick: `(from, index, header,
-/// payload)`.
-type Batch = Vec<(usize, usize, Header, Vec<f64>)>;
-
 /// The state that decides a member's result, bit for bit.
-fn state_bits(e: &Engine) -> (u32, Phase, Vec<u64>, Vec<u64>, u64, u32, bool) {
+pub(super) fn state_bits(e: &Engine) -> (u32, Phase, Vec<u64>, Vec<u64>, u64, u32, bool) {
     let bits = |xs: &[f64]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let flows = e.peers().flat_map(|p| bits(e.flow(p).unwrap())).collect();
     let (counter, attach) = (e.counter, e.attach_events);
@@ -495,127 +495,4 @@ fn state_bits(e: &Engine) -> (u32, Phase, Vec<u64>, Vec<u64>, u64, u32, bool) {
     )
 }
 
-/// Taking a whole round's messages at once (`advance_with_round_from`)
-/// gives bit for bit what receiving them one by one and then advancing
-/// gives, both when the shortcut applies (also to a batch that arrived in
-/// reverse order) and when a tampered batch (a duplicate, a non-finite
-/// value, a missing message) sends it down the general path. Before the
-/// first tampered batch, every round took the shortcut.
-#[test]
-fn a_round_taken_at_once_equals_receiving_then_advancing() {
-    // d = 8 has more flows than the shortcut saves on the stack.
-    for dim in [1usize, 2, 8] {
-        // Degrees 3 to 6: the Metropolis weight of an edge depends on which
-        // end has the larger degree.
-        let regular = Graph::random_regular(10, 3, 5).unwrap();
-        let mut edges: Vec<_> = regular.edges().collect();
-        edges.extend(
-            [2, 5, 7, 9]
-                .iter()
-                .filter(|&&b| !regular.has_edge(0, b))
-                .map(|&b| (0, b)),
-        );
-        let graph = Graph::from_edges(10, &edges).unwrap();
-        assert!(graph.max_degree() > graph.min_degree());
-        let input = |i: usize| (0..dim).map(|k| (i * 7 + k) as f64 / 3.0).collect();
-        let make = || engines_with(&graph, &metropolis(), input);
-        let (mut at_once, mut one_by_one) = (make(), make());
-        let mut finished = false;
-        for tick in 0..5_000u32 {
-            if tick == 5 {
-                // Until now, the shortcut took every round (it buffers
-                // nothing, receiving buffers every message).
-                assert!(at_once.iter().all(|e| e.inbox.is_none()));
-                assert!(one_by_one.iter().all(|e| e.inbox.is_some()));
-            }
-            // Both sets hand out the same messages.
-            let mut batches: Vec<Batch> = vec![Vec::new(); graph.len()];
-            let mut other = Vec::new();
-            for i in 0..graph.len() {
-                at_once[i].tick();
-                one_by_one[i].tick();
-                let (a, b) = (outgoing(&mut at_once[i]), outgoing(&mut one_by_one[i]));
-                assert_eq!(
-                    format!("{a:?}"),
-                    format!("{b:?}"),
-                    "tick {tick}, member {i}"
-                );
-                for (to, m) in a {
-                    let index = at_once[to].peers().position(|p| p == i).unwrap();
-                    if m.header.kind == Kind::Round && m.events.is_empty() {
-                        batches[to].push((i, index, m.header, m.payload));
-                    } else {
-                        other.push((i, to, m));
-                    }
-                }
-            }
-            for (from, to, m) in &other {
-                let (a, b) = (
-                    at_once[*to].receive(*from, &m.as_message()),
-                    one_by_one[*to].receive(*from, &m.as_message()),
-                );
-                assert_eq!(a, b);
-            }
-            for (to, batch) in batches.iter_mut().enumerate() {
-                batch.sort_by_key(|m| m.1);
-                match (tick, to) {
-                    (5, 0) if !batch.is_empty() => batch.push(batch[0].clone()),
-                    (7, 1) if !batch.is_empty() => batch[0].3[0] = f64::NAN,
-                    (9, 2) => drop(batch.pop()),
-                    (11, 3) => batch.reverse(),
-                    _ => {}
-                }
-                let messages = batch.iter().map(|(f, i, h, p)| (*f, *i, *h, &p[..]));
-                // As the simulator looks messages up: the one message from
-                // each neighbour, or none.
-                let message_of = |_: usize, peer: u32| {
-                    let mut from_peer = batch.iter().filter(|m| m.0 == peer as usize);
-                    match (from_peer.next(), from_peer.next()) {
-                        (Some((_, _, h, p)), None) => Some((*h, &p[..])),
-                        _ => None,
-                    }
-                };
-                let violations = match at_once[to].advance_with_round_from(message_of) {
-                    Some(_) => 0,
-                    None => {
-                        let violations = at_once[to].receive_plain_rounds(messages.clone());
-                        at_once[to].advance();
-                        violations
-                    }
-                };
-                let expected = one_by_one[to].receive_plain_rounds(messages);
-                one_by_one[to].advance();
-                assert_eq!(violations, expected, "tick {tick}, member {to}");
-                assert_eq!(
-                    state_bits(&at_once[to]),
-                    state_bits(&one_by_one[to]),
-                    "tick {tick}, member {to}"
-                );
-            }
-            if at_once.iter().all(|e| e.phase() != Phase::Running) {
-                finished = true;
-                break;
-            }
-        }
-        assert!(finished, "d = {dim}: did not finish");
-        let n = graph.len() as f64;
-        for i in 0..graph.len() {
-            let (a, b) = (
-                at_once[i].take_outcome().unwrap().unwrap(),
-                one_by_one[i].take_outcome().unwrap().unwrap(),
-            );
-            assert_eq!(format!("{a:?}"), format!("{b:?}"));
-            for (k, v) in a.value.iter().enumerate() {
-                let mean = (0..graph.len())
-                    .map(|j| (j * 7 + k) as f64 / 3.0)
-                    .sum::<f64>()
-                    / n;
-                assert!(
-                    (v - mean).abs() <= 1e-9 * mean.abs().max(1.0),
-                    "member {i}: {v} vs {mean}"
-                );
-            }
-        }
-    }
-}
 mod membership;
