@@ -47,8 +47,9 @@ use crate::topology::Neighbourhood;
 use crate::transport::SwarmCommand;
 use crate::wire::{self, Control, Frame};
 
-/// The data-plane protocol: one stream per neighbour pair.
-pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/2");
+/// The data-plane protocol: one stream per neighbour pair. Version 3: the
+/// goodbye names the last reduction the sender finished.
+pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/3");
 
 /// The probe protocol: "do you still count me as a member?"
 pub(crate) const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/probe/1");
