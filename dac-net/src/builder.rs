@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::Comm;
 use crate::access::JobKey;
-use crate::comm::transport;
+use crate::failure::transport;
 use crate::session::Session;
 use crate::wire::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME};
 

@@ -7,6 +7,7 @@ use dac_core::{Communicator, Config, Error, Reduction, Result};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::builder::CommBuilder;
+use crate::failure::transport;
 use crate::node::{Node, PeerEvent};
 use crate::session::Session;
 
@@ -41,13 +42,6 @@ pub struct Comm {
     listen_addrs: Vec<Multiaddr>,
     /// The links, for departures and events.
     node: Arc<Node>,
-}
-
-/// An [`Error::Transport`] with this reason.
-pub(crate) fn transport(reason: impl Into<String>) -> Error {
-    Error::Transport {
-        reason: reason.into(),
-    }
 }
 
 impl Comm {

@@ -51,6 +51,7 @@
 mod access;
 mod builder;
 mod comm;
+mod failure;
 mod node;
 mod repeats;
 mod roster;

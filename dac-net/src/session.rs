@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::Access;
 use crate::builder::CommBuilder;
-use crate::comm::transport;
+use crate::failure::transport;
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
 use crate::repeats::{Admission, REPEAT_BURST, REPEAT_RATE, Repeats};
 use crate::roster::{self, ROSTER_PROTOCOL, Roster};

@@ -245,7 +245,7 @@ impl Outsider {
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| crate::comm::transport(e.to_string()))?;
+            .map_err(|e| crate::failure::transport(e.to_string()))?;
         let bounds = crate::transport::ConnectionBounds {
             pending: 1 << 16,
             established: 1 << 16,
@@ -254,7 +254,7 @@ impl Outsider {
         };
         let listen: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0"
             .parse()
-            .map_err(|e: libp2p::multiaddr::Error| crate::comm::transport(e.to_string()))?;
+            .map_err(|e: libp2p::multiaddr::Error| crate::failure::transport(e.to_string()))?;
         let started = runtime.block_on(crate::transport::start(
             libp2p::identity::Keypair::generate_ed25519(),
             Arc::new(crate::access::Access::new(key, None)),
