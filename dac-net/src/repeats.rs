@@ -203,6 +203,15 @@ mod tests {
         }
     }
 
+    /// What `budget` does with `f`, sent again and again at `now`, up to
+    /// the first repeat it takes for a flood.
+    fn until_flood(budget: &mut Repeats, f: &Frame, now: Instant) -> Vec<Admission> {
+        (0..1000)
+            .map(|_| budget.admit(f, now))
+            .take_while(|a| *a != Flood)
+            .collect()
+    }
+
     /// The same frame again and again: cut off after the burst.
     #[test]
     fn a_flood_in_one_reduction_is_refused_after_the_burst() {
@@ -210,13 +219,7 @@ mod tests {
         let now = Instant::now();
         let copy = frame(7, Kind::Round, 0, 0);
         assert_eq!(budget.admit(&copy, now), Take);
-        let within = |budget: &mut Repeats, f: &Frame| {
-            (0..1000)
-                .map(|_| budget.admit(f, now))
-                .take_while(|a| *a != Flood)
-                .collect::<Vec<_>>()
-        };
-        let admitted = within(&mut budget, &copy);
+        let admitted = until_flood(&mut budget, &copy, now);
         assert_eq!(admitted.len(), REPEAT_BURST as usize);
         // Only the first repeat is handed on: the others came too soon.
         assert_eq!(admitted.iter().filter(|a| **a == Take).count(), 1);
@@ -225,11 +228,11 @@ mod tests {
         let mut budget = Repeats::new();
         let hello = frame(3, Kind::Hello, 2, 2);
         assert_eq!(budget.admit(&hello, now), Take);
-        assert_eq!(within(&mut budget, &hello).len(), 16);
+        assert_eq!(until_flood(&mut budget, &hello, now).len(), 16);
         let mut budget = Repeats::new();
         assert_eq!(budget.admit(&frame(10, Kind::Round, 0, 0), now), Take);
         let old = frame(3, Kind::Round, 0, 0);
-        assert_eq!(within(&mut budget, &old).len(), 16);
+        assert_eq!(until_flood(&mut budget, &old, now).len(), 16);
     }
 
     /// A member one reduction behind that repeats its frames of that
@@ -244,10 +247,7 @@ mod tests {
         assert_eq!(budget.admit(&frame(5, Kind::Round, 0, 0), now), Take);
         let late = frame(4, Kind::Round, 3, 0);
         assert_eq!(budget.admit(&late, now), Take);
-        let outcomes: Vec<Admission> = (0..1000)
-            .map(|_| budget.admit(&late, now))
-            .take_while(|a| *a != Flood)
-            .collect();
+        let outcomes = until_flood(&mut budget, &late, now);
         assert_eq!(outcomes.len(), REPEAT_BURST as usize);
         assert_eq!(outcomes.iter().filter(|a| **a == Take).count(), 1);
         // A repeat of a round seen before in that reduction counts too.
