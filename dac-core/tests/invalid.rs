@@ -1,5 +1,6 @@
 //! Invalid configurations and inputs give typed errors, never a panic.
 
+use dac_core::engine::{Kind, Phase, Target};
 use dac_core::sim::{self, Faults, InputChange};
 use dac_core::{Config, Engine, Error, Graph, NodeSetup, Schedule, Topology};
 
@@ -219,10 +220,47 @@ fn engine_setups_are_checked() {
         Engine::new(&config, setup(0, 3, &[5]), &[1.0]),
         Err(Error::UnknownNode { node: 5, .. })
     ));
-    assert!(matches!(
-        Engine::new(&config, setup(0, 3, &[1]), &[]),
-        Err(Error::EmptyInput { rank: 0 })
-    ));
+    // A bad input is no setup error: the engine has failed already, and
+    // tells its peers why at the first poll.
+    let laplacian = Config {
+        schedule: Schedule::Laplacian { eps: 0.5 },
+        ..metropolis(1e-9)
+    };
+    let refused: [(&Config, &[f64], Error); 3] = [
+        (&config, &[], Error::EmptyInput { rank: 0 }),
+        (
+            &config,
+            &[1.0, f64::NAN],
+            Error::NonFiniteInput {
+                rank: 0,
+                index: 1,
+                value: f64::NAN,
+            },
+        ),
+        (
+            &laplacian,
+            &[1.0],
+            Error::LaplacianStepTooLarge {
+                eps: 0.5,
+                max_degree: 2,
+                limit: 0.5,
+            },
+        ),
+    ];
+    for (config, input, error) in refused {
+        let mut engine = Engine::new(config, setup(0, 3, &[1, 2]), input).unwrap();
+        assert_eq!(engine.status().phase, Phase::Failed, "{error}");
+        let mut told = Vec::new();
+        engine.poll_outgoing(|target, m| told.push((target, m.header.kind, m.abort)));
+        assert_eq!(told.len(), 1, "{error}: {told:?}");
+        let (target, kind, reason) = told[0];
+        assert_eq!((target, kind), (Target::Peers, Kind::Abort), "{error}");
+        // NaN is not equal to itself: compare the messages.
+        let told = Error::from(reason.expect("an abort carries its reason"));
+        assert_eq!(told.to_string(), error.to_string());
+        let outcome = engine.take_outcome().expect("it has failed");
+        assert_eq!(outcome.unwrap_err().to_string(), error.to_string());
+    }
     let exact = Config::default();
     assert!(matches!(
         Engine::new(&exact, setup(0, 4, &[1]), &[1.0]),
@@ -233,6 +271,7 @@ fn engine_setups_are_checked() {
         })
     ));
     let mut engine = Engine::new(&config, setup(0, 3, &[1, 2]), &[1.0, 2.0]).unwrap();
+    let before = engine.status();
     assert!(matches!(
         engine.set_input(&[1.0]),
         Err(Error::DimensionMismatch { .. })
@@ -245,16 +284,16 @@ fn engine_setups_are_checked() {
             ..
         })
     ));
-    assert_eq!(
-        engine.input(),
-        &[1.0, 2.0],
-        "a rejected input changes nothing"
-    );
+    assert_eq!(engine.status(), before, "a rejected input changes nothing");
     assert!(matches!(
         engine.set_peers(&[1], 1),
         Err(Error::InvalidConfig { field: "peers", .. })
     ));
-    assert_eq!(engine.peers().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        engine.status(),
+        before,
+        "a rejected neighbour set changes nothing"
+    );
 }
 
 #[test]

@@ -393,10 +393,10 @@ impl Session {
     /// Tells the node about departures the engine learned from other
     /// members, so that their links are cut (and they are told).
     fn sync_departures(&mut self, engine: &Engine) {
-        let gone = engine.gone();
-        for d in engine.departed() {
+        let status = engine.status();
+        for d in status.departed {
             if !self.departed.contains(&d) {
-                let proven = gone.binary_search(&d).is_ok();
+                let proven = status.gone.binary_search(&d).is_ok();
                 self.depart(d, proven);
                 self.node.departed_elsewhere(d, proven);
             }
@@ -451,33 +451,24 @@ impl Session {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        let (op, peers, bound) = self.next_op();
-        self.shape = wire::shape_tag(shape.unwrap_or(&[x.len()]));
-        let setup = self.setup(&peers, bound);
         let max = self.node.max_input_len();
-        let created = if x.len() > max {
-            Err(Error::InputTooLarge {
+        if x.len() > max {
+            // The transport cannot carry it: the engine never sees it.
+            let error = Error::InputTooLarge {
                 rank: self.rank,
                 len: x.len(),
                 max,
-            })
-        } else {
-            Engine::new(&self.config, setup, x)
-        };
-        let mut engine = match created {
-            Ok(engine) => engine,
-            Err(error) => {
-                // Tell the others, so that they fail with this error too
-                // instead of waiting for our input.
-                if let Some(reason) = AbortReason::from_error(&error) {
-                    let mut aborted = Engine::aborted(setup, reason);
-                    self.flush(op, &mut aborted);
-                    self.end(op, aborted);
-                }
-                self.early.retain(|(_, f)| f.op > op);
-                return Err(error);
-            }
-        };
+            };
+            self.abort_call(error.clone())?;
+            return Err(error);
+        }
+        let (op, peers, bound) = self.next_op();
+        self.shape = wire::shape_tag(shape.unwrap_or(&[x.len()]));
+        let setup = self.setup(&peers, bound);
+        // A bad input gives an engine that has failed already: driven like
+        // any other, it tells the others, so that they fail with its error
+        // too instead of waiting for this member's input.
+        let mut engine = Engine::new(&self.config, setup, x)?;
         for &d in &self.departed {
             if self.gone.contains(&d) {
                 engine.peer_departed(d);
@@ -486,7 +477,7 @@ impl Session {
             }
         }
         let known = self.departed.len();
-        let mut view = engine.view();
+        let mut view = engine.status().view;
         self.reconfigure(&mut engine);
         let (early, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
             .into_iter()
@@ -497,8 +488,9 @@ impl Session {
         }
         let mut idle = FIRST_IDLE;
         loop {
-            if engine.view() != view {
-                view = engine.view();
+            let now = engine.status().view;
+            if now != view {
+                view = now;
                 self.sync_departures(&engine);
             }
             self.reconfigure(&mut engine);
@@ -573,7 +565,7 @@ impl Session {
         let job = self.node.job;
         self.sync_departures(&engine);
         let eventful = self.departed.len() > known;
-        let peers: Vec<usize> = engine.peers().collect();
+        let peers = engine.status().peers;
         let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let mut announce = None;
         engine.poll_outgoing(|target, message| {
@@ -661,7 +653,7 @@ impl Session {
             owed.retain(|&p| p != from);
         }
         if frame.op == op {
-            let dim = engine.dim();
+            let dim = engine.status().dim;
             let kind = frame.message.header.kind;
             let len = frame.message.payload.len();
             // Another length is the engine's `DimensionMismatch`; the same
@@ -677,12 +669,10 @@ impl Session {
                 });
                 return;
             }
+            // (Another input length is no violation: the engine fails the
+            // reduction for everyone.)
             if let Err(violation) = engine.receive(from, &frame.message.as_message()) {
-                match violation.dimension_mismatch(self.rank, dim) {
-                    // Another input length is a usage error: everyone fails.
-                    Some(reason) => engine.abort(reason),
-                    None => self.expel(engine, from, violation.to_string()),
-                }
+                self.expel(engine, from, violation.to_string());
             }
         } else if frame.op + 1 == op {
             if let Some((last_op, mut last)) = self.last.take() {
@@ -695,11 +685,7 @@ impl Session {
                 for violation in late {
                     self.expel(engine, violation.peer(), violation.to_string());
                 }
-                if let Err(violation) = received
-                    && violation
-                        .dimension_mismatch(self.rank, engine.dim())
-                        .is_none()
-                {
+                if let Err(violation) = received {
                     self.expel(engine, from, violation.to_string());
                 }
             }
@@ -736,9 +722,9 @@ impl Session {
 
     /// Installs the repaired neighbour set when the engine asks for it.
     fn reconfigure(&mut self, engine: &mut Engine) {
-        if engine.pending_reconfiguration() {
-            let departed = engine.departed();
-            let (peers, bound) = self.hood.neighbours(self.rank, &departed);
+        let status = engine.status();
+        if status.reconfigure {
+            let (peers, bound) = self.hood.neighbours(self.rank, &status.departed);
             // The repair is monotone, so the only possible error is a
             // Laplacian step too large for the new degree, which aborts the
             // reduction for everyone with that error.
@@ -766,7 +752,7 @@ impl Session {
         if out.is_empty() {
             return;
         }
-        let peers: Vec<usize> = engine.peers().collect();
+        let peers = engine.status().peers;
         for (target, frame) in out {
             match target {
                 Target::Peers => {

@@ -105,10 +105,11 @@ pub fn simulate<'py>(
                 return Err(argument("the simulation was interrupted"));
             }
         }
-        let last: Vec<(u32, Vec<f64>)> = sim
-            .engines()
-            .iter()
-            .map(|e| (e.round(), e.estimate()))
+        let last: Vec<(u32, Vec<f64>)> = (0..nodes)
+            .map(|j| {
+                let round = sim.engines()[j].status().round;
+                (round, sim.estimate(j).unwrap_or_default())
+            })
             .collect();
         Ok((sim.report(), last))
     })

@@ -335,8 +335,10 @@ impl AbortReason {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Violation {
-    /// The payload has the wrong length (for [`Kind::Round`]: the peer's
-    /// input has another dimension).
+    /// A payload on a message kind that carries none. (A round or result
+    /// of another length is no violation: the sender's input has another
+    /// dimension, and the engine fails the reduction for everyone with
+    /// [`Error::DimensionMismatch`].)
     #[error("peer {peer} sent a {kind:?} payload of {found} values where {expected} were expected")]
     PayloadLength {
         /// The sender.
@@ -436,32 +438,6 @@ impl Violation {
             | Violation::InvalidEvent { peer, .. }
             | Violation::UnknownSender { peer, .. }
             | Violation::Contradicts { peer, .. } => peer,
-        }
-    }
-
-    /// For a payload-length violation on a round message: the dimension
-    /// mismatch to report to every member (`rank`/`dim` are the receiver's).
-    pub fn dimension_mismatch(&self, rank: usize, dim: usize) -> Option<AbortReason> {
-        match *self {
-            Violation::PayloadLength {
-                kind: Kind::Round,
-                found,
-                ..
-            } => Some(AbortReason::DimensionMismatch {
-                rank: rank as u32,
-                expected: found.saturating_sub(1) as u64,
-                found: dim as u64,
-            }),
-            Violation::PayloadLength {
-                kind: Kind::Done,
-                found,
-                ..
-            } => Some(AbortReason::DimensionMismatch {
-                rank: rank as u32,
-                expected: found as u64,
-                found: dim as u64,
-            }),
-            _ => None,
         }
     }
 }

@@ -40,7 +40,7 @@
 //!         engine.poll_outgoing(|target, msg| send(target, msg));
 //!         if engine.advance() != Progress::Advanced { break; }
 //!     }
-//!     if engine.pending_reconfiguration() { engine.set_peers(&repaired, diameter)?; }
+//!     if engine.status().reconfigure { engine.set_peers(&repaired, diameter)?; }
 //! }
 //! ```
 //!
@@ -52,7 +52,7 @@
 //!   retransmission); reliable links need not;
 //! - report departures with `peer_departed` (a failure detector), and hand
 //!   over a neighbour set that keeps the live members connected within the
-//!   diameter bound when `pending_reconfiguration` asks — sets only grow,
+//!   diameter bound when `status().reconfigure` asks — sets only grow,
 //!   as with [`crate::Graph::repaired`].
 
 mod check;
@@ -78,7 +78,7 @@ use state::{Acc, EMPTY, Inbox, Join, Rare, RoundMeta, SLOT_DIRTY, Slot};
 use view::EventSet;
 
 use crate::config::Config;
-use crate::error::{Error, Result, check_input};
+use crate::error::{Error, Result};
 use crate::reduction::Reduction;
 use crate::schedule::{ExactPlan, Schedule};
 
@@ -104,8 +104,50 @@ pub enum Progress {
     Advanced,
     /// Waiting for messages (or a hello from a new neighbour).
     Blocked,
-    /// The reduction ended (see [`Engine::outcome`]).
+    /// The reduction ended (see [`Engine::take_outcome`]).
     Finished,
+}
+
+/// A snapshot of one member's state ([`Engine::status`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Status {
+    /// This member's id in `0..members`.
+    pub id: usize,
+    /// Number of members in the job.
+    pub members: usize,
+    /// Length `d` of the reduced vectors (1 for a member that failed
+    /// before it started).
+    pub dim: usize,
+    /// The current round (rounds completed so far).
+    pub round: u32,
+    /// Where the lifecycle is.
+    pub phase: Phase,
+    /// True while the exact (dimension-exchange) phase lasts.
+    pub exact: bool,
+    /// The relative residual bound measured in the last completed
+    /// iterative round: `D·max_j ‖e_i − e_j‖∞ / max(1, ‖e_i‖∞)` over the
+    /// neighbours, which bounds the distance to the exact mean once every
+    /// member's is below it. Infinite before the first iterative round.
+    pub residual: f64,
+    /// Fingerprint of the view: it changes when a departure or an input
+    /// change becomes known (hosts compare it to notice news).
+    pub view: ViewId,
+    /// Current neighbours, ascending: the receivers of
+    /// [`Target::Peers`].
+    pub peers: Vec<usize>,
+    /// Neighbours whose message (or, for a new edge, hello) the current
+    /// round waits for: where a failure detector should look.
+    pub waiting_for: Vec<usize>,
+    /// Departed members this member knows of, ascending.
+    pub departed: Vec<usize>,
+    /// The departed members known to be gone (proven, not only suspected),
+    /// ascending.
+    pub gone: Vec<usize>,
+    /// A neighbour departed: the host should hand over the repaired
+    /// neighbour set with [`Engine::set_peers`] (hosts that do not repair
+    /// may ignore this; the graph must stay connected).
+    pub reconfigure: bool,
 }
 
 /// One member's consensus state machine. See the [module docs](self).
@@ -193,10 +235,18 @@ pub struct Engine {
 impl Engine {
     /// Creates a member with its input.
     ///
+    /// A bad input does not fail construction: an empty or non-finite
+    /// input, or a Laplacian step too large for this member's degree, gives
+    /// an engine that has already failed with that error. It tells every
+    /// peer at the first [`Engine::poll_outgoing`], and answers every
+    /// message with it, so that all members fail with the same typed error
+    /// instead of waiting for this one; its outcome is the error. The host
+    /// drives it like any other engine.
+    ///
     /// # Errors
-    /// Invalid configuration, an id or peer outside `0..members`, a peer
-    /// equal to `id`, an empty or non-finite input, a Laplacian step too
-    /// large for this member's degree, or (exact schedule) a missing pair.
+    /// A setup no host should hand over: an invalid configuration, an id or
+    /// peer outside `0..members`, a peer equal to `id`, or (exact schedule)
+    /// a missing pair. Nobody else is told.
     pub fn new(config: &Config, setup: NodeSetup<'_>, input: &[f64]) -> Result<Engine> {
         config.validate()?;
         let NodeSetup {
@@ -226,7 +276,6 @@ impl Engine {
         }
         ids.sort_unstable();
         ids.dedup();
-        check_input(id, input)?;
 
         let plan = (config.schedule == Schedule::Exact).then(|| ExactPlan::new(members as u32));
         if let Some(plan) = plan {
@@ -243,16 +292,9 @@ impl Engine {
                 }
             }
         }
-        if let Schedule::Laplacian { eps } = config.schedule
-            && eps * ids.len() as f64 >= 1.0
-        {
-            return Err(Error::LaplacianStepTooLarge {
-                eps,
-                max_degree: ids.len(),
-                limit: 1.0 / ids.len() as f64,
-            });
+        if let Some(reason) = refusal(config.schedule, id, ids.len(), input) {
+            return Ok(Engine::aborted(setup, reason));
         }
-
         Ok(Engine::assemble(
             config,
             id as u32,
@@ -322,10 +364,13 @@ impl Engine {
         engine
     }
 
-    /// A member that failed before it could start (for example with a
-    /// non-finite input): it tells every peer, and answers every message,
-    /// with `reason`, so that all members fail with the same typed error
-    /// instead of waiting for it.
+    /// A member that failed before it could start, for a reason the
+    /// engine cannot see itself (an input longer than the transport
+    /// carries, an invalid argument of a distributed operation): it tells
+    /// every peer, and answers every message, with `reason`, so that all
+    /// members fail with the same typed error instead of waiting for it.
+    /// [`Engine::new`] builds one for a bad input. The setup is used as far
+    /// as it is valid.
     pub fn aborted(setup: NodeSetup<'_>, reason: AbortReason) -> Engine {
         let members = setup.members.clamp(1, crate::graph::MAX_NODES);
         let id = setup.id.min(members - 1);
@@ -353,77 +398,112 @@ impl Engine {
         engine
     }
 
-    // ----- accessors -------------------------------------------------------
+    // ----- queries -----------------------------------------------------------
 
-    /// This member's id.
-    pub fn id(&self) -> usize {
-        self.id as usize
+    /// A snapshot of this member's state, for hosts and tools.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id as usize,
+            members: self.members as usize,
+            dim: self.dim,
+            round: self.round,
+            phase: self.phase,
+            exact: self.plan.is_some(),
+            residual: self.last_residual,
+            view: self.events.id(),
+            peers: self.peers().collect(),
+            waiting_for: self.waiting_for(),
+            departed: self.departed(),
+            gone: self
+                .events
+                .as_slice()
+                .iter()
+                .filter_map(|e| match *e {
+                    Event::Gone { node } => Some(node as usize),
+                    _ => None,
+                })
+                .collect(),
+            reconfigure: self.reconfigure,
+        }
     }
 
-    /// Number of members in the job.
-    pub fn members(&self) -> usize {
-        self.members as usize
-    }
-
-    /// Length `d` of the reduced vectors.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// The current round (rounds completed so far).
-    pub fn round(&self) -> u32 {
-        self.round
-    }
-
-    /// Where the lifecycle is.
-    pub fn phase(&self) -> Phase {
-        self.phase
-    }
-
-    /// True while the exact (dimension-exchange) phase lasts.
-    pub fn in_exact_phase(&self) -> bool {
-        self.plan.is_some()
-    }
-
-    /// The result, once the reduction ended.
-    pub fn outcome(&self) -> Option<&Result<Reduction>> {
-        self.rare.as_ref().and_then(|r| r.outcome.as_ref())
-    }
-
-    /// Takes the result out (the engine keeps answering peers).
+    /// Takes the result out once the reduction ended (the engine keeps
+    /// answering peers); `None` before, and after it was taken.
     pub fn take_outcome(&mut self) -> Option<Result<Reduction>> {
         self.rare.as_mut().and_then(|r| r.outcome.take())
     }
 
+    // ----- the simulator's and the unit tests' reads (no allocation) -------
+
+    pub(crate) fn id(&self) -> usize {
+        self.id as usize
+    }
+
+    pub(crate) fn members(&self) -> usize {
+        self.members as usize
+    }
+
+    pub(crate) fn round(&self) -> u32 {
+        self.round
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub(crate) fn outcome(&self) -> Option<&Result<Reduction>> {
+        self.rare.as_ref().and_then(|r| r.outcome.as_ref())
+    }
+
     /// The input currently in effect (`d` values).
-    pub fn input(&self) -> &[f64] {
+    pub(crate) fn input(&self) -> &[f64] {
         &self.buf[..self.dim]
     }
 
     /// The mass of the current round: `d` sums, then the weight.
-    pub fn mass(&self) -> &[f64] {
+    pub(crate) fn mass(&self) -> &[f64] {
         self.hist(self.round)
     }
 
+    pub(crate) fn peers(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.peers.iter().map(|&p| p as usize)
+    }
+
+    /// The flow to `peer` (`d + 1` values), if it is a neighbour.
+    pub(crate) fn flow(&self, peer: usize) -> Option<&[f64]> {
+        let p = self.peer_index(peer as u32)?;
+        let w = self.dim + 1;
+        let at = self.flow_offset(p);
+        Some(&self.buf[at..at + w])
+    }
+
+    pub(crate) fn view(&self) -> ViewId {
+        self.events.id()
+    }
+
     /// The current estimate of the mean, `S / W` (NaN while the weight is
-    /// zero, as for a folded-in node in the exact schedule).
-    pub fn estimate(&self) -> Vec<f64> {
+    /// zero, as for a folded-in member in the exact schedule).
+    pub(crate) fn estimate(&self) -> Vec<f64> {
         let m = self.mass();
         let w = m[self.dim];
         m[..self.dim].iter().map(|s| s / w).collect()
     }
 
-    /// The relative residual bound measured in the last completed iterative
-    /// round: `D·max_j ‖e_i − e_j‖∞ / max(1, ‖e_i‖∞)` over the neighbours,
-    /// which bounds the distance to the exact mean once every member's is
-    /// below it. Infinite before the first iterative round.
-    pub fn residual(&self) -> f64 {
+    pub(crate) fn residual(&self) -> f64 {
         self.last_residual
     }
 
+    pub(crate) fn departed(&self) -> Vec<usize> {
+        self.events.departed().map(|d| d as usize).collect()
+    }
+
+    pub(crate) fn pending_reconfiguration(&self) -> bool {
+        self.reconfigure
+    }
+
     /// Neighbours whose message (or, for a new edge, hello) the current
-    /// round is waiting for. Hosts use it to aim their failure detector.
-    pub fn waiting_for(&self) -> Vec<usize> {
+    /// round is waiting for.
+    fn waiting_for(&self) -> Vec<usize> {
         if self.phase != Phase::Running {
             return Vec::new();
         }
@@ -448,49 +528,6 @@ impl Engine {
             })
             .map(|i| self.peers[i] as usize)
             .collect()
-    }
-
-    /// Current neighbours, ascending.
-    pub fn peers(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.peers.iter().map(|&p| p as usize)
-    }
-
-    /// The flow to `peer` (`d + 1` values), if it is a neighbour.
-    pub fn flow(&self, peer: usize) -> Option<&[f64]> {
-        let p = self.peer_index(peer as u32)?;
-        let w = self.dim + 1;
-        let at = self.flow_offset(p);
-        Some(&self.buf[at..at + w])
-    }
-
-    /// Departed members this member knows of, ascending.
-    pub fn departed(&self) -> Vec<usize> {
-        self.events.departed().map(|d| d as usize).collect()
-    }
-
-    /// Departed members this member knows to be gone (proven, not only
-    /// suspected), ascending.
-    pub fn gone(&self) -> Vec<usize> {
-        self.events
-            .as_slice()
-            .iter()
-            .filter_map(|e| match *e {
-                Event::Gone { node } => Some(node as usize),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Fingerprint of the current view.
-    pub fn view(&self) -> ViewId {
-        self.events.id()
-    }
-
-    /// True when a neighbour departed and the host should hand over the
-    /// repaired neighbour set with [`Engine::set_peers`] (hosts that do not
-    /// repair may ignore this; the graph must stay connected).
-    pub fn pending_reconfiguration(&self) -> bool {
-        self.reconfigure
     }
 
     // ----- internals shared by the submodules -------------------------------
@@ -594,5 +631,31 @@ impl Engine {
             .iter()
             .filter(|&&p| self.since(p).is_some_and(|s| s <= round))
             .count() as u32
+    }
+}
+
+/// Why a member cannot start with `input`: an empty or non-finite input,
+/// or a Laplacian step too large for its `degree` (`None`: it can).
+fn refusal(schedule: Schedule, id: usize, degree: usize, input: &[f64]) -> Option<AbortReason> {
+    let rank = id as u32;
+    if input.is_empty() {
+        return Some(AbortReason::EmptyInput { rank });
+    }
+    if let Some(index) = input.iter().position(|x| !x.is_finite()) {
+        return Some(AbortReason::NonFiniteInput {
+            rank,
+            index: index as u64,
+            value: input[index],
+        });
+    }
+    match schedule {
+        Schedule::Laplacian { eps } if eps * degree as f64 >= 1.0 => {
+            Some(AbortReason::StepTooLarge {
+                rank,
+                eps,
+                degree: degree as u32,
+            })
+        }
+        _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! Taking in a peer's message: validation, buffering and gossip.
 
 use super::Engine;
-use super::message::{FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Violation};
+use super::message::{AbortReason, FLAG_ACK, FLAG_ACKED, Header, Kind, Message, Violation};
 use super::state::{Acc, EMPTY, MAX_EARLY_HELLOS, MAX_FENCED, Phase, take_view_gossip};
 use super::view::{Event, contributors_of};
 use crate::reduction::Reduction;
@@ -13,12 +13,18 @@ impl Engine {
     /// member is past, a message from a departed member) is ignored; a stale
     /// round message is answered with the round the sender missed.
     ///
+    /// A round or result whose length says that the sender's input has
+    /// another dimension is a usage error, not a violation: the engine
+    /// fails the reduction for every member with
+    /// [`Error::DimensionMismatch`](crate::Error::DimensionMismatch) (a
+    /// finished engine ignores it).
+    ///
     /// # Errors
-    /// A [`Violation`] for a malformed message (wrong payload length —
-    /// for a round message, another input dimension —, non-finite values,
-    /// an unknown sender or event). The engine's state is unchanged; the
-    /// host decides whether to drop the peer or abort (see
-    /// [`Violation::dimension_mismatch`]).
+    /// A [`Violation`] for a malformed message (another payload length,
+    /// non-finite values, an unknown sender or event, a missing abort
+    /// reason) or one that contradicts this member's state. The engine's
+    /// state is unchanged; the host decides what to do with the sender,
+    /// usually cutting it off ([`Engine::peer_suspected`]).
     #[inline]
     pub fn receive(&mut self, from: usize, message: &Message<'_>) -> Result<(), Violation> {
         if message.events.is_empty()
@@ -36,7 +42,13 @@ impl Engine {
         from: usize,
         message: &Message<'_>,
     ) -> Result<(), Violation> {
-        self.validate(from, message)?;
+        if let Err(violation) = self.validate(from, message) {
+            if let Some(reason) = self.dimension_mismatch(&violation) {
+                self.abort(reason);
+                return Ok(());
+            }
+            return Err(violation);
+        }
         let from = from as u32;
         if from == self.id {
             return Ok(());
@@ -164,6 +176,24 @@ impl Engine {
             &mut self.proposal,
         );
         true
+    }
+
+    /// For a round or result whose length is another dimension's: the
+    /// mismatch every member is told (`rank`/`found` are this member's).
+    fn dimension_mismatch(&self, violation: &Violation) -> Option<AbortReason> {
+        let Violation::PayloadLength { kind, found, .. } = *violation else {
+            return None;
+        };
+        let expected = match kind {
+            Kind::Round => found.saturating_sub(1),
+            Kind::Done => found,
+            _ => return None,
+        };
+        Some(AbortReason::DimensionMismatch {
+            rank: self.id,
+            expected: expected as u64,
+            found: self.dim as u64,
+        })
     }
 
     fn validate(&self, from: usize, message: &Message<'_>) -> Result<(), Violation> {

@@ -240,6 +240,13 @@ impl Simulator {
         &self.engines
     }
 
+    /// Member `j`'s current estimate of the mean (`d` values; NaN while its
+    /// weight is zero, as for a member folded in by the exact schedule),
+    /// for members that did not finish. `None` for `j` out of range.
+    pub fn estimate(&self, j: usize) -> Option<Vec<f64>> {
+        self.engines.get(j).map(Engine::estimate)
+    }
+
     /// Simulates one tick; returns false once every member has finished
     /// (or crashed, left, or is frozen for good), or the tick limit is
     /// reached.

@@ -58,28 +58,12 @@ impl ThreadComm<'_> {
             peers: &peers,
             diameter_bound: self.diameter_bound,
         };
-        let mut engine = match Engine::new(self.config, setup, x) {
-            Ok(engine) => engine,
-            Err(error) => {
-                // Tell the others (our neighbours on the repaired graph), so
-                // that they fail with this error too instead of waiting for
-                // our input; the engine answers those that missed it.
-                if let Some(reason) = AbortReason::from_error(&error) {
-                    let departed: Vec<usize> = self.departed.iter().copied().collect();
-                    let (peers, _) = self.neighbourhood(&departed);
-                    let setup = NodeSetup {
-                        peers: &peers,
-                        ..setup
-                    };
-                    let mut aborted = Engine::aborted(setup, reason);
-                    self.post(self.op, &mut aborted);
-                    self.last = Some((self.op, aborted));
-                }
-                return Err(error);
-            }
-        };
+        // A bad input gives an engine that has failed already: driven like
+        // any other, it tells the others, so that they fail with its error
+        // too instead of waiting for this rank's input.
+        let mut engine = Engine::new(self.config, setup, x)?;
         let outcome = self.drive(&mut engine);
-        self.departed.extend(engine.departed());
+        self.departed.extend(engine.status().departed);
         self.last = Some((self.op, engine));
         outcome
     }
@@ -151,7 +135,7 @@ impl ThreadComm<'_> {
                 if now.saturating_duration_since(progress_at) >= self.timeout {
                     return Err(Error::Timeout {
                         rank: self.rank,
-                        round: engine.round(),
+                        round: engine.status().round,
                         seconds: self.timeout.as_secs_f64(),
                     });
                 }
@@ -178,7 +162,7 @@ impl ThreadComm<'_> {
     /// a freeze.
     fn strike(&mut self, engine: &Engine, ended: bool) -> Result<bool> {
         let reduction = (self.op - 1) as usize;
-        let round = engine.round();
+        let round = engine.status().round;
         let due = |f: &Fault| f.strikes(reduction, round, ended);
         let Some(at) = self.faults.iter().position(due) else {
             return Ok(false);
@@ -252,7 +236,7 @@ impl ThreadComm<'_> {
     /// more) or is frozen inside one. Returns true if it suspected one.
     fn watch(&mut self, engine: &mut Engine) -> bool {
         let mut suspected = false;
-        for p in engine.waiting_for() {
+        for p in engine.status().waiting_for {
             if self.exits[p].is_some() || self.presence.silent(p, self.peer_timeout) {
                 engine.peer_suspected(p);
                 self.departed.insert(p);
@@ -264,8 +248,9 @@ impl ThreadComm<'_> {
 
     /// Installs the repaired neighbour set when the engine asks for it.
     fn reconfigure(&self, engine: &mut Engine) {
-        if engine.pending_reconfiguration() {
-            let (peers, bound) = self.neighbourhood(&engine.departed());
+        let status = engine.status();
+        if status.reconfigure {
+            let (peers, bound) = self.neighbourhood(&status.departed);
             // The repair is monotone, so the only possible error is a
             // Laplacian step too large for the new degree, which aborts the
             // reduction for everyone with that error.
@@ -324,15 +309,14 @@ impl ThreadComm<'_> {
 
     /// Hands a message of the current reduction to its engine.
     fn deliver(&mut self, engine: &mut Engine, envelope: &Envelope) {
-        let dim = engine.dim();
-        if let Err(violation) = engine.receive(envelope.from, &envelope.message.as_message()) {
-            match violation.dimension_mismatch(self.rank, dim) {
-                // Another input length is a usage error: everyone fails.
-                Some(reason) => engine.abort(reason),
-                // A malformed message, or one that contradicts this
-                // rank's state: the sender is cut off.
-                None => self.cut_off(engine, envelope.from),
-            }
+        // A malformed message, or one that contradicts this rank's state:
+        // the sender is cut off. (Another input length is no violation:
+        // the engine fails the reduction for everyone.)
+        if engine
+            .receive(envelope.from, &envelope.message.as_message())
+            .is_err()
+        {
+            self.cut_off(engine, envelope.from);
         }
     }
 
@@ -371,9 +355,8 @@ impl ThreadComm<'_> {
     /// Sends everything `engine` (of reduction `op`) has to send; messages
     /// for full inboxes are dropped (see the module docs).
     fn post(&mut self, op: u64, engine: &mut Engine) {
-        self.peers.clear();
-        self.peers.extend(engine.peers());
-        let (rank, peers, senders) = (self.rank, &self.peers, &self.senders);
+        let peers = engine.status().peers;
+        let (rank, peers, senders) = (self.rank, &peers, &self.senders);
         engine.poll_outgoing(|target, message| {
             let message = Arc::new(message.to_owned());
             let deliver = |to: usize| {

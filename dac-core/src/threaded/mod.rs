@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use crate::comm::Communicator;
 use crate::config::Config;
 use crate::engine::{
-    AbortReason, Engine, Event, Header, Kind, NodeSetup, OwnedMessage, Progress, Target, Violation,
+    Engine, Event, Header, Kind, NodeSetup, OwnedMessage, Progress, Target, Violation,
 };
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -130,7 +130,7 @@ impl Options {
 /// A fault [`run`] injects into one rank, to test departures.
 ///
 /// Reductions are counted from 0 in call order on each rank, rounds as
-/// [`Engine::round`]. A crash or freeze due at a round that its reduction
+/// [`Status::round`](crate::engine::Status::round). A crash or freeze due at a round that its reduction
 /// does not reach (it finished earlier, for example by adopting a
 /// neighbour's result) strikes when that reduction ends, after its result
 /// went out; a fault for a reduction its rank never starts does nothing.
@@ -247,8 +247,6 @@ pub struct ThreadComm<'a> {
     out: Option<Error>,
     /// True while a call runs: a comm dropped then did not complete it.
     in_call: bool,
-    /// Neighbours of the engine being polled (a buffer kept between polls).
-    peers: Vec<usize>,
 }
 
 /// Runs `body` on `size` ranks, one thread each, and returns their results
@@ -309,7 +307,6 @@ where
                         exits_seen: 0,
                         out: None,
                         in_call: false,
-                        peers: Vec::new(),
                     };
                     body(&mut comm)
                 })

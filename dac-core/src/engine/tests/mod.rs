@@ -164,8 +164,8 @@ fn malformed_messages_are_rejected_and_change_nothing() {
         .unwrap()
         .1;
     let before = (nodes[0].mass().to_vec(), nodes[0].round(), nodes[0].view());
-    let mut short = good.clone();
-    short.payload.pop();
+    let mut padded_hello = good.clone();
+    padded_hello.header.kind = Kind::Hello;
     let mut nan = good.clone();
     nan.payload[0] = f64::NAN;
     let mut bad_event = good.clone();
@@ -173,7 +173,7 @@ fn malformed_messages_are_rejected_and_change_nothing() {
     let mut no_reason = good.clone();
     no_reason.header.kind = Kind::Abort;
     let cases: [(usize, OwnedMessage); 5] = [
-        (1, short),
+        (1, padded_hello),
         (1, nan),
         (1, bad_event),
         (1, no_reason),
@@ -186,19 +186,30 @@ fn malformed_messages_are_rejected_and_change_nothing() {
             before
         );
     }
-    // A dimension mismatch tells the host what to report.
-    let mut longer = good.clone();
-    longer.payload.push(1.0);
-    let violation = nodes[0].receive(1, &longer.as_message()).unwrap_err();
-    assert_eq!(
-        violation.dimension_mismatch(0, 2),
-        Some(AbortReason::DimensionMismatch {
+    // Another dimension is no violation: the engine fails the reduction
+    // for everyone, and says why.
+    for (kind, extra) in [(Kind::Round, 1), (Kind::Done, 0)] {
+        let mut nodes = engines(&graph, &metropolis());
+        let mut longer = good.clone();
+        longer.header.kind = kind;
+        longer.payload = vec![1.0; 3 + extra];
+        assert_eq!(nodes[0].receive(1, &longer.as_message()), Ok(()));
+        let reason = AbortReason::DimensionMismatch {
             rank: 0,
             expected: 3,
-            found: 2
-        })
-    );
-    assert!(nodes[0].receive(1, &good.as_message()).is_ok());
+            found: 2,
+        };
+        assert_eq!(nodes[0].status().phase, Phase::Failed);
+        assert_eq!(nodes[0].take_outcome(), Some(Err(reason.into())));
+        let told: Vec<_> = outgoing(&mut nodes[0])
+            .into_iter()
+            .filter(|(_, m)| m.header.kind == Kind::Abort)
+            .map(|(to, m)| (to, m.abort))
+            .collect();
+        assert_eq!(told, vec![(1, Some(reason)), (2, Some(reason))], "{kind:?}");
+        // Finished, it answers without complaint.
+        assert!(nodes[0].receive(1, &good.as_message()).is_ok());
+    }
 }
 
 /// A round is only completed after its own message went out, so a host
