@@ -1,15 +1,12 @@
 //! Bayesian updates from data split across ranks: the conjugate Gaussian
 //! linear model in information form, and the general form on a grid.
 
-use std::collections::BTreeMap;
-
 use dac_core::Communicator;
 use nalgebra::{DMatrix, DVector};
 use ndarray::{Array1, Array2, ArrayBase, ArrayView1, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, ballot, dissenters, reduce_checked, slot};
+use crate::check::{Ballot, Verdict, dissenters, reduce_checked};
 use crate::error::{LinalgError, Result};
-use crate::replicated::{Check, Replicated};
 
 /// A Gaussian posterior, the same on every rank.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,13 +89,16 @@ where
         prior_mean.iter().sum::<f64>(),
         prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
     ];
-    let sums = reduce_checked(comm, verdict, &fingerprint, &data, "XᵀX and Xᵀy")?;
+    let ballot = Ballot::new(verdict).with_values(&fingerprint);
+    let sums = reduce_checked(comm, ballot, &data, "XᵀX and Xᵀy")?;
     let ranks: Vec<usize> = (0..comm.size()).collect();
-    let odd = dissenters(&ranks, |a, b| same_prior(&sums.meta[a], &sums.meta[b]));
+    let odd = dissenters(&ranks, |a, b| {
+        same_prior(sums.tally.values(a), sums.tally.values(b))
+    });
     if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
             ranks: odd,
-            detail: "; the ranks pass different priors, noise variances or widths: every rank \
+            detail: "the ranks pass different priors, noise variances or widths: every rank \
                      must pass the same"
                 .into(),
         });
@@ -122,7 +122,7 @@ where
 
 /// Whether two ranks' fingerprints of their priors (as a reduction
 /// returned them) are the same.
-fn same_prior(a: &[f64], b: &[f64]) -> bool {
+pub(crate) fn same_prior(a: &[f64], b: &[f64]) -> bool {
     a.iter()
         .zip(b)
         .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0))
@@ -130,7 +130,9 @@ fn same_prior(a: &[f64], b: &[f64]) -> bool {
 
 /// `prior_cov⁻¹`, or `None` if `prior_cov` is not symmetric positive
 /// definite.
-fn precision_of<V: Data<Elem = f64>>(prior_cov: &ArrayBase<V, Ix2>) -> Option<DMatrix<f64>> {
+pub(crate) fn precision_of<V: Data<Elem = f64>>(
+    prior_cov: &ArrayBase<V, Ix2>,
+) -> Option<DMatrix<f64>> {
     let p = prior_cov.nrows();
     let cov = DMatrix::from_fn(p, p, |i, j| prior_cov[(i, j)]);
     let symmetric = (0..p).all(|i| {
@@ -142,7 +144,7 @@ fn precision_of<V: Data<Elem = f64>>(prior_cov: &ArrayBase<V, Ix2>) -> Option<DM
 
 /// The posterior from the prior and the summed `XᵀX | Xᵀy` (row-major
 /// `p × p`, then `p`), on each of the `size` ranks.
-fn posterior<U: Data<Elem = f64>>(
+pub(crate) fn posterior<U: Data<Elem = f64>>(
     prior_precision: &DMatrix<f64>,
     prior_mean: &ArrayBase<U, Ix1>,
     sums: &[f64],
@@ -161,7 +163,7 @@ fn posterior<U: Data<Elem = f64>>(
     let Some(chol) = precision.clone().cholesky() else {
         return Err(LinalgError::InvalidArgument {
             ranks: (0..size).collect(),
-            detail: "; the posterior precision is not positive definite (ill-conditioned prior)"
+            detail: "the posterior precision is not positive definite (ill-conditioned prior)"
                 .into(),
         });
     };
@@ -172,141 +174,6 @@ fn posterior<U: Data<Elem = f64>>(
         cov: Array2::from_shape_fn((p, p), |(i, j)| 0.5 * (cov[(i, j)] + cov[(j, i)])),
         rounds,
     })
-}
-
-/// [`gaussian_linear`] for a [`Replicated`] job: the rows of `X` and `y`
-/// are cut into the job's partitions, and this rank passes those it holds
-/// as `partition id → (X_p, y_p)`.
-///
-/// One sum of `X_pᵀX_p | X_pᵀy_p` with every partition counted exactly
-/// once (a departed holder's partitions come from a standby), whose
-/// holders' hashes are compared at the job's checkpoints. The ranks'
-/// priors and noise variances are compared in the same reduction.
-///
-/// # Errors
-/// As [`gaussian_linear`], except that an invalid prior or `noise_var` on
-/// any rank is [`LinalgError::InvalidArgument`] on every rank (naming the
-/// ranks that passed one; so are different ones, naming the ranks outside
-/// the largest group that agrees), plus [`LinalgError::PartitionLost`],
-/// [`LinalgError::ReplicaMismatch`], and [`LinalgError::Shape`] for
-/// partitions that are not this rank's. With
-/// [`crate::ReplicatedOptions::allow_degraded`] the posterior given the
-/// surviving partitions ([`Replicated::lost`] lists the others).
-pub fn gaussian_linear_replicated<C, U, V>(
-    comm: &mut C,
-    job: &mut Replicated,
-    parts: &BTreeMap<usize, (Array2<f64>, Array1<f64>)>,
-    prior_mean: &ArrayBase<U, Ix1>,
-    prior_cov: &ArrayBase<V, Ix2>,
-    noise_var: f64,
-) -> Result<Posterior>
-where
-    C: Communicator,
-    U: Data<Elem = f64>,
-    V: Data<Elem = f64>,
-{
-    let (rank, size, p) = (comm.rank(), comm.size(), prior_mean.len());
-    // A bad prior or partition is found here but reported in the reduction
-    // below, so that every rank fails alike even if only this one has it.
-    let mut verdict = Verdict::ok();
-    let prior_precision = if prior_cov.dim() != (p, p) {
-        verdict.argument(|| {
-            format!(
-                "the prior mean has {p} entries but the prior covariance is {:?}",
-                prior_cov.dim()
-            )
-        });
-        None
-    } else if !(noise_var > 0.0 && noise_var.is_finite()) {
-        verdict.argument(|| format!("noise_var = {noise_var} must be positive"));
-        None
-    } else if prior_mean
-        .iter()
-        .chain(prior_cov.iter())
-        .any(|v| !v.is_finite())
-    {
-        verdict.argument(|| "the prior is not finite".into());
-        None
-    } else {
-        let precision = precision_of(prior_cov);
-        if precision.is_none() {
-            verdict.argument(|| "prior_cov is not symmetric positive definite".into());
-        }
-        precision
-    };
-    if let Some((part, (x, y))) = parts
-        .iter()
-        .find(|(_, (x, y))| x.ncols() != p || y.len() != x.nrows())
-    {
-        verdict.shape(|| {
-            format!(
-                "rank {rank}: partition {part} has X {:?} and y of {} entries, expected {p} columns",
-                x.dim(),
-                y.len()
-            )
-        });
-    }
-    let len = p * p + p;
-    let contributions = parts
-        .iter()
-        .map(|(&part, (x, y))| {
-            let mut c = Vec::with_capacity(len);
-            if verdict.is_ok() {
-                c.extend(x.t().dot(x).iter());
-                c.extend(x.t().dot(y).iter());
-            } else {
-                c.resize(len, 0.0);
-            }
-            (part, c)
-        })
-        .collect();
-    // What every rank must agree on, at this rank's slot: compared after
-    // the reduction.
-    let fingerprint = if prior_precision.is_some() {
-        [
-            noise_var,
-            prior_mean.iter().sum::<f64>(),
-            prior_cov.iter().map(|v| v.abs()).sum::<f64>(),
-        ]
-    } else {
-        [0.0; 3]
-    };
-    let fingerprints = ballot(rank, size, &fingerprint);
-    let (sums, votes) = job.reduce(
-        comm,
-        len,
-        &contributions,
-        &fingerprints,
-        Check::WhenDue,
-        verdict,
-    )?;
-    let odd = dissenters(&votes.ranks, |a, b| {
-        same_prior(slot(&votes.sum, a, 3), slot(&votes.sum, b, 3))
-    });
-    if !odd.is_empty() {
-        return Err(LinalgError::InvalidArgument {
-            ranks: odd,
-            detail: "; the ranks pass different priors or noise variances: every rank must \
-                     pass the same"
-                .into(),
-        });
-    }
-    let Some(prior_precision) = prior_precision else {
-        // Unreachable: a bad verdict failed the reduction on every rank.
-        return Err(LinalgError::InvalidArgument {
-            ranks: vec![rank],
-            detail: String::new(),
-        });
-    };
-    let rounds = u32::try_from(sums.rounds).unwrap_or(u32::MAX);
-    posterior(
-        &prior_precision,
-        prior_mean,
-        &sums.value,
-        noise_var,
-        size,
-        rounds,
-    )
 }
 
 /// The seed paper's general form on a grid: `π(θ) ∝ π₀(θ)·exp(Σ_i ln μ_i(θ))`
@@ -366,7 +233,7 @@ where
         ll.iter()
             .map(|&v| f64::from(u8::from(v == f64::NEG_INFINITY))),
     );
-    let sums = reduce_checked(comm, verdict, &[points as f64], &data, "the grid")?;
+    let sums = reduce_checked(comm, Ballot::new(verdict), &data, "the grid")?;
     if points == 0 {
         return Err(LinalgError::Empty {
             what: "an empty grid",

@@ -4,7 +4,7 @@
 use dac_core::Communicator;
 use ndarray::{Array1, ArrayBase, Data, Ix1, Ix2};
 
-use crate::check::{Verdict, at_limit, reduce_checked, row_layout};
+use crate::check::{Ballot, Verdict, at_limit, reduce_checked, row_layout};
 use crate::checkpoint::{Checkpoints, ProblemId, Snapshot};
 use crate::error::{LinalgError, Result};
 
@@ -147,23 +147,15 @@ where
     // with this rank's votes after it.
     let mut assemble =
         |comm: &mut C, local: &[f64], votes: [f64; 4]| -> Result<(Vec<f64>, [usize; 4])> {
-            let mut full = vec![0.0; n + 4];
+            let mut full = vec![0.0; n];
             if ok {
                 full[offset..offset + r].copy_from_slice(local);
             }
-            full[n..].copy_from_slice(&votes);
-            let sum = reduce_checked(comm, Verdict::ok(), &[], &full, "A p")?;
+            let sum = reduce_checked(comm, Ballot::ok().with_votes(&votes), &full, "A p")?;
             rounds += u64::from(sum.rounds);
             let count = |v: f64| v.round().max(0.0) as usize;
-            let votes = [
-                count(sum.data[n]),
-                count(sum.data[n + 1]),
-                count(sum.data[n + 2]),
-                count(sum.data[n + 3]),
-            ];
-            let mut data = sum.data;
-            data.truncate(n);
-            Ok((data, votes))
+            let votes = std::array::from_fn(|j| count(sum.tally.votes[j]));
+            Ok((sum.data, votes))
         };
     let (b_full, _) = assemble(comm, &b.to_vec(), [0.0; 4])?;
     let b_full = Array1::from(b_full);
@@ -223,7 +215,7 @@ where
             return Err(LinalgError::InvalidArgument {
                 ranks: (0..size).collect(),
                 detail: format!(
-                    "; {} rank(s) could not write their checkpoint at iteration {iterations}",
+                    "{} rank(s) could not write their checkpoint at iteration {iterations}",
                     votes[2]
                 ),
             });
@@ -231,9 +223,7 @@ where
         if majority(votes[1]) {
             return Err(LinalgError::InvalidArgument {
                 ranks: (0..size).collect(),
-                detail: format!(
-                    "; A is not positive definite (pᵀA p ≤ 0 at iteration {iterations})"
-                ),
+                detail: format!("A is not positive definite (pᵀA p ≤ 0 at iteration {iterations})"),
             });
         }
         if majority(votes[0]) {
@@ -245,7 +235,7 @@ where
             (votes[3], size),
             "max_iter",
             |flags| {
-                reduce_checked(comm, Verdict::ok(), &[], flags, "the iteration limits")
+                reduce_checked(comm, Ballot::ok(), flags, "the iteration limits")
                     .map(|limits| (limits.data, (0..size).collect()))
             },
         )? {

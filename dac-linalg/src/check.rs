@@ -1,13 +1,16 @@
 //! One reduction that carries every rank's verdict on its own input next to
 //! the data, so that a problem on one rank fails the call on all of them.
 //!
-//! The reduced vector is `[shape flags | non-finite flags | argument flags
-//! (size each) | metadata (size × k) | data]`. A rank with a bad input
-//! contributes zeros as data and raises its flag; the sum then tells every
-//! rank who failed. Metadata (local row counts, lengths, options) sits at
-//! the rank's own slot, so that every rank learns every rank's values (the
-//! sum of one value and zeros: exact for integers once rounded, and within
-//! the reduction's tolerance for the others).
+//! Every checked reduction, plain ([`reduce_checked`]) or replicated
+//! ([`Replicated::reduce`](crate::Replicated)), carries one [`Ballot`] per
+//! rank in one layout: `[shape flags | non-finite flags | argument flags
+//! (size each) | values (size × k) | votes (t)]`, then the data. A rank
+//! with a bad input contributes zeros as data and raises its flag; the sum
+//! then tells every rank who failed. Values (local row counts, lengths,
+//! options) sit at the rank's own slot, so that every rank learns every
+//! rank's values (the sum of one value and zeros: exact for integers once
+//! rounded, and within the reduction's tolerance for the others). Votes
+//! (converged, at the iteration limit) are summed, a count of the ranks.
 //!
 //! Every decision taken after a reduction is taken from what it returned,
 //! which every rank shares: whether ranks passed different options
@@ -139,7 +142,7 @@ impl Verdict {
         let here = |reason: &Option<String>| {
             reason
                 .as_ref()
-                .map(|s| format!("; here: {s}"))
+                .map(|s| format!("here: {s}"))
                 .unwrap_or_default()
         };
         let bad_shape = ranks(0)?;
@@ -170,6 +173,118 @@ impl Verdict {
 /// non-finite, argument.
 pub(crate) const FLAG_BLOCKS: usize = 3;
 
+/// What a rank puts into a checked reduction next to its data: its
+/// [`Verdict`] on its own input, `k` values of its own that every rank
+/// learns (at this rank's slot of `size` slots), and `t` votes summed over
+/// the ranks. See the [module docs](self) for the layout.
+#[derive(Debug, Default)]
+pub(crate) struct Ballot {
+    verdict: Verdict,
+    values: Vec<f64>,
+    votes: Vec<f64>,
+}
+
+impl Ballot {
+    /// A ballot with only `verdict`.
+    pub(crate) fn new(verdict: Verdict) -> Ballot {
+        Ballot {
+            verdict,
+            ..Ballot::default()
+        }
+    }
+
+    /// A ballot of a rank whose input is fine, with nothing else to say.
+    pub(crate) fn ok() -> Ballot {
+        Ballot::default()
+    }
+
+    /// With this rank's `values`, which every rank learns.
+    pub(crate) fn with_values(mut self, values: &[f64]) -> Ballot {
+        self.values = values.to_vec();
+        self
+    }
+
+    /// With this rank's `votes`, which are summed over the ranks.
+    pub(crate) fn with_votes(mut self, votes: &[f64]) -> Ballot {
+        self.votes = votes.to_vec();
+        self
+    }
+
+    /// The verdict, for checks found after the ballot was made.
+    pub(crate) fn verdict_mut(&mut self) -> &mut Verdict {
+        &mut self.verdict
+    }
+
+    /// Whether this rank's input is fine (its data goes in; zeros if not).
+    pub(crate) fn is_ok(&self) -> bool {
+        self.verdict.is_ok()
+    }
+
+    /// The flag blocks: `FLAG_BLOCKS × size` values.
+    pub(crate) fn flags(&self, rank: usize, size: usize) -> Vec<f64> {
+        self.verdict.flags(rank, size)
+    }
+
+    /// The values at this rank's slot, then the votes: [`Ballot::body_len`]
+    /// values.
+    pub(crate) fn body(&self, rank: usize, size: usize) -> Vec<f64> {
+        let mut body = ballot(rank, size, &self.values);
+        body.extend_from_slice(&self.votes);
+        body
+    }
+
+    /// The length of [`Ballot::body`].
+    pub(crate) fn body_len(&self, size: usize) -> usize {
+        size * self.values.len() + self.votes.len()
+    }
+
+    /// Fails on every rank when the summed flags name some rank (see
+    /// [`Verdict::fail_on_flags`]).
+    pub(crate) fn fail_on_flags(
+        &self,
+        sum: &[f64],
+        flagged: impl Fn(f64) -> Result<bool>,
+        shape: impl FnOnce(&[usize], Option<&str>) -> String,
+    ) -> Result<()> {
+        self.verdict.fail_on_flags(sum, flagged, shape)
+    }
+
+    /// Reads the summed bodies of the `ranks` that took part.
+    pub(crate) fn read(&self, body: &[f64], ranks: Vec<usize>) -> Tally {
+        let (values, votes) = body.split_at(body.len() - self.votes.len());
+        Tally {
+            values: values.to_vec(),
+            k: self.values.len(),
+            votes: votes.to_vec(),
+            ranks,
+        }
+    }
+}
+
+/// The summed [`Ballot`] bodies of a checked reduction: every rank's values
+/// and the votes, the same on every rank.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    values: Vec<f64>,
+    k: usize,
+    /// The votes, summed over [`Tally::ranks`].
+    pub(crate) votes: Vec<f64>,
+    /// The ranks that took part, ascending.
+    pub(crate) ranks: Vec<usize>,
+}
+
+impl Tally {
+    /// The `k` values rank `r` contributed.
+    pub(crate) fn values(&self, r: usize) -> &[f64] {
+        &self.values[r * self.k..(r + 1) * self.k]
+    }
+
+    /// Value `j` of rank `r` as a count.
+    pub(crate) fn count(&self, r: usize, j: usize) -> usize {
+        self.values(r)[j].round().max(0.0) as usize
+    }
+}
+
 /// The ranks outside the largest group of `ranks` that agree with one of
 /// them (the lowest such rank on ties), where `same(a, b)` says whether
 /// ranks `a` and `b` passed the same: empty when they all agree. Taken
@@ -194,17 +309,12 @@ pub(crate) fn dissenters(ranks: &[usize], same: impl Fn(usize, usize) -> bool) -
 }
 
 /// `values` at this rank's slot of `size` slots (zeros elsewhere): summed
-/// over the ranks, every rank's values ([`slot`] reads them back).
-pub(crate) fn ballot(rank: usize, size: usize, values: &[f64]) -> Vec<f64> {
+/// over the ranks, every rank's values ([`Tally::values`] reads them back).
+fn ballot(rank: usize, size: usize, values: &[f64]) -> Vec<f64> {
     let k = values.len();
     let mut out = vec![0.0; size * k];
     out[rank * k..(rank + 1) * k].copy_from_slice(values);
     out
-}
-
-/// Rank `r`'s `k` values in a summed [`ballot`].
-pub(crate) fn slot(sum: &[f64], r: usize, k: usize) -> &[f64] {
-    &sum[r * k..(r + 1) * k]
 }
 
 /// Whether a loop stops at its iteration limit, from the vote of its last
@@ -237,45 +347,38 @@ pub(crate) fn at_limit(
     Err(LinalgError::InvalidArgument {
         ranks: dissenters(&ranks, |a, b| at(a) == at(b)),
         detail: format!(
-            "; the ranks pass different {what}: rank(s) {first:?} reached theirs, the others \
+            "the ranks pass different {what}: rank(s) {first:?} reached theirs, the others \
              not; every rank must pass the same"
         ),
     })
 }
 
-/// The summed data and the metadata of every rank.
+/// The summed data and ballots of a checked reduction.
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) data: Vec<f64>,
-    /// `meta[r]`: the `k` values rank `r` contributed.
-    pub(crate) meta: Vec<Vec<f64>>,
+    /// Every rank's values, and the votes.
+    pub(crate) tally: Tally,
     /// Consensus rounds the reduction took.
     pub(crate) rounds: u32,
 }
 
-impl Checked {
-    /// Metadata value `j` of rank `r` as a count.
-    pub(crate) fn count(&self, r: usize, j: usize) -> usize {
-        self.meta[r][j].round().max(0.0) as usize
-    }
-}
-
 /// Sums `data` (zeros on a rank whose verdict is bad) and the ranks'
-/// `meta` over all ranks, then fails on every rank if any rank's verdict
+/// ballots over all ranks, then fails on every rank if any rank's verdict
 /// is bad or a member departed. `what` names the data in the error for
 /// ranks that contributed vectors of different lengths.
 pub(crate) fn reduce_checked<C: Communicator>(
     comm: &mut C,
-    verdict: Verdict,
-    meta: &[f64],
+    ballot: Ballot,
     data: &[f64],
     what: &str,
 ) -> Result<Checked> {
-    let (size, rank, k) = (comm.size(), comm.rank(), meta.len());
-    let head = size * (FLAG_BLOCKS + k);
-    let mut payload = verdict.flags(rank, size);
-    payload.extend_from_slice(&ballot(rank, size, meta));
-    let ok = verdict.is_ok();
+    let (size, rank) = (comm.size(), comm.rank());
+    let flags = FLAG_BLOCKS * size;
+    let head = flags + ballot.body_len(size);
+    let mut payload = ballot.flags(rank, size);
+    payload.extend(ballot.body(rank, size));
+    let ok = ballot.is_ok();
     payload.extend(data.iter().map(|&x| if ok { x } else { 0.0 }));
     let reduction = comm.allreduce_sum(&payload).map_err(|e| match e {
         Error::DimensionMismatch {
@@ -300,8 +403,8 @@ pub(crate) fn reduce_checked<C: Communicator>(
     }
     let rounds = reduction.rounds;
     let sum = reduction.value;
-    verdict.fail_on_flags(
-        &sum[..FLAG_BLOCKS * size],
+    ballot.fail_on_flags(
+        &sum[..flags],
         |flag| Ok(flag > 0.5),
         |bad, mine| {
             let mine = mine
@@ -310,12 +413,9 @@ pub(crate) fn reduce_checked<C: Communicator>(
             format!("the local pieces of rank(s) {bad:?} do not fit{mine}")
         },
     )?;
-    let meta = (0..size)
-        .map(|r| slot(&sum[FLAG_BLOCKS * size..head], r, k).to_vec())
-        .collect();
     Ok(Checked {
         data: sum[head..].to_vec(),
-        meta,
+        tally: ballot.read(&sum[flags..head], (0..size).collect()),
         rounds,
     })
 }
@@ -340,13 +440,9 @@ pub(crate) fn row_layout<C: Communicator>(
     rows: usize,
     cols: usize,
 ) -> Result<RowLayout> {
-    let shapes = reduce_checked(
-        comm,
-        verdict,
-        &[rows as f64, cols as f64],
-        &[],
-        "the row counts",
-    )?;
+    let ballot = Ballot::new(verdict).with_values(&[rows as f64, cols as f64]);
+    let checked = reduce_checked(comm, ballot, &[], "the row counts")?;
+    let (shapes, rounds) = (checked.tally, checked.rounds);
     let size = comm.size();
     let ranks: Vec<usize> = (0..size).collect();
     let odd = dissenters(&ranks, |a, b| shapes.count(a, 1) == shapes.count(b, 1));
@@ -361,7 +457,7 @@ pub(crate) fn row_layout<C: Communicator>(
     Ok(RowLayout {
         offset: (0..comm.rank()).map(|o| shapes.count(o, 0)).sum(),
         total: (0..size).map(|o| shapes.count(o, 0)).sum(),
-        rounds: shapes.rounds,
+        rounds,
     })
 }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use dac_core::Communicator;
 use sha2::{Digest, Sha256};
 
-use crate::check::{Verdict, reduce_checked};
+use crate::check::{Ballot, reduce_checked};
 use crate::error::{LinalgError, Result};
 
 const MAGIC: &[u8; 8] = b"DACCKPT1";
@@ -137,7 +137,7 @@ impl Checkpoints {
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
             return Err(LinalgError::InvalidArgument {
                 ranks: Vec::new(),
-                detail: format!("; checkpoint name {name:?} must be a plain file name"),
+                detail: format!("checkpoint name {name:?} must be a plain file name"),
             });
         }
         Ok(Checkpoints {
@@ -192,7 +192,7 @@ impl Checkpoints {
         let tmp = path.with_extension(format!("{slot}.tmp"));
         let io = |e: std::io::Error| LinalgError::InvalidArgument {
             ranks: vec![rank],
-            detail: format!("; cannot write the checkpoint {}: {e}", path.display()),
+            detail: format!("cannot write the checkpoint {}: {e}", path.display()),
         };
         std::fs::write(&tmp, encode(snapshot, problem)).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)
@@ -227,7 +227,9 @@ impl Checkpoints {
             .iter()
             .map(|s| s.as_ref().map_or(0.0, |s| s.iteration as f64 + 1.0))
             .collect();
-        let all = reduce_checked(comm, Verdict::ok(), &mine, &[], "the checkpoints")?;
+        let ballot = Ballot::ok().with_values(&mine);
+        let checked = reduce_checked(comm, ballot, &[], "the checkpoints")?;
+        let all = checked.tally;
         let has = |r: usize, it: usize| (0..2).any(|j| all.count(r, j) == it + 1);
         let mut candidates: Vec<usize> = (0..2)
             .filter_map(|j| all.count(0, j).checked_sub(1))
@@ -238,7 +240,7 @@ impl Checkpoints {
             .find(|&it| (0..size).all(|r| has(r, it)));
         let snapshot =
             agreed.and_then(|it| saved.into_iter().flatten().find(|s| s.iteration == it));
-        Ok((snapshot, all.rounds))
+        Ok((snapshot, checked.rounds))
     }
 }
 

@@ -18,19 +18,21 @@ pub enum LinalgError {
         reason: String,
     },
     /// NaN or infinity in some rank's input.
-    #[error("non-finite input on rank(s) {ranks:?}{detail}")]
+    #[error("non-finite input on rank(s) {ranks:?}{}", Then(detail))]
     NonFinite {
         /// The ranks whose input is not finite.
         ranks: Vec<usize>,
-        /// On an offending rank: which array and where (else empty).
+        /// On an offending rank: which array and where (else empty). The
+        /// message shows it after a `; `.
         detail: String,
     },
     /// An option out of its range, or options that differ between ranks.
-    #[error("invalid argument on rank(s) {ranks:?}{detail}")]
+    #[error("invalid argument on rank(s) {ranks:?}{}", Then(detail))]
     InvalidArgument {
         /// The ranks that found it.
         ranks: Vec<usize>,
-        /// On such a rank: which argument and why (else empty).
+        /// Which argument and why (on a rank that did not find it, it may
+        /// be empty). The message shows it after a `; `.
         detail: String,
     },
     /// An iterative solver reached its iteration limit.
@@ -89,5 +91,41 @@ impl LinalgError {
             LinalgError::ReplicaMismatch { .. } => ErrorClass::ReplicaMismatch,
             LinalgError::Consensus(e) => e.class(),
         }
+    }
+}
+
+/// A detail shown after the main message: `; detail`, or nothing.
+struct Then<'a>(&'a str);
+
+impl std::fmt::Display for Then<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "; {}", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LinalgError;
+
+    /// The detail is a field of its own; the message adds the separator.
+    #[test]
+    fn details_follow_the_message_after_a_separator() {
+        let with = LinalgError::InvalidArgument {
+            ranks: vec![1],
+            detail: "tol = -1 here".into(),
+        };
+        assert_eq!(
+            with.to_string(),
+            "invalid argument on rank(s) [1]; tol = -1 here"
+        );
+        let without = LinalgError::NonFinite {
+            ranks: vec![0, 2],
+            detail: String::new(),
+        };
+        assert_eq!(without.to_string(), "non-finite input on rank(s) [0, 2]");
     }
 }

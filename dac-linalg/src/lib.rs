@@ -60,18 +60,18 @@ mod lstsq;
 mod ops;
 pub mod replicated;
 
-pub use bayes::{Posterior, gaussian_linear, gaussian_linear_replicated, grid_posterior};
+pub use bayes::{Posterior, gaussian_linear, grid_posterior};
 pub use cg::{Cg, CgOptions, cg, cg_checkpointed};
 pub use checkpoint::{Checkpoints, ProblemId, Snapshot};
 pub use dac_core::Communicator;
 pub use error::{LinalgError, Result};
-pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq, lstsq_replicated};
+pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq};
 /// The array crate of every signature here, re-exported so that a program
 /// needs no dependency of its own to match its version.
 pub use ndarray;
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};
 pub use replicated::{
     PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, cg_replicated,
-    dot_replicated, gram_replicated, matvec_rows_replicated, replication_factor,
-    rmatvec_replicated,
+    dot_replicated, gaussian_linear_replicated, gram_replicated, lstsq_replicated,
+    matvec_rows_replicated, replication_factor, rmatvec_replicated,
 };

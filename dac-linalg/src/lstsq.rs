@@ -6,12 +6,9 @@ use dac_core::Communicator;
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 
-use std::collections::BTreeMap;
-
-use crate::check::{Verdict, at_limit, ballot, dissenters, reduce_checked, slot};
+use crate::check::{Ballot, Verdict, at_limit, dissenters, reduce_checked};
 use crate::error::{LinalgError, Result};
 use crate::ops::upper_triangle;
-use crate::replicated::{Check, Replicated};
 
 /// Options of [`lstsq`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,11 +122,12 @@ where
     }
     let [ridge_vote, intercept_vote] = options.votes();
     let meta = [r as f64, n as f64, k as f64, ridge_vote, intercept_vote];
-    let sums = reduce_checked(comm, verdict, &meta, &data, "the normal equations")?;
+    let ballot = Ballot::new(verdict).with_values(&meta);
+    let sums = reduce_checked(comm, ballot, &data, "the normal equations")?;
     let rounds = u64::from(sums.rounds);
     let (rank, size) = (comm.rank(), comm.size());
     let ranks: Vec<usize> = (0..size).collect();
-    let shape = |o: usize| (sums.count(o, 1), sums.count(o, 2));
+    let shape = |o: usize| (sums.tally.count(o, 1), sums.tally.count(o, 2));
     let odd = dissenters(&ranks, |a, b| shape(a) == shape(b));
     if !odd.is_empty() {
         let shapes: Vec<_> = ranks.iter().map(|&o| shape(o)).collect();
@@ -141,7 +139,7 @@ where
         });
     }
     let odd = dissenters(&ranks, |a, b| {
-        same_ridge_votes(&sums.meta[a][3..], &sums.meta[b][3..])
+        same_ridge_votes(&sums.tally.values(a)[3..], &sums.tally.values(b)[3..])
     });
     if !odd.is_empty() {
         return Err(LinalgError::InvalidArgument {
@@ -152,7 +150,7 @@ where
             ),
         });
     }
-    if n == 0 || (0..size).all(|o| sums.count(o, 0) == 0) {
+    if n == 0 || (0..size).all(|o| sums.tally.count(o, 0) == 0) {
         return Err(LinalgError::Empty {
             what: "least squares without rows or columns",
         });
@@ -165,16 +163,16 @@ where
         // Row-major n × k, as in the first reduction.
         let mut data: Vec<f64> = rows_here.t().dot(&resid).iter().copied().collect();
         data.push(resid.iter().map(|v| v * v).sum());
-        data.extend_from_slice(&vote);
-        let step = reduce_checked(comm, Verdict::ok(), &[], &data, "the refinement")?;
-        let (grad, votes) = step.data.split_at(n * k + 1);
+        let ballot = Ballot::ok().with_votes(&vote);
+        let step = reduce_checked(comm, ballot, &data, "the refinement")?;
+        let (grad, votes) = (&step.data, &step.tally.votes);
         let limit = at_limit(
             (rank, size),
             vote[2] > 0.5,
             (count(votes[2]), size),
             "max_refinements",
             |flags| {
-                reduce_checked(comm, Verdict::ok(), &[], flags, "the refinement limits")
+                reduce_checked(comm, Ballot::ok(), flags, "the refinement limits")
                     .map(|limits| (limits.data, ranks.clone()))
             },
         )?;
@@ -203,7 +201,7 @@ impl LstsqOptions {
 
     /// This rank's ridge options as two numbers for the reductions' option
     /// votes: the ridge, and the intercept column plus one (0 for none).
-    fn votes(&self) -> [f64; 2] {
+    pub(crate) fn votes(&self) -> [f64; 2] {
         [
             if self.ridge.is_finite() {
                 self.ridge
@@ -215,7 +213,7 @@ impl LstsqOptions {
     }
 
     /// Checks the ridge options against `n` columns, into `verdict`.
-    fn check(&self, n: usize, verdict: &mut Verdict) {
+    pub(crate) fn check(&self, n: usize, verdict: &mut Verdict) {
         let ridge = self.ridge;
         if !(ridge >= 0.0 && ridge.is_finite()) {
             verdict.argument(|| format!("ridge = {ridge} must be a finite number ≥ 0"));
@@ -226,17 +224,17 @@ impl LstsqOptions {
     }
 
     /// Says this rank's ridge options, for an error about different ones.
-    fn describe_ridge(&self) -> String {
+    pub(crate) fn describe_ridge(&self) -> String {
         match self.intercept {
-            None => format!("; ridge = {} here", self.ridge),
-            Some(c) => format!("; ridge = {} and intercept = {c} here", self.ridge),
+            None => format!("ridge = {} here", self.ridge),
+            Some(c) => format!("ridge = {} and intercept = {c} here", self.ridge),
         }
     }
 }
 
 /// Whether two ranks' ridge votes (as a reduction returned them) are the
 /// same.
-fn same_ridge_votes(a: &[f64], b: &[f64]) -> bool {
+pub(crate) fn same_ridge_votes(a: &[f64], b: &[f64]) -> bool {
     same_ridge(a[0], b[0]) && a[1] == b[1]
 }
 
@@ -246,13 +244,13 @@ fn same_ridge(a: f64, b: f64) -> bool {
 }
 
 /// A summed count of votes.
-fn count(votes: f64) -> usize {
+pub(crate) fn count(votes: f64) -> usize {
     votes.round().max(0.0) as usize
 }
 
 /// `G` (from its upper triangle) and `C = Aᵀb` (`n × k`) from a summed
 /// `upper(AᵀA) | Aᵀb` vector.
-fn unpack_normal(data: &[f64], n: usize, k: usize) -> (DMatrix<f64>, DMatrix<f64>) {
+pub(crate) fn unpack_normal(data: &[f64], n: usize, k: usize) -> (DMatrix<f64>, DMatrix<f64>) {
     let mut g = DMatrix::zeros(n, n);
     let mut it = data.iter().copied();
     for i in 0..n {
@@ -268,25 +266,25 @@ fn unpack_normal(data: &[f64], n: usize, k: usize) -> (DMatrix<f64>, DMatrix<f64
 
 /// What one refinement reduction returns: `Aᵀ(b − A x)` (row-major
 /// `n × k`), `‖b − A x‖²`, the ranks' votes and how many voted.
-struct Refinement {
-    grad: Vec<f64>,
-    residual2: f64,
-    stop_votes: f64,
-    cholesky_votes: f64,
-    voters: usize,
+pub(crate) struct Refinement {
+    pub(crate) grad: Vec<f64>,
+    pub(crate) residual2: f64,
+    pub(crate) stop_votes: f64,
+    pub(crate) cholesky_votes: f64,
+    pub(crate) voters: usize,
     /// Every rank has taken its `max_refinements` steps (from the vote;
     /// ranks that disagree on it fail the reduction instead).
-    limit: bool,
+    pub(crate) limit: bool,
     /// The step summed fewer partitions than the normal matrix (a
     /// replicated job lost one): the solve must start again.
-    abandon: bool,
-    rounds: u64,
+    pub(crate) abandon: bool,
+    pub(crate) rounds: u64,
 }
 
 /// Solves the summed normal equations and refines the solution; `refine`
 /// does one reduction of `Aᵀ(b − A x)` for the current `x`, carrying this
 /// rank's votes `[stop, Cholesky, at max_refinements]`.
-fn solve_and_refine(
+pub(crate) fn solve_and_refine(
     g: &DMatrix<f64>,
     c: &DMatrix<f64>,
     options: &LstsqOptions,
@@ -362,151 +360,7 @@ fn solve_and_refine(
     })
 }
 
-/// [`lstsq`] for a [`Replicated`] job: the rows of `A` and `b` are cut
-/// into the job's partitions, and this rank passes the partitions it holds
-/// as `partition id → (A_p, b_p)`. `shape` is `(n, k)`: the columns of `A`
-/// and of `b` (so a rank that holds no partition knows them too).
-///
-/// The normal equations are summed with every partition counted exactly
-/// once. A partition whose contributor departs is added by a standby
-/// holder, so the answer is the full-data one. At a checkpoint the
-/// holders' hashes of `A_pᵀA_p | A_pᵀb_p` are compared (see
-/// [`crate::replicated`]). The refinement steps depend on the current
-/// solution, whose copies differ between ranks in the last bits. They are
-/// replicated and contributed exactly once, but not hashed.
-///
-/// # Errors
-/// As [`lstsq`] (an invalid or different `ridge` on any rank is
-/// [`LinalgError::InvalidArgument`] on every rank, naming the ranks that
-/// passed one), plus [`LinalgError::PartitionLost`] and
-/// [`LinalgError::ReplicaMismatch`]; [`LinalgError::Shape`] also for
-/// partitions that are not this rank's or whose shapes differ from
-/// `shape`. With [`crate::ReplicatedOptions::allow_degraded`] the answer
-/// is the fit to the surviving partitions; check
-/// [`Replicated::take_events`] and [`Replicated::departed`] to learn what
-/// happened. A partition lost during a refinement step (after the normal
-/// equations summed it) makes the call start again over the survivors, so
-/// that the steps and the normal matrix always cover the same partitions;
-/// `rounds` counts the abandoned attempt too.
-pub fn lstsq_replicated<C: Communicator>(
-    comm: &mut C,
-    job: &mut Replicated,
-    shape: (usize, usize),
-    parts: &BTreeMap<usize, (Array2<f64>, Array2<f64>)>,
-    options: &LstsqOptions,
-) -> Result<Lstsq> {
-    let mut spent = 0;
-    loop {
-        let (mut fit, lost_in_normal) = lstsq_replicated_once(comm, job, shape, parts, options)?;
-        fit.rounds += spent;
-        // `lost` only grows, and every rank sees the same reductions'
-        // contributors, so every rank takes the same branch, at most once
-        // per partition.
-        if job.lost().len() == lost_in_normal {
-            return Ok(fit);
-        }
-        spent = fit.rounds;
-    }
-}
-
-/// One attempt of [`lstsq_replicated`]: the fit, and how many partitions
-/// were lost when the normal equations had been summed.
-fn lstsq_replicated_once<C: Communicator>(
-    comm: &mut C,
-    job: &mut Replicated,
-    shape: (usize, usize),
-    parts: &BTreeMap<usize, (Array2<f64>, Array2<f64>)>,
-    options: &LstsqOptions,
-) -> Result<(Lstsq, usize)> {
-    let (n, k) = shape;
-    let (rank, size) = (comm.rank(), comm.size());
-    // Both checks are reported in the reduction below, so that every rank
-    // fails alike even if only this one found a problem.
-    let mut verdict = Verdict::ok();
-    options.check(n, &mut verdict);
-    if let Some((p, (a, b))) = parts
-        .iter()
-        .find(|(_, (a, b))| a.ncols() != n || b.ncols() != k || b.nrows() != a.nrows())
-    {
-        verdict.shape(|| {
-            format!(
-                "rank {rank}: partition {p} has A {:?} and b {:?}, expected n = {n} columns of A and k = {k} of b",
-                a.dim(),
-                b.dim()
-            )
-        });
-    }
-    let len = n * (n + 1) / 2 + n * k + 1;
-    let contributions: BTreeMap<usize, Vec<f64>> = parts
-        .iter()
-        .map(|(&p, (a, b))| {
-            let mut c = Vec::with_capacity(len);
-            if verdict.is_ok() {
-                c.extend(upper_triangle(&a.t().dot(a)));
-                c.extend(a.t().dot(b).iter());
-                c.push(a.nrows() as f64);
-            } else {
-                c.resize(len, 0.0);
-            }
-            (p, c)
-        })
-        .collect();
-    // Every rank's ridge options, compared after the reduction.
-    let ridges = ballot(rank, size, &options.votes());
-    let (sums, votes) = job.reduce(comm, len, &contributions, &ridges, Check::WhenDue, verdict)?;
-    let odd = dissenters(&votes.ranks, |a, b| {
-        same_ridge_votes(slot(&votes.sum, a, 2), slot(&votes.sum, b, 2))
-    });
-    if !odd.is_empty() {
-        return Err(LinalgError::InvalidArgument {
-            ranks: odd,
-            detail: format!(
-                "{}: every rank must pass the same options",
-                options.describe_ridge()
-            ),
-        });
-    }
-    if n == 0 || sums.value[len - 1] < 0.5 {
-        return Err(LinalgError::Empty {
-            what: "least squares without rows or columns",
-        });
-    }
-    let lost_in_normal = job.lost().len();
-    let (g, c) = unpack_normal(&sums.value, n, k);
-    let fit = solve_and_refine(&g, &c, options, sums.rounds, |x, vote| {
-        let xa = to_ndarray(x);
-        let steps: BTreeMap<usize, Vec<f64>> = parts
-            .iter()
-            .map(|(&p, (a, b))| {
-                let resid = b - &a.dot(&xa);
-                let mut data: Vec<f64> = a.t().dot(&resid).iter().copied().collect();
-                data.push(resid.iter().map(|v| v * v).sum());
-                (p, data)
-            })
-            .collect();
-        let (step, votes) = job.reduce(comm, n * k + 1, &steps, &vote, Check::No, Verdict::ok())?;
-        let limit = at_limit(
-            (rank, size),
-            vote[2] > 0.5,
-            (count(votes.sum[2]), votes.ranks.len()),
-            "max_refinements",
-            |flags| job.sum_ballot(comm, flags),
-        )?;
-        Ok(Refinement {
-            grad: step.value[..n * k].to_vec(),
-            residual2: step.value[n * k],
-            stop_votes: votes.sum[0],
-            cholesky_votes: votes.sum[1],
-            voters: votes.ranks.len(),
-            limit,
-            abandon: job.lost().len() != lost_in_normal,
-            rounds: step.rounds,
-        })
-    })?;
-    Ok((fit, lost_in_normal))
-}
-
-fn to_ndarray(m: &DMatrix<f64>) -> Array2<f64> {
+pub(crate) fn to_ndarray(m: &DMatrix<f64>) -> Array2<f64> {
     Array2::from_shape_fn(m.shape(), |(i, j)| m[(i, j)])
 }
 

@@ -3,7 +3,7 @@
 use dac_core::Communicator;
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix1, Ix2};
 
-use crate::check::{RowLayout, Verdict, reduce_checked, row_layout};
+use crate::check::{Ballot, RowLayout, Verdict, reduce_checked, row_layout};
 use crate::error::{LinalgError, Result};
 
 /// `Σ_i x_i · y_i`: the dot product of two vectors split across ranks
@@ -28,14 +28,9 @@ where
     verdict.finite("x", x);
     verdict.finite("y", y);
     let local = if verdict.is_ok() { x.dot(y) } else { 0.0 };
-    let checked = reduce_checked(
-        comm,
-        verdict,
-        &[x.len() as f64],
-        &[local],
-        "the dot product",
-    )?;
-    if (0..comm.size()).all(|r| checked.count(r, 0) == 0) {
+    let ballot = Ballot::new(verdict).with_values(&[x.len() as f64]);
+    let checked = reduce_checked(comm, ballot, &[local], "the dot product")?;
+    if (0..comm.size()).all(|r| checked.tally.count(r, 0) == 0) {
         return Err(LinalgError::Empty {
             what: "dot of two vectors with no entries",
         });
@@ -83,7 +78,7 @@ where
     } else {
         Array1::zeros(m)
     };
-    let checked = reduce_checked(comm, verdict, &[m as f64], &local.to_vec(), "A x")?;
+    let checked = reduce_checked(comm, Ballot::new(verdict), &local.to_vec(), "A x")?;
     Ok(Array1::from(checked.data))
 }
 
@@ -115,7 +110,7 @@ where
             *slot = v;
         }
     }
-    let checked = reduce_checked(comm, Verdict::ok(), &[], &full, "A x")?;
+    let checked = reduce_checked(comm, Ballot::ok(), &full, "A x")?;
     Ok(Array1::from(checked.data))
 }
 
@@ -142,7 +137,7 @@ where
     } else {
         Array1::zeros(n)
     };
-    let checked = reduce_checked(comm, verdict, &[n as f64], &local.to_vec(), "Aᵀ y")?;
+    let checked = reduce_checked(comm, Ballot::new(verdict), &local.to_vec(), "Aᵀ y")?;
     Ok(Array1::from(checked.data))
 }
 
@@ -168,7 +163,7 @@ where
     } else {
         upper.resize(n * (n + 1) / 2, 0.0);
     }
-    let checked = reduce_checked(comm, verdict, &[n as f64], &upper, "the Gram matrix")?;
+    let checked = reduce_checked(comm, Ballot::new(verdict), &upper, "the Gram matrix")?;
     Ok(from_upper_triangle(n, checked.data))
 }
 

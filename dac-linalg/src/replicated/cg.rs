@@ -8,9 +8,9 @@ use ndarray::{Array1, Array2};
 
 use super::digest::{bits_chunks, decode_bits};
 use super::ops::PartitionRows;
-use super::{Check, Replicated, Votes};
+use super::{Check, Replicated};
 use crate::cg::{Cg, CgOptions};
-use crate::check::{Verdict, at_limit};
+use crate::check::{Ballot, Tally, Verdict, at_limit};
 use crate::error::{LinalgError, Result};
 
 /// CG's state between two iterations: `x`, the residual `r` and the search
@@ -38,23 +38,22 @@ struct System<'a> {
 
 impl System<'_> {
     /// Sums the partitions' `rows(A_p, b_p)` into a full vector, with this
-    /// rank's votes and its verdict; fails on a lost partition. Returns the
-    /// sum, the votes and the rounds.
+    /// rank's ballot; fails on a lost partition. Returns the sum, the
+    /// ballots' tally and the rounds.
     fn assemble<C: Communicator>(
         &self,
         comm: &mut C,
         job: &mut Replicated,
-        (check, verdict): (Check, Verdict),
-        votes: &[f64],
+        (check, ballot): (Check, Ballot),
         rows: impl Fn(&Array2<f64>, &Array1<f64>) -> Array1<f64>,
-    ) -> Result<(Array1<f64>, Votes, u64)> {
+    ) -> Result<(Array1<f64>, Tally, u64)> {
         let contributions = self
             .parts
             .iter()
             .map(|(&p, (a, b))| (p, self.layout.place(p, &rows(a, b).to_vec())))
             .collect();
         let n = self.layout.total();
-        let (sum, votes) = job.reduce(comm, n, &contributions, votes, check, verdict)?;
+        let (sum, votes) = job.reduce(comm, n, &contributions, check, ballot)?;
         if let Some(&partition) = sum.lost.first() {
             return Err(LinalgError::PartitionLost { partition });
         }
@@ -185,8 +184,8 @@ pub fn cg_replicated<C: Communicator>(
         });
     }
     let system = System { parts, layout };
-    let (b, _, more) =
-        system.assemble(comm, job, (Check::WhenDue, square), &[], |_, b| b.clone())?;
+    let shape = (Check::WhenDue, Ballot::new(square));
+    let (b, _, more) = system.assemble(comm, job, shape, |_, b| b.clone())?;
     rounds += more;
     // Every rank's `n` is `total` now.
     if n == 0 {
@@ -212,7 +211,7 @@ pub fn cg_replicated<C: Communicator>(
     // The state at the last check that passed.
     let mut verified = state.clone();
     let every = usize::try_from(job.options().checkpoint_every).unwrap_or(usize::MAX);
-    let mut ballot = vote(&state);
+    let mut mine = vote(&state);
     loop {
         let checkpoint = every > 0 && state.iteration.is_multiple_of(every);
         let check = if checkpoint {
@@ -225,22 +224,20 @@ pub fn cg_replicated<C: Communicator>(
             state.x = Array1::from(flat[..n].to_vec());
             state.r = Array1::from(flat[n..2 * n].to_vec());
             state.p = Array1::from(flat[2 * n..].to_vec());
-            ballot[0] = vote(&state)[0];
+            mine[0] = vote(&state)[0];
             Check::Now
         } else {
             Check::No
         };
         let excluded = job.excluded.len();
         let direction = state.p.clone();
-        let (q, votes, more) =
-            system.assemble(comm, job, (check, Verdict::ok()), &ballot, |a, _| {
-                a.dot(&direction)
-            })?;
+        let step = (check, Ballot::ok().with_votes(&mine));
+        let (q, votes, more) = system.assemble(comm, job, step, |a, _| a.dot(&direction))?;
         rounds += more;
         if checkpoint {
             if job.excluded.len() > excluded && verified.iteration < state.iteration {
                 state = verified.clone();
-                ballot = vote(&state);
+                mine = vote(&state);
                 continue;
             }
             verified = state.clone();
@@ -248,16 +245,16 @@ pub fn cg_replicated<C: Communicator>(
         let voters = votes.ranks.len();
         let count = |v: f64| v.round().max(0.0) as usize;
         let majority = |v: f64| 2 * count(v) > voters;
-        if majority(votes.sum[1]) {
+        if majority(votes.votes[1]) {
             return Err(LinalgError::InvalidArgument {
                 ranks: (0..size).collect(),
                 detail: format!(
-                    "; A is not positive definite (pᵀA p ≤ 0 at iteration {})",
+                    "A is not positive definite (pᵀA p ≤ 0 at iteration {})",
                     state.iteration
                 ),
             });
         }
-        if majority(votes.sum[0]) {
+        if majority(votes.votes[0]) {
             if !checkpoint {
                 // Every rank returns the same bits.
                 let mut x = state.x.to_vec();
@@ -268,8 +265,8 @@ pub fn cg_replicated<C: Communicator>(
         }
         if at_limit(
             (rank, size),
-            ballot[2] > 0.5,
-            (count(votes.sum[2]), voters),
+            mine[2] > 0.5,
+            (count(votes.votes[2]), voters),
             "max_iter",
             |flags| job.sum_ballot(comm, flags),
         )? {
@@ -281,7 +278,7 @@ pub fn cg_replicated<C: Communicator>(
         let pq = state.p.dot(&q);
         // Also catches NaN: a system that is not positive definite.
         if pq.is_nan() || pq <= 0.0 {
-            ballot = [0.0, 1.0, ballot[2]];
+            mine = [0.0, 1.0, mine[2]];
             continue;
         }
         let rs = state.rs();
@@ -291,7 +288,7 @@ pub fn cg_replicated<C: Communicator>(
         let beta = state.rs() / rs;
         state.p = &state.r + &(&state.p * beta);
         state.iteration += 1;
-        ballot = vote(&state);
+        mine = vote(&state);
     }
     Ok(Cg {
         residual_norm: state.rs().sqrt(),

@@ -120,7 +120,7 @@ fn imprecise(value: f64) -> LinalgError {
     LinalgError::InvalidArgument {
         ranks: Vec::new(),
         detail: format!(
-            ": a replicated reduction carried {value} where a small integer was due; \
+            "a replicated reduction carried {value} where a small integer was due; \
              the consensus tolerance is too coarse for the data's magnitude (use a smaller tol)"
         ),
     }

@@ -42,8 +42,8 @@
 //!
 //! **The operations.** [`dot_replicated`], [`matvec_rows_replicated`],
 //! [`rmatvec_replicated`], [`gram_replicated`],
-//! [`gaussian_linear_replicated`](crate::gaussian_linear_replicated),
-//! [`lstsq_replicated`](crate::lstsq_replicated) and [`cg_replicated`]
+//! [`gaussian_linear_replicated`], [`lstsq_replicated`] and
+//! [`cg_replicated`]
 //! take the job and the partitions this rank holds, keyed by partition id.
 //!
 //! Every decision (who contributes, who departed, who is excluded) is
@@ -52,8 +52,10 @@
 //! *contributions*; a rank that also corrupts the consensus protocol itself
 //! is outside what averaging consensus can tolerate.
 
+mod bayes;
 mod cg;
 mod digest;
+mod lstsq;
 mod ops;
 mod placement;
 
@@ -61,11 +63,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dac_core::{Communicator, Error, Reduction};
 
+pub use bayes::gaussian_linear_replicated;
 pub use cg::cg_replicated;
+pub use lstsq::lstsq_replicated;
 pub use ops::{dot_replicated, gram_replicated, matvec_rows_replicated, rmatvec_replicated};
 pub use placement::{Placement, ReplicationPlan, replication_factor};
 
-use crate::check::{FLAG_BLOCKS, Verdict};
+use crate::check::{Ballot, FLAG_BLOCKS, Tally, Verdict};
 use crate::error::{LinalgError, Result};
 use digest::{CHUNKS, decode_flag, decode_hash, hash_chunks, hash_u16};
 
@@ -153,12 +157,40 @@ pub(crate) enum Check {
     Now,
 }
 
-/// A per-rank part carried next to the partition sums (votes): its sum
-/// over the ranks that took part, and which ones did.
+/// Reductions a call took, and their consensus rounds.
+#[derive(Debug, Default)]
+struct Cost {
+    reductions: usize,
+    rounds: u64,
+}
+
+impl Cost {
+    fn add(&mut self, red: &Reduction) {
+        self.reductions += 1;
+        self.rounds += u64::from(red.rounds);
+    }
+}
+
+/// What a checkpoint's hash comparison found.
 #[derive(Debug)]
-pub(crate) struct Votes {
-    pub(crate) sum: Vec<f64>,
-    pub(crate) ranks: Vec<usize>,
+struct Compared {
+    /// By holder slot: the holder published a hash and is not excluded.
+    present: Vec<bool>,
+    /// This rank's reports, `r × r` per partition: `[j·r + k]` is 1 where
+    /// this rank, holder `j`, found holder `k`'s hash wrong.
+    mismatch_flags: Vec<f64>,
+}
+
+/// What a data reduction returned, taken apart.
+#[derive(Debug)]
+struct DataRound {
+    reduction: Reduction,
+    /// The ranks' ballots.
+    tally: Tally,
+    /// The summed mismatch reports.
+    mismatches: Vec<f64>,
+    /// The summed contributions.
+    value: Vec<f64>,
 }
 
 /// A job whose data is cut into partitions held by several ranks each:
@@ -274,30 +306,29 @@ impl Replicated {
         check: bool,
     ) -> Result<PartitionSum> {
         let check = if check { Check::WhenDue } else { Check::No };
-        self.reduce(comm, len, contributions, &[], check, Verdict::ok())
+        self.reduce(comm, len, contributions, check, Ballot::ok())
             .map(|(sum, _)| sum)
     }
 
-    /// [`Replicated::allreduce_sum`] with a per-rank part (votes) summed
-    /// over the live ranks of the data reduction, and the caller's verdict
-    /// on this rank's input (its partitions, its options), which fails the
-    /// call on every rank.
+    /// [`Replicated::allreduce_sum`] with the caller's [`Ballot`]: its
+    /// verdict on this rank's input (its partitions, its options) fails
+    /// the call on every rank, and its values and votes come back summed
+    /// over the live ranks of the data reduction.
     pub(crate) fn reduce<C: Communicator>(
         &mut self,
         comm: &mut C,
         len: usize,
         contributions: &BTreeMap<usize, Vec<f64>>,
-        votes: &[f64],
         check: Check,
-        mut verdict: Verdict,
-    ) -> Result<(PartitionSum, Votes)> {
+        mut ballot: Ballot,
+    ) -> Result<(PartitionSum, Tally)> {
         let (size, me) = (comm.size(), comm.rank());
         if self.placement.ranks() == size {
-            self.validate(me, len, contributions, &mut verdict);
+            self.validate(me, len, contributions, ballot.verdict_mut());
         } else {
             // Its partitions are not worth checking; reported with the
             // others' flags, so that no rank waits for this one.
-            verdict.argument(|| {
+            ballot.verdict_mut().argument(|| {
                 format!(
                     "the placement is for {} ranks but the job has {size}",
                     self.placement.ranks()
@@ -312,110 +343,46 @@ impl Replicated {
             Check::WhenDue => every > 0 && op.is_multiple_of(every),
             Check::Now => true,
         };
-        let offsets = slot_offsets(&self.placement);
-        let slots = offsets[self.placement.partitions()];
-        let mut reductions = 0;
-        let mut rounds = 0u64;
-        let mut present = vec![true; slots];
-        let mut mismatch_flags = Vec::new();
-        let mut flags_done = false;
-        if checkpoint {
-            // Round 1: the flags, then every holder's hash of every
-            // partition it holds.
-            let head = FLAG_BLOCKS * size;
-            let mut payload = verdict.flags(me, size);
-            payload.resize(head + slots * CHUNKS, 0.0);
-            if verdict.is_ok() && !self.excluded.contains(&me) {
-                for (&p, c) in contributions {
-                    if let Some(k) = self.placement.holders(p).iter().position(|&h| h == me) {
-                        let at = head + (offsets[p] + k) * CHUNKS;
-                        payload[at..at + CHUNKS].copy_from_slice(&hash_chunks(p, c, me, op));
-                    }
-                }
-            }
-            let red = self.sum(comm, &payload)?;
-            reductions += 1;
-            rounds += u64::from(red.rounds);
-            fail_on_flags(&verdict, &red.value[..head])?;
-            flags_done = true;
-            // Each holder checks the others' hashes against its own
-            // contribution.
-            let digests: Vec<Option<[u16; CHUNKS]>> = (0..slots)
-                .map(|s| decode_hash(&red.value[head + s * CHUNKS..head + (s + 1) * CHUNKS]))
-                .collect::<Result<_>>()?;
-            for p in 0..self.placement.partitions() {
-                for (k, &h) in self.placement.holders(p).iter().enumerate() {
-                    present[offsets[p] + k] = red.contributors.contains(h)
-                        && !self.excluded.contains(&h)
-                        && digests[offsets[p] + k].is_some();
-                }
-            }
-            mismatch_flags = vec![0.0; self.mismatch_len()];
-            let mut at = 0;
-            for p in 0..self.placement.partitions() {
-                let holders = self.placement.holders(p);
-                let r = holders.len();
-                if let (Some(j), Some(c)) =
-                    (holders.iter().position(|&h| h == me), contributions.get(&p))
-                {
-                    for (k, &h) in holders.iter().enumerate() {
-                        let (Some(theirs), true) =
-                            (digests[offsets[p] + k], present[offsets[p] + k])
-                        else {
-                            continue;
-                        };
-                        if k != j && hash_u16(p, c, h, op) != theirs {
-                            mismatch_flags[at + j * r + k] = 1.0;
-                        }
-                    }
-                }
-                at += r * r;
-            }
-        }
+        let mut cost = Cost::default();
+        let compared = if checkpoint {
+            Some(self.compare_hashes(comm, contributions, &ballot, op, &mut cost)?)
+        } else {
+            None
+        };
         // Holders whose hash was missing cannot contribute this time.
         let mut skip: BTreeSet<usize> = BTreeSet::new();
-        for p in 0..self.placement.partitions() {
-            for (k, &h) in self.placement.holders(p).iter().enumerate() {
-                if !present[offsets[p] + k] {
+        if let Some(compared) = &compared {
+            // Holder slots run partition by partition (`slot_offsets`).
+            let holders = (0..self.placement.partitions()).flat_map(|p| self.placement.holders(p));
+            for (&h, &present) in holders.zip(&compared.present) {
+                if !present {
                     skip.insert(h);
                 }
             }
         }
+        // The flags went with the hashes, at a checkpoint.
+        let mut flags_done = compared.is_some();
+        let mut mismatch_flags = compared
+            .as_ref()
+            .map(|c| c.mismatch_flags.clone())
+            .unwrap_or_default();
         loop {
-            // The data reduction: [flags | mismatch flags | votes | data].
-            let head = if flags_done { 0 } else { FLAG_BLOCKS * size };
-            let mut payload = if flags_done {
-                Vec::new()
-            } else {
-                verdict.flags(me, size)
-            };
-            payload.extend_from_slice(&mismatch_flags);
-            payload.extend_from_slice(votes);
-            let ok = verdict.is_ok();
             let assigned: Vec<Option<usize>> = (0..self.placement.partitions())
                 .map(|p| self.contributor(p, &skip))
                 .collect();
-            let mut data = vec![0.0; len];
-            if ok {
-                for (p, who) in assigned.iter().enumerate() {
-                    if *who == Some(me)
-                        && let Some(c) = contributions.get(&p)
-                    {
-                        data.iter_mut().zip(c).for_each(|(d, x)| *d += x);
-                    }
-                }
-            }
-            payload.extend_from_slice(&data);
-            let red = self.sum(comm, &payload)?;
-            reductions += 1;
-            rounds += u64::from(red.rounds);
-            if !flags_done {
-                fail_on_flags(&verdict, &red.value[..head])?;
-            }
-            let body = &red.value[head..];
-            let (flags, rest) = body.split_at(mismatch_flags.len());
-            let (vote_sum, sum) = rest.split_at(votes.len());
-            if !flags.is_empty() && self.settle_mismatches(flags, &present, &red)? {
+            let round = self.data_round(
+                comm,
+                (len, contributions),
+                &assigned,
+                (&ballot, flags_done),
+                &mismatch_flags,
+                &mut cost,
+            )?;
+            let red = &round.reduction;
+            if let Some(compared) = &compared
+                && !round.mismatches.is_empty()
+                && self.settle_mismatches(&round.mismatches, &compared.present, red)?
+            {
                 // A contributor of this reduction was excluded: its data
                 // is suspect; do it again without it.
                 let tainted = assigned
@@ -427,81 +394,198 @@ impl Replicated {
                     continue;
                 }
             }
-            let mut value = sum.to_vec();
-            let votes = Votes {
-                sum: vote_sum.to_vec(),
-                ranks: (0..size)
-                    .filter(|&r| red.contributors.contains(r))
-                    .collect(),
-            };
-            let missing: Vec<usize> = assigned
-                .iter()
-                .enumerate()
-                .filter(|(_, who)| who.is_some_and(|w| !red.contributors.contains(w)))
-                .map(|(p, _)| p)
-                .collect();
-            let mut lost: Vec<usize> = assigned
-                .iter()
-                .enumerate()
-                .filter(|(_, who)| who.is_none())
-                .map(|(p, _)| p)
-                .collect();
-            let (more, extra_rounds) = self.correct(
+            let DataRound {
+                reduction: red,
+                tally,
+                mut value,
+                ..
+            } = round;
+            let lost = self.correct(
                 comm,
                 contributions,
-                missing,
-                ok,
-                &skip,
+                (&assigned, &red),
+                (ballot.is_ok(), &skip),
                 &mut value,
-                &mut lost,
+                &mut cost,
             )?;
-            reductions += more;
-            rounds += extra_rounds;
-            lost.sort_unstable();
-            if let Some(&partition) = lost.first()
-                && !self.options.allow_degraded
-            {
-                return Err(LinalgError::PartitionLost { partition });
-            }
-            for &partition in &lost {
-                if self.lost.insert(partition) {
-                    self.events.push(ReplicaEvent::Lost { partition });
-                }
-            }
+            let lost = self.note_lost(lost)?;
             return Ok((
                 PartitionSum {
                     value,
                     lost,
-                    reductions,
-                    rounds,
+                    reductions: cost.reductions,
+                    rounds: cost.rounds,
                 },
-                votes,
+                tally,
             ));
         }
     }
 
-    /// Correction reductions for the partitions whose contributor's data
-    /// did not make it: the next live holder contributes each, until none
-    /// is missing or a partition has no live holder left. Adds the
-    /// corrections to `value` and the partitions left without a holder to
-    /// `lost`; returns the reductions and their rounds.
-    #[allow(clippy::too_many_arguments)]
+    /// The checkpoint's first reduction: the flags, then every holder's
+    /// hash of every partition it holds. Each holder then checks the
+    /// others' hashes against its own contribution; what it found is
+    /// reported in the data reduction that follows.
+    fn compare_hashes<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        contributions: &BTreeMap<usize, Vec<f64>>,
+        ballot: &Ballot,
+        op: u64,
+        cost: &mut Cost,
+    ) -> Result<Compared> {
+        let (size, me) = (comm.size(), comm.rank());
+        let offsets = slot_offsets(&self.placement);
+        let slots = offsets[self.placement.partitions()];
+        let head = FLAG_BLOCKS * size;
+        let mut payload = ballot.flags(me, size);
+        payload.resize(head + slots * CHUNKS, 0.0);
+        if ballot.is_ok() && !self.excluded.contains(&me) {
+            for (&p, c) in contributions {
+                if let Some(k) = self.placement.holders(p).iter().position(|&h| h == me) {
+                    let at = head + (offsets[p] + k) * CHUNKS;
+                    payload[at..at + CHUNKS].copy_from_slice(&hash_chunks(p, c, me, op));
+                }
+            }
+        }
+        let red = self.sum(comm, &payload)?;
+        cost.add(&red);
+        fail_on_flags(ballot, &red.value[..head])?;
+        let digests: Vec<Option<[u16; CHUNKS]>> = (0..slots)
+            .map(|s| decode_hash(&red.value[head + s * CHUNKS..head + (s + 1) * CHUNKS]))
+            .collect::<Result<_>>()?;
+        let mut present = vec![true; slots];
+        for p in 0..self.placement.partitions() {
+            for (k, &h) in self.placement.holders(p).iter().enumerate() {
+                present[offsets[p] + k] = red.contributors.contains(h)
+                    && !self.excluded.contains(&h)
+                    && digests[offsets[p] + k].is_some();
+            }
+        }
+        let mut mismatch_flags = vec![0.0; self.mismatch_len()];
+        let mut at = 0;
+        for p in 0..self.placement.partitions() {
+            let holders = self.placement.holders(p);
+            let r = holders.len();
+            if let (Some(j), Some(c)) =
+                (holders.iter().position(|&h| h == me), contributions.get(&p))
+            {
+                for (k, &h) in holders.iter().enumerate() {
+                    let (Some(theirs), true) = (digests[offsets[p] + k], present[offsets[p] + k])
+                    else {
+                        continue;
+                    };
+                    if k != j && hash_u16(p, c, h, op) != theirs {
+                        mismatch_flags[at + j * r + k] = 1.0;
+                    }
+                }
+            }
+            at += r * r;
+        }
+        Ok(Compared {
+            present,
+            mismatch_flags,
+        })
+    }
+
+    /// The data reduction: `[flags (unless done) | mismatch flags | ballot
+    /// body | data]`, where each partition's `assigned` holder puts in its
+    /// contribution (`len` values; zeros on a bad verdict). Fails on every
+    /// rank if some rank's verdict is bad.
+    fn data_round<C: Communicator>(
+        &mut self,
+        comm: &mut C,
+        (len, contributions): (usize, &BTreeMap<usize, Vec<f64>>),
+        assigned: &[Option<usize>],
+        (ballot, flags_done): (&Ballot, bool),
+        mismatch_flags: &[f64],
+        cost: &mut Cost,
+    ) -> Result<DataRound> {
+        let (size, me) = (comm.size(), comm.rank());
+        let mut payload = if flags_done {
+            Vec::new()
+        } else {
+            ballot.flags(me, size)
+        };
+        let flags = payload.len();
+        payload.extend_from_slice(mismatch_flags);
+        payload.extend(ballot.body(me, size));
+        let head = payload.len();
+        payload.resize(head + len, 0.0);
+        if ballot.is_ok() {
+            let data = &mut payload[head..];
+            for (p, who) in assigned.iter().enumerate() {
+                if *who == Some(me)
+                    && let Some(c) = contributions.get(&p)
+                {
+                    data.iter_mut().zip(c).for_each(|(d, x)| *d += x);
+                }
+            }
+        }
+        let red = self.sum(comm, &payload)?;
+        cost.add(&red);
+        if !flags_done {
+            fail_on_flags(ballot, &red.value[..flags])?;
+        }
+        let body = flags + mismatch_flags.len();
+        let ranks = (0..size)
+            .filter(|&r| red.contributors.contains(r))
+            .collect();
+        Ok(DataRound {
+            tally: ballot.read(&red.value[body..head], ranks),
+            mismatches: red.value[flags..body].to_vec(),
+            value: red.value[head..].to_vec(),
+            reduction: red,
+        })
+    }
+
+    /// Records the partitions left without a holder; fails unless the job
+    /// allows that. Returns them, ascending.
+    fn note_lost(&mut self, mut lost: Vec<usize>) -> Result<Vec<usize>> {
+        lost.sort_unstable();
+        if let Some(&partition) = lost.first()
+            && !self.options.allow_degraded
+        {
+            return Err(LinalgError::PartitionLost { partition });
+        }
+        for &partition in &lost {
+            if self.lost.insert(partition) {
+                self.events.push(ReplicaEvent::Lost { partition });
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Correction reductions for the partitions whose `assigned`
+    /// contributor's data did not make it into `red`: the next live holder
+    /// contributes each, until none is missing or a partition has no live
+    /// holder left. Adds the corrections to `value`; returns the partitions
+    /// left without a holder.
     fn correct<C: Communicator>(
         &mut self,
         comm: &mut C,
         contributions: &BTreeMap<usize, Vec<f64>>,
-        mut missing: Vec<usize>,
-        ok: bool,
-        skip: &BTreeSet<usize>,
+        (assigned, red): (&[Option<usize>], &Reduction),
+        (ok, skip): (bool, &BTreeSet<usize>),
         value: &mut [f64],
-        lost: &mut Vec<usize>,
-    ) -> Result<(usize, u64)> {
+        cost: &mut Cost,
+    ) -> Result<Vec<usize>> {
+        let mut missing: Vec<usize> = assigned
+            .iter()
+            .enumerate()
+            .filter(|(_, who)| who.is_some_and(|w| !red.contributors.contains(w)))
+            .map(|(p, _)| p)
+            .collect();
+        let mut lost: Vec<usize> = assigned
+            .iter()
+            .enumerate()
+            .filter(|(_, who)| who.is_none())
+            .map(|(p, _)| p)
+            .collect();
         let me = comm.rank();
         let len = value.len();
-        let (mut reductions, mut rounds) = (0, 0u64);
         while !missing.is_empty() {
             let mut data = vec![0.0; len];
-            let mut assigned = Vec::new();
+            let mut took_over = Vec::new();
             for &p in &missing {
                 match self.contributor(p, skip) {
                     None => lost.push(p),
@@ -516,24 +600,23 @@ impl Replicated {
                         {
                             data.iter_mut().zip(c).for_each(|(d, x)| *d += x);
                         }
-                        assigned.push((p, who));
+                        took_over.push((p, who));
                     }
                 }
             }
-            if assigned.is_empty() {
+            if took_over.is_empty() {
                 break;
             }
             let red = self.sum(comm, &data)?;
-            reductions += 1;
-            rounds += u64::from(red.rounds);
+            cost.add(&red);
             value.iter_mut().zip(&red.value).for_each(|(t, x)| *t += x);
-            missing = assigned
+            missing = took_over
                 .into_iter()
                 .filter(|(_, who)| !red.contributors.contains(*who))
                 .map(|(p, _)| p)
                 .collect();
         }
-        Ok((reductions, rounds))
+        Ok(lost)
     }
 
     /// One reduction of a per-rank `payload` outside any partition (a
@@ -692,9 +775,9 @@ impl Replicated {
 }
 
 /// Fails on every rank when some rank flagged its input (`flags`: the
-/// summed [`Verdict::flags`]).
-fn fail_on_flags(verdict: &Verdict, flags: &[f64]) -> Result<()> {
-    verdict.fail_on_flags(flags, decode_flag, |bad, mine| {
+/// summed [`Ballot::flags`]).
+fn fail_on_flags(ballot: &Ballot, flags: &[f64]) -> Result<()> {
+    ballot.fail_on_flags(flags, decode_flag, |bad, mine| {
         let mine = mine.map(|s| format!("; {s}")).unwrap_or_default();
         format!("the partitions passed by rank(s) {bad:?} do not fit{mine}")
     })

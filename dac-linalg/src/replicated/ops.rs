@@ -13,7 +13,7 @@ use ndarray::{Array1, Array2};
 
 use super::digest::decode_count;
 use super::{Check, PartitionSum, Replicated};
-use crate::check::Verdict;
+use crate::check::{Ballot, Verdict};
 use crate::error::{LinalgError, Result};
 use crate::ops::{from_upper_triangle, upper_triangle};
 
@@ -39,8 +39,14 @@ pub(super) fn sum_parts<C: Communicator, T>(
             (p, c)
         })
         .collect();
-    job.reduce(comm, len, &contributions, &[], Check::WhenDue, problem)
-        .map(|(sum, _)| sum)
+    job.reduce(
+        comm,
+        len,
+        &contributions,
+        Check::WhenDue,
+        Ballot::new(problem),
+    )
+    .map(|(sum, _)| sum)
 }
 
 /// A verdict with the shape problem `problem`, if any.

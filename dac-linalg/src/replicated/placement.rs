@@ -301,7 +301,7 @@ fn check_probs(probs: &[f64], ranks: usize) -> Result<()> {
 fn invalid(detail: String) -> LinalgError {
     LinalgError::InvalidArgument {
         ranks: Vec::new(),
-        detail: format!(": {detail}"),
+        detail,
     }
 }
 
