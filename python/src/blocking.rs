@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::errors::{Failure, network, to_py};
+use crate::errors::{Failure, network};
 
 /// How often a waiting call checks for signals.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -83,7 +83,10 @@ where
 {
     match interruptible(py, name, work) {
         Ok(Outcome::Done(Ok(value))) => Ok(value),
-        Ok(Outcome::Done(Err(failure))) | Err(failure) => Err(to_py(py, rank, failure)),
+        Ok(Outcome::Done(Err(failure))) | Err(failure) => match rank {
+            Some(rank) => Err(failure.at(rank).into()),
+            None => Err(failure.into()),
+        },
         Ok(Outcome::Interrupted(e)) => Err(e),
     }
 }

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use dac_core::{Schedule, Topology};
 use dac_net::{ArgumentKind, CommBuilder};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use crate::arrays::flat;
 use crate::blocking::{Outcome, interruptible, run};
-use crate::errors::{Failure, argument, argument_kind, network, own_argument, to_py};
+use crate::errors::{Failure, argument, network};
+use crate::results::ReductionOut;
 
 /// Where a member's handle is between calls.
 #[derive(Debug)]
@@ -41,20 +42,12 @@ pub struct Comm {
     peer_id: String,
 }
 
-/// A reduction's result as Python gets it: value, rounds, residual,
-/// contributors.
-type ReductionParts<'py> = (Bound<'py, PyArray1<f64>>, u32, f64, Vec<usize>);
-
 impl Comm {
     /// `f` of the comm, if it is open and not in a call.
-    fn ready<T>(&self, py: Python<'_>, f: impl FnOnce(&dac_net::Comm) -> T) -> PyResult<T> {
+    fn ready<T>(&self, f: impl FnOnce(&dac_net::Comm) -> T) -> PyResult<T> {
         match &*self.slot() {
             Slot::Ready(comm) => Ok(f(comm)),
-            _ => Err(to_py(
-                py,
-                Some(self.rank),
-                network("the comm is closed or in use"),
-            )),
+            _ => Err(network("the comm is closed or in use").at(self.rank).into()),
         }
     }
 
@@ -96,7 +89,7 @@ impl Comm {
         T: Send + 'static,
         F: FnOnce(&mut dac_net::Comm) -> Result<T, Failure> + Send + 'static,
     {
-        let mut comm = self.take().map_err(|f| to_py(py, Some(self.rank), f))?;
+        let mut comm = self.take().map_err(|f| f.at(self.rank))?;
         let name = format!("dac-rank{}", self.rank);
         match interruptible(py, name, move || {
             let out = work(&mut comm);
@@ -104,7 +97,7 @@ impl Comm {
         }) {
             Ok(Outcome::Done((comm, out))) => {
                 *self.slot() = Slot::Ready(comm);
-                out.map_err(|f| to_py(py, Some(self.rank), f))
+                Ok(out.map_err(|f| f.at(self.rank))?)
             }
             Ok(Outcome::Interrupted(e)) => {
                 *self.slot() = Slot::Interrupted;
@@ -112,7 +105,7 @@ impl Comm {
             }
             Err(f) => {
                 *self.slot() = Slot::Closed;
-                Err(to_py(py, Some(self.rank), f))
+                Err(f.at(self.rank).into())
             }
         }
     }
@@ -134,8 +127,8 @@ impl Comm {
         convert: impl FnOnce() -> Result<T, Failure>,
     ) -> PyResult<T> {
         convert().map_err(|failure| {
-            let kind = argument_kind(&failure);
-            let error = own_argument(py, self.rank, failure);
+            let kind = failure.argument_kind();
+            let error = PyErr::from(failure.own_argument(self.rank));
             match self.call(py, move |comm| Ok(comm.abort_call(kind)?)) {
                 Ok(()) => error,
                 Err(failed) if !failed.is_instance_of::<PyException>(py) => {
@@ -191,21 +184,20 @@ impl Comm {
         matches!(*self.slot(), Slot::Closed | Slot::Interrupted)
     }
 
-    /// The mean (`sum = false`) or sum of every member's `x`; returns the
-    /// value, the rounds, the residual bound and the contributors.
+    /// The mean (`sum = false`) or sum of every member's `x`.
     fn allreduce<'py>(
         &self,
         py: Python<'py>,
         x: PyReadonlyArray1<'py, f64>,
         shape: Vec<usize>,
         sum: bool,
-    ) -> PyResult<ReductionParts<'py>> {
+    ) -> PyResult<ReductionOut> {
         // Refused before the copy below, on every member alike. The comm
         // is only called when the input is too long (or the comm is not
         // ready: the call then raises why).
         let len = x.as_array().len();
         if !self
-            .ready(py, |comm| len <= comm.max_input_len())
+            .ready(|comm| len <= comm.max_input_len())
             .unwrap_or(false)
         {
             self.call(py, move |comm| Ok(comm.check_input_len(len)?))?;
@@ -219,12 +211,12 @@ impl Comm {
             };
             Ok(r?)
         })?;
-        Ok((
-            r.value.into_pyarray(py),
-            r.rounds,
-            r.residual,
-            r.contributors.to_vec(),
-        ))
+        Ok(ReductionOut {
+            value: r.value.into_pyarray(py).unbind(),
+            rounds: r.rounds,
+            residual: r.residual,
+            contributors: r.contributors.to_vec(),
+        })
     }
 
     /// Takes part in the next collective only to fail it on every other
@@ -234,18 +226,18 @@ impl Comm {
     /// arguments this member found invalid, which then raises its own,
     /// detailed error.
     fn abort_call(&self, py: Python<'_>, kind: &str) -> PyResult<()> {
-        let kind = kind_named(kind).map_err(|f| to_py(py, Some(self.rank), f))?;
+        let kind = kind_named(kind).map_err(|f| f.at(self.rank))?;
         self.call(py, move |comm| Ok(comm.abort_call(kind)?))
     }
 
     /// Members that departed mid-job (see `dac_net::Comm::departed`).
-    fn departed(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
-        self.ready(py, |comm| comm.departed())
+    fn departed(&self) -> PyResult<Vec<usize>> {
+        self.ready(|comm| comm.departed())
     }
 
     /// Members gone after their part was done (see `dac_net::Comm::left`).
-    fn left(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
-        self.ready(py, |comm| comm.left())
+    fn left(&self) -> PyResult<Vec<usize>> {
+        self.ready(|comm| comm.left())
     }
 
     /// Leaves the job: flushes what is queued (at most 2 s) and closes the
@@ -257,11 +249,8 @@ impl Comm {
                 Slot::Ready(comm) => comm,
                 Slot::Busy => {
                     *slot = Slot::Busy;
-                    return Err(to_py(
-                        py,
-                        Some(self.rank),
-                        network("cannot close the comm while a call is using it"),
-                    ));
+                    let busy = network("cannot close the comm while a call is using it");
+                    return Err(busy.at(self.rank).into());
                 }
                 Slot::Interrupted => {
                     *slot = Slot::Interrupted;
@@ -414,7 +403,7 @@ fn builder(options: InitOptions) -> Result<CommBuilder, Failure> {
 /// keyword arguments of `dac.init`.
 #[pyfunction]
 pub fn init(py: Python<'_>, options: InitOptions) -> PyResult<Comm> {
-    let b = builder(options).map_err(|f| to_py(py, None, f))?;
+    let b = builder(options)?;
     let comm = run(py, None, "dac-init".into(), move || Ok(b.build()?))?;
     Ok(Comm {
         rank: comm.rank(),

@@ -10,10 +10,23 @@ use dac_linalg::LinalgError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// Why a call failed, before it is turned into a Python exception (which
-/// needs the interpreter, so it happens on the calling thread).
+/// Why a call failed, and on which member, before it becomes a Python
+/// exception: the one type that crosses the boundary. `?` turns it into
+/// a `PyErr` (the one [`From`] below); [`Failure::at`] names the member.
 #[derive(Debug)]
-pub enum Failure {
+pub struct Failure {
+    cause: Cause,
+    /// The member that met it (`None` outside a job).
+    rank: Option<usize>,
+    /// It is the member's own invalid argument to a collective, which the
+    /// others were told of: the exception names the member in `ranks` too,
+    /// as theirs do.
+    own: bool,
+}
+
+/// What went wrong.
+#[derive(Debug)]
+enum Cause {
     /// From the consensus engine or the transport.
     Core(Error),
     /// From a linear-algebra call.
@@ -23,29 +36,95 @@ pub enum Failure {
     Usage(ErrorClass, String),
 }
 
+impl Failure {
+    fn new(cause: Cause) -> Failure {
+        Failure {
+            cause,
+            rank: None,
+            own: false,
+        }
+    }
+
+    /// The failure as met by member `rank` (a rank named earlier stays).
+    pub fn at(mut self, rank: usize) -> Failure {
+        self.rank.get_or_insert(rank);
+        self
+    }
+
+    /// The failure of member `rank`'s own arguments to a collective, which
+    /// the other members are told of (`dac_net::Comm::abort_call`).
+    pub fn own_argument(self, rank: usize) -> Failure {
+        Failure {
+            own: true,
+            ..self.at(rank)
+        }
+    }
+
+    /// The kind of invalid argument the other members are told of for a
+    /// failure of this member's own arguments: by its exception class.
+    pub fn argument_kind(&self) -> ArgumentKind {
+        match self.parts().0 {
+            ErrorClass::InputType => ArgumentKind::Type,
+            ErrorClass::Shape => ArgumentKind::Shape,
+            _ => ArgumentKind::Value,
+        }
+    }
+
+    /// The exception class, attributes and message.
+    fn parts(&self) -> (ErrorClass, Vec<(&'static str, Detail)>, String) {
+        match &self.cause {
+            Cause::Core(e) => (e.class(), details_core(e), e.to_string()),
+            Cause::Linalg(e) => (e.class(), details_linalg(e), e.to_string()),
+            Cause::Usage(c, m) => (*c, vec![], m.clone()),
+        }
+    }
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure::Core(e)
+        Failure::new(Cause::Core(e))
     }
 }
 
 impl From<LinalgError> for Failure {
     fn from(e: LinalgError) -> Failure {
         match e {
-            LinalgError::Consensus(e) => Failure::Core(e),
-            e => Failure::Linalg(e),
+            LinalgError::Consensus(e) => Failure::new(Cause::Core(e)),
+            e => Failure::new(Cause::Linalg(e)),
         }
+    }
+}
+
+/// The `dac.errors` exception a failure maps to, with the member's rank
+/// and the Rust error's fields as attributes; the message names the rank
+/// unless it already starts with one.
+impl From<Failure> for PyErr {
+    fn from(failure: Failure) -> PyErr {
+        let (class, mut details, message) = failure.parts();
+        if failure.own
+            && let Some(rank) = failure.rank
+            && !details.iter().any(|(name, _)| *name == "ranks")
+        {
+            details.push(("ranks", Detail::Ints(vec![rank])));
+        }
+        let message = match failure.rank {
+            Some(r) if !message.starts_with("rank") => format!("rank {r}: {message}"),
+            _ => message,
+        };
+        Python::attach(|py| {
+            build(py, class_name(class), message, failure.rank, details).unwrap_or_else(|e| e)
+        })
     }
 }
 
 /// An `ArgumentError` with this message.
 pub fn argument(message: impl Into<String>) -> Failure {
-    Failure::Usage(ErrorClass::Argument, message.into())
+    Failure::new(Cause::Usage(ErrorClass::Argument, message.into()))
 }
 
 /// A `NetworkError` with this message.
 pub fn network(message: impl Into<String>) -> Failure {
-    Failure::Usage(ErrorClass::Network, message.into())
+    Failure::new(Cause::Usage(ErrorClass::Network, message.into()))
 }
 
 /// The exception class in `dac.errors` of each kind of failure; every
@@ -139,61 +218,7 @@ fn details_linalg(e: &LinalgError) -> Vec<(&'static str, Detail)> {
     }
 }
 
-/// Turns a failure into the `dac.errors` exception it maps to. `rank` is
-/// the rank of the member that raised it (`None` outside a job); the
-/// message names it unless it already starts with it.
-pub fn to_py(py: Python<'_>, rank: Option<usize>, failure: Failure) -> PyErr {
-    let (class, details, message) = parts(&failure);
-    exception(py, class, message, rank, details)
-}
-
-/// [`to_py`] for a failure of member `rank`'s own arguments to a
-/// collective, which the other members are told of
-/// (`dac_net::Comm::abort_call`): the exception names `rank` in `ranks`
-/// too, as theirs do.
-pub fn own_argument(py: Python<'_>, rank: usize, failure: Failure) -> PyErr {
-    let (class, mut details, message) = parts(&failure);
-    if !details.iter().any(|(name, _)| *name == "ranks") {
-        details.push(("ranks", Detail::Ints(vec![rank])));
-    }
-    exception(py, class, message, Some(rank), details)
-}
-
-/// The kind of invalid argument the other members are told of for a
-/// failure of a member's own arguments: by the exception class it maps to.
-pub fn argument_kind(failure: &Failure) -> ArgumentKind {
-    match parts(failure).0 {
-        ErrorClass::InputType => ArgumentKind::Type,
-        ErrorClass::Shape => ArgumentKind::Shape,
-        _ => ArgumentKind::Value,
-    }
-}
-
-/// The exception class, attributes and message for a failure.
-fn parts(failure: &Failure) -> (ErrorClass, Vec<(&'static str, Detail)>, String) {
-    match failure {
-        Failure::Core(e) => (e.class(), details_core(e), e.to_string()),
-        Failure::Linalg(e) => (e.class(), details_linalg(e), e.to_string()),
-        Failure::Usage(c, m) => (*c, vec![], m.clone()),
-    }
-}
-
-/// The exception of `class` with `message` (naming `rank` unless it
-/// starts with a rank), `rank` and `details` as attributes.
-fn exception(
-    py: Python<'_>,
-    class: ErrorClass,
-    message: String,
-    rank: Option<usize>,
-    details: Vec<(&'static str, Detail)>,
-) -> PyErr {
-    let message = match rank {
-        Some(r) if !message.starts_with("rank") => format!("rank {r}: {message}"),
-        _ => message,
-    };
-    build(py, class_name(class), message, rank, details).unwrap_or_else(|e| e)
-}
-
+/// The `dac.errors` exception `class` with `message` and attributes.
 fn build(
     py: Python<'_>,
     class: &str,

@@ -14,6 +14,7 @@
 //! - [`simulate`]: the in-process simulator and the topology helpers.
 //! - [`comm`]: the networked SPMD handle and its reductions.
 //! - [`linalg`]: the distributed linear algebra and Bayesian updates.
+//! - [`results`]: the classes results cross the boundary as.
 #![deny(missing_docs)]
 
 pub mod arrays;
@@ -21,6 +22,7 @@ pub mod blocking;
 pub mod comm;
 pub mod errors;
 pub mod linalg;
+pub mod results;
 pub mod simulate;
 
 use pyo3::prelude::*;
@@ -29,6 +31,11 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<comm::Comm>()?;
+    m.add_class::<results::ReductionOut>()?;
+    m.add_class::<results::LstsqOut>()?;
+    m.add_class::<results::CgOut>()?;
+    m.add_class::<results::PosteriorOut>()?;
+    m.add_class::<results::SimulationOut>()?;
     m.add_function(wrap_pyfunction!(comm::init, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::simulate, m)?)?;
     m.add_function(wrap_pyfunction!(simulate::spectral_gap, m)?)?;

@@ -7,11 +7,12 @@
 
 use dac_linalg::{CgOptions, LstsqOptions, Solver};
 use numpy::ndarray::{Array1, Array2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use crate::arrays::{owned1, owned2};
 use crate::comm::Comm;
+use crate::results::{CgOut, LstsqOut, PosteriorOut};
 
 /// `x · y` for vectors split across ranks.
 #[pyfunction]
@@ -52,19 +53,6 @@ pub fn matvec<'py>(
     Ok(y.into_pyarray(py))
 }
 
-/// Least squares for `A` and `b` (`r × k`) split by rows; returns the
-/// solution (`n × k`), residual norm, condition estimate, rounds, solver
-/// name, numerical rank (rank-revealing solver only) and refinements.
-type LstsqParts<'py> = (
-    Bound<'py, PyArray2<f64>>,
-    f64,
-    f64,
-    u64,
-    &'static str,
-    Option<usize>,
-    usize,
-);
-
 /// Least squares `min ‖A x − b‖² + ridge‖x‖²` for rows split across ranks
 /// (`intercept`: a column left out of the penalty).
 #[pyfunction]
@@ -75,7 +63,7 @@ pub fn lstsq<'py>(
     b: PyReadonlyArray2<'py, f64>,
     ridge: f64,
     intercept: Option<usize>,
-) -> PyResult<LstsqParts<'py>> {
+) -> PyResult<LstsqOut> {
     let comm = comm.get();
     let (a, b) = comm.arguments(py, || Ok((owned2(&a_rows)?, owned2(&b)?)))?;
     let options = LstsqOptions {
@@ -88,19 +76,19 @@ pub fn lstsq<'py>(
         Solver::Cholesky => ("cholesky", None),
         Solver::RankRevealing { rank } => ("rank-revealing", Some(rank)),
     };
-    Ok((
-        r.x.into_pyarray(py),
-        r.residual_norm,
-        r.condition,
-        r.rounds,
+    Ok(LstsqOut {
+        x: r.x.into_pyarray(py).unbind(),
+        residual_norm: r.residual_norm,
+        condition: r.condition,
+        rounds: r.rounds,
         solver,
         rank,
-        r.refinements,
-    ))
+        refinements: r.refinements,
+    })
 }
 
 /// Conjugate gradients for a symmetric positive definite `A` split by
-/// rows; returns `x`, iterations, residual norm and rounds.
+/// rows.
 #[pyfunction]
 pub fn cg<'py>(
     py: Python<'py>,
@@ -109,23 +97,21 @@ pub fn cg<'py>(
     b: PyReadonlyArray1<'py, f64>,
     tol: f64,
     max_iter: usize,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, usize, f64, u64)> {
+) -> PyResult<CgOut> {
     let comm = comm.get();
     let (a, b) = comm.arguments(py, || Ok((owned2(&a_rows)?, owned1(&b)?)))?;
     let options = CgOptions { tol, max_iter };
     let r = comm.call(py, move |c| Ok(dac_linalg::cg(c, &a, &b, &options)?))?;
-    Ok((
-        r.x.into_pyarray(py),
-        r.iterations,
-        r.residual_norm,
-        r.rounds,
-    ))
+    Ok(CgOut {
+        x: r.x.into_pyarray(py).unbind(),
+        iterations: r.iterations,
+        residual_norm: r.residual_norm,
+        rounds: r.rounds,
+    })
 }
 
-/// The Gaussian linear posterior from rows split across ranks; returns
-/// the mean, the covariance and the rounds.
+/// The Gaussian linear posterior from rows split across ranks.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
 pub fn gaussian_linear<'py>(
     py: Python<'py>,
     comm: &Bound<'py, Comm>,
@@ -134,7 +120,7 @@ pub fn gaussian_linear<'py>(
     prior_mean: PyReadonlyArray1<'py, f64>,
     prior_cov: PyReadonlyArray2<'py, f64>,
     noise_var: f64,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>, u32)> {
+) -> PyResult<PosteriorOut> {
     let comm = comm.get();
     let (x, y, m, s) = comm.arguments(py, || {
         Ok((
@@ -147,7 +133,11 @@ pub fn gaussian_linear<'py>(
     let p = comm.call(py, move |c| {
         Ok(dac_linalg::gaussian_linear(c, &x, &y, &m, &s, noise_var)?)
     })?;
-    Ok((p.mean.into_pyarray(py), p.cov.into_pyarray(py), p.rounds))
+    Ok(PosteriorOut {
+        mean: p.mean.into_pyarray(py).unbind(),
+        cov: p.cov.into_pyarray(py).unbind(),
+        rounds: p.rounds,
+    })
 }
 
 /// The grid posterior from the log-prior and this rank's log-likelihood,

@@ -7,28 +7,13 @@ use dac_core::graph::Weights;
 use dac_core::sim::{Faults, NodeOutcome, Options, Simulator};
 use dac_core::{Config, Graph, Schedule, Topology};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::arrays::flat;
 use crate::blocking::run;
-use crate::errors::{Failure, argument, to_py};
-
-/// A simulated run as Python gets it: estimates (a member's result, or
-/// where it has none its last estimate; NaN rows for crashed members),
-/// rounds (at which the members finished, or the last any reached),
-/// converged, contributors, residual and largest error after each round
-/// (rounds 1, 2, …), and the largest residual of a member that stopped at
-/// `max_rounds` (`None` if none did).
-type SimulationParts<'py> = (
-    Bound<'py, PyArray2<f64>>,
-    u32,
-    bool,
-    Vec<usize>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Option<f64>,
-);
+use crate::errors::{Failure, argument};
+use crate::results::SimulationOut;
 
 /// The graph `name` builds for `nodes` members.
 fn graph(name: &str, nodes: usize, seed: u64) -> Result<Graph, Failure> {
@@ -51,9 +36,9 @@ pub fn simulate<'py>(
     delay: u32,
     crash: Vec<(usize, u32)>,
     seed: u64,
-) -> PyResult<SimulationParts<'py>> {
+) -> PyResult<SimulationOut> {
     let (nodes, dim) = (inputs.shape()[0], inputs.shape()[1]);
-    let flat = flat(inputs.as_slice()).map_err(|f| to_py(py, None, f))?;
+    let flat = flat(inputs.as_slice())?;
     let topology = topology.to_owned();
     let schedule = schedule.to_owned();
     // Set when the caller stops waiting (Ctrl-C), so that the abandoned
@@ -144,15 +129,15 @@ pub fn simulate<'py>(
     let exchanged = || report.trace.iter().filter(|t| t.round > 0);
     let residuals: Vec<f64> = exchanged().map(|t| t.residual).collect();
     let errors: Vec<f64> = exchanged().map(|t| t.max_error).collect();
-    Ok((
-        estimates.into_pyarray(py),
+    Ok(SimulationOut {
+        estimates: estimates.into_pyarray(py).unbind(),
         rounds,
-        report.converged,
+        converged: report.converged,
         contributors,
-        residuals.into_pyarray(py),
-        errors.into_pyarray(py),
+        residuals: residuals.into_pyarray(py).unbind(),
+        errors: errors.into_pyarray(py).unbind(),
         cut_short,
-    ))
+    })
 }
 
 /// The spectral gap `1 − max(|λ₂|, |λₙ|)` of the Metropolis matrix of the
@@ -183,20 +168,10 @@ pub fn diameter(py: Python<'_>, name: &str, nodes: usize, seed: u64) -> PyResult
 /// The neighbours of member `node` in the named topology on `nodes`
 /// members, in increasing order.
 #[pyfunction]
-pub fn neighbors(
-    py: Python<'_>,
-    name: &str,
-    nodes: usize,
-    node: usize,
-    seed: u64,
-) -> PyResult<Vec<usize>> {
-    let g = graph(name, nodes, seed).map_err(|f| to_py(py, None, f))?;
+pub fn neighbors(name: &str, nodes: usize, node: usize, seed: u64) -> PyResult<Vec<usize>> {
+    let g = graph(name, nodes, seed)?;
     if node >= nodes {
-        return Err(to_py(
-            py,
-            None,
-            argument(format!("node {node} is not in 0..{nodes}")),
-        ));
+        return Err(argument(format!("node {node} is not in 0..{nodes}")).into());
     }
     let mut n: Vec<usize> = g.neighbors(node).collect();
     n.sort_unstable();

@@ -33,3 +33,21 @@ def test_mypy_catches_misuse(tmp_path: Path) -> None:
     assert status == 1, out
     assert 'Incompatible types in assignment (expression has type "int"' in out
     assert "diameter" in out
+
+
+def test_the_stubs_declare_exactly_the_attributes_of_each_native_result() -> None:
+    import ast
+
+    from dac import _native
+
+    stubs = ast.parse((PACKAGE / "_native.pyi").read_text())
+    declared = {
+        node.name: {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+        for node in stubs.body
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Out")
+    }
+    assert len(declared) == 5, declared
+    for name, attributes in declared.items():
+        native = getattr(_native, name)
+        public = {a for a in dir(native) if not a.startswith("_")}
+        assert public == attributes, name

@@ -99,13 +99,11 @@ class Comm:
                     f"rank {self.rank}: op={op!r}; expected 'mean' or 'sum'", rank=self.rank
                 )
             arr = np.asarray(as_float(x, "x", tuple(range(33)), self.rank))
-        value, rounds, residual, contributors = self._native.allreduce(
-            arr.reshape(-1), list(arr.shape), op == "sum"
-        )
+        r = self._native.allreduce(arr.reshape(-1), list(arr.shape), op == "sum")
         shaped: Union[float, Float64Array] = (
-            float(value[0]) if arr.ndim == 0 else value.reshape(arr.shape)
+            float(r.value[0]) if arr.ndim == 0 else r.value.reshape(arr.shape)
         )
-        return Reduction(shaped, rounds, residual, contributors)
+        return Reduction(shaped, r.rounds, r.residual, r.contributors)
 
     def departed(self) -> List[int]:
         """Members that departed mid-job, in increasing order: those whose

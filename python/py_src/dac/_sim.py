@@ -88,7 +88,7 @@ def simulate(
     crashes = []
     for node, round_ in (crash or {}).items():
         crashes.append((as_count(node, "crash node"), as_count(round_, "crash round")))
-    estimates, rounds, converged, contributors, residuals, errors, cut_short = _native.simulate(
+    run = _native.simulate(
         matrix,
         str(topology),
         str(schedule),
@@ -100,13 +100,14 @@ def simulate(
         as_count(seed, "seed"),
     )
     result = SimulationResult(
-        estimates=estimates.reshape(arr.shape),
-        rounds=rounds,
-        converged=converged,
-        contributors=contributors,
-        residuals=residuals,
-        errors=errors,
+        estimates=run.estimates.reshape(arr.shape),
+        rounds=run.rounds,
+        converged=run.converged,
+        contributors=run.contributors,
+        residuals=run.residuals,
+        errors=run.errors,
     )
+    cut_short, rounds = run.cut_short, run.rounds
     if cut_short is not None:
         raise ConvergenceError(
             f"the simulation reached max_rounds = {max_rounds} before tol = {tol}: "

@@ -55,8 +55,8 @@ def gaussian_linear(
         mean0 = as_float(prior_mean, "prior_mean", (1,), r)
         cov0 = as_float(prior_cov, "prior_cov", (2,), r)
         noise_var = as_scalar(noise_var, "noise_var", r)
-    mean, cov, _rounds = _native.gaussian_linear(comm._native, x, ys, mean0, cov0, noise_var)
-    return mean, cov
+    posterior = _native.gaussian_linear(comm._native, x, ys, mean0, cov0, noise_var)
+    return posterior.mean, posterior.cov
 
 
 def _at_points(f: LogDensity, grid: Float64Array, name: str, rank: int) -> Float64Array:

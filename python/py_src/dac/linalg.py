@@ -114,17 +114,15 @@ def lstsq(
         rhs = as_float(b, "b", (1, 2), r)
         ridge = as_scalar(ridge, "ridge", r)
         column = None if intercept is None else as_count(intercept, "intercept", r)
-    x, residual, condition, rounds, solver, rank, refinements = _native.lstsq(
-        comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, ridge, column
-    )
+    fit = _native.lstsq(comm._native, a, rhs[:, None] if rhs.ndim == 1 else rhs, ridge, column)
     return LstsqResult(
-        x=x[:, 0] if rhs.ndim == 1 else x,
-        residual_norm=residual,
-        condition=condition,
-        rounds=rounds,
-        solver=solver,
-        rank=rank,
-        refinements=refinements,
+        x=fit.x[:, 0] if rhs.ndim == 1 else fit.x,
+        residual_norm=fit.residual_norm,
+        condition=fit.condition,
+        rounds=fit.rounds,
+        solver=fit.solver,
+        rank=fit.rank,
+        refinements=fit.refinements,
     )
 
 
@@ -161,5 +159,7 @@ def cg(comm: Comm, a_rows: Any, b: Any, tol: float = 1e-10, max_iter: int = 1000
     with local_checks(comm):
         a, rhs = as_float(a_rows, "a_rows", (2,), r), as_float(b, "b", (1,), r)
         tol, max_iter = as_scalar(tol, "tol", r), as_count(max_iter, "max_iter", r)
-    x, iterations, residual, rounds = _native.cg(comm._native, a, rhs, tol, max_iter)
-    return CgResult(x=x, iterations=iterations, residual_norm=residual, rounds=rounds)
+    sol = _native.cg(comm._native, a, rhs, tol, max_iter)
+    return CgResult(
+        x=sol.x, iterations=sol.iterations, residual_norm=sol.residual_norm, rounds=sol.rounds
+    )
