@@ -46,6 +46,14 @@
 //! without is told so ([`Error::Excluded`]); either way every later call on
 //! its `Comm` fails too. The repository's `docs/architecture.md` gives the
 //! rules in full.
+//!
+//! # Features
+//!
+//! - `cli` (default): the `dacrun` and `dac-allreduce` programs. A crate
+//!   that uses only the library depends with `default-features = false`.
+//! - `fault-injection` (on with `cli`): `SelfKill`, the demonstration
+//!   programs' `--kill-rank`/`--kill-after-ms`.
+//! - `testing`: members that break the protocol, for the test suites.
 #![deny(missing_docs)]
 
 mod access;
@@ -55,6 +63,7 @@ mod failure;
 mod node;
 mod repeats;
 mod roster;
+#[cfg(feature = "fault-injection")]
 mod self_kill;
 mod session;
 #[cfg(feature = "testing")]
@@ -71,6 +80,7 @@ pub use dac_core::{
 };
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::PeerEvent;
+#[cfg(feature = "fault-injection")]
 pub use self_kill::SelfKill;
 pub use topology::Neighbourhood;
 pub use wire::{DEFAULT_MAX_FRAME, FrameError};
