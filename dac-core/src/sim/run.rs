@@ -17,6 +17,36 @@ use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
 
+/// What faults this tick's messages meet on their way.
+#[derive(Clone, Copy, Debug)]
+struct Transit {
+    /// Loss, duplication or delay ([`Faults`]).
+    faulty: bool,
+    /// A cut link, an isolated or a frozen member.
+    outages: bool,
+}
+
+/// A message that reaches a member this tick ([`Simulator::arrive`]).
+#[derive(Clone, Copy, Debug)]
+enum Arriving<'a> {
+    /// The sender's plain round message of this tick, from the outbox
+    /// (the receiver's peer at this index).
+    Round(usize),
+    /// Any other message.
+    Message(&'a OwnedMessage),
+}
+
+/// What a member did with its tick ([`Simulator::take_in`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Took {
+    /// Nothing: it has crashed.
+    Nothing,
+    /// Nothing: it is frozen (`thaws`: it will thaw, still running).
+    Frozen { thaws: bool },
+    /// It took its messages in and tried a round.
+    Round,
+}
+
 /// A message in flight to one receiver.
 #[derive(Debug)]
 struct Routed {
@@ -251,10 +281,10 @@ impl Simulator {
     /// (or crashed, left, or is frozen for good), or the tick limit is
     /// reached.
     ///
-    /// Failure detectors report first; then each member takes in what
-    /// reached it, completes at most one round, meets its scheduled faults,
-    /// and emits its messages for the next tick — one pass over the
-    /// members.
+    /// Failure detectors report first; then one pass over the members:
+    /// each takes in what reached it ([`Simulator::arrive`] is the last hop
+    /// of every message), completes at most one round, meets its scheduled
+    /// faults, and emits its messages for the next tick.
     pub fn step(&mut self) -> bool {
         if self.finished {
             return false;
@@ -268,104 +298,40 @@ impl Simulator {
         self.make_false_suspicions();
         self.listen();
         self.forge_results();
+        let transit = Transit {
+            faulty: {
+                let f = &self.options.faults;
+                f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
+            },
+            outages,
+        };
         let now = self.due_routed();
         let mut cursor = 0;
-        let n = self.engines.len();
-        let faulty = {
-            let f = &self.options.faults;
-            f.drop > 0.0 || f.duplicate > 0.0 || f.max_delay > 0
-        };
-        // Faults in transit or outages: every member takes the general path.
-        let general = faulty || outages;
         let mut running = 0usize;
         let mut gathered = std::mem::take(&mut self.gathered);
-        for j in 0..n {
-            // The neighbours' records are scattered over the outbox: ask
-            // for those of a member a few places ahead now, so that their
-            // loads overlap this member's work (the base graph's rows are
-            // contiguous, and after a repair still name most neighbours).
-            if j + PREFETCH_AHEAD < n {
-                for &i in self.base.row(j + PREFETCH_AHEAD) {
-                    if let Some(record) = self.outbox.records.get(i as usize) {
-                        prefetch(record);
-                    }
-                }
-            }
+        for j in 0..self.engines.len() {
+            self.prefetch_for(j + PREFETCH_AHEAD);
             // Cleared here rather than in a pass of its own: `emit`
             // writes this cache line anyway.
             self.next.records[j].target = NOBODY;
-            let live = !matches!(self.life[j], Life::Crashed { .. });
-            let routed_here = cursor < now.len() && now[cursor].to as usize == j;
+            let start = cursor;
+            while cursor < now.len() && now[cursor].to as usize == j {
+                cursor += 1;
+            }
+            let routed = &now[start..cursor];
             let before = self.engines[j].round();
-            let plain = live
-                && !general
-                && !routed_here
-                && !self.repaired
-                && !self.engines[j].pending_reconfiguration();
-            // The common case: every neighbour's round message, and
-            // the round, in one call.
-            if plain && self.take_round(j) {
-                self.stats.sent += self.engines[j].peers().len() as u64;
-            } else {
-                self.gather(j, &mut gathered);
-                self.stats.sent += gathered.len() as u64;
-                let frozen = self.outages.frozen(j);
-                if outages && live && !frozen {
-                    self.deliver_held(j);
-                }
-                if faulty {
-                    for m in &gathered {
-                        self.deliver_with_faults(j, m.from as usize, m.index as usize);
-                    }
-                } else if outages {
-                    for m in &gathered {
-                        self.deliver_through_outages(j, m.from as usize, m.index as usize);
-                    }
-                } else {
-                    self.deliver_all(j, &gathered);
-                }
-                while cursor < now.len() && now[cursor].to as usize == j {
-                    if live {
-                        let routed = &now[cursor];
-                        let from = routed.from as usize;
-                        if !self.outages.open(from, j) {
-                            self.stats.cut += 1;
-                        } else if frozen {
-                            let message = routed.message.clone();
-                            self.outages.hold(j, from, message, &mut self.stats);
-                        } else if let Err(violation) =
-                            self.engines[j].receive(from, &routed.message.as_message())
-                        {
-                            self.rejected(j, violation);
-                        }
-                    }
-                    cursor += 1;
-                }
-                if !live {
+            match self.take_in(j, transit, routed, &mut gathered) {
+                Took::Nothing => continue,
+                Took::Frozen { thaws } => {
+                    running += usize::from(thaws);
                     continue;
                 }
-                if frozen {
-                    // It does nothing until it thaws (if it ever does).
-                    let thaws = !self.outages.frozen_for_good(j, self.tick);
-                    if thaws && self.engines[j].phase() == Phase::Running {
-                        running += 1;
-                    }
-                    continue;
-                }
-                if self.engines[j].pending_reconfiguration() {
-                    self.reconfigure(j);
-                }
-                self.engines[j].advance();
-                for violation in self.engines[j].take_misbehaviour() {
-                    self.rejected(j, violation);
-                }
+                Took::Round => {}
             }
             if self.engines[j].round() != before && !self.options.no_trace {
                 self.record(j);
             }
-            if self.engines[j].pending_reconfiguration() {
-                self.reconfigure(j);
-            }
+            self.repair_if_due(j);
             self.emit(j);
             if self.suspected {
                 self.reach_unlisted(j);
@@ -380,6 +346,94 @@ impl Simulator {
             self.finished = true;
         }
         !self.finished
+    }
+
+    /// The neighbours' records are scattered over the outbox: asks for
+    /// those of member `j`, a few places ahead of the one being stepped, so
+    /// that their loads overlap that member's work (the base graph's rows
+    /// are contiguous, and after a repair still name most neighbours).
+    #[inline]
+    fn prefetch_for(&self, j: usize) {
+        if j < self.engines.len() {
+            for &i in self.base.row(j) {
+                if let Some(record) = self.outbox.records.get(i as usize) {
+                    prefetch(record);
+                }
+            }
+        }
+    }
+
+    /// Member `j` takes in this tick's messages — its neighbours' plain
+    /// round messages and the `routed` others — and, unless it is crashed
+    /// or frozen, completes at most one round.
+    ///
+    /// The common case, a lockstep tick (no faults in transit, no outage,
+    /// no other message, no repair under way), is one call into the engine
+    /// (`Engine::advance_with_round_from`); it is an optimisation of the
+    /// general path below, which the golden runs keep equal to it.
+    #[inline]
+    fn take_in(
+        &mut self,
+        j: usize,
+        transit: Transit,
+        routed: &[Routed],
+        gathered: &mut Vec<Gathered>,
+    ) -> Took {
+        let live = !matches!(self.life[j], Life::Crashed { .. });
+        let lockstep = live
+            && !transit.faulty
+            && !transit.outages
+            && routed.is_empty()
+            && !self.repaired
+            && !self.engines[j].pending_reconfiguration();
+        if lockstep && self.take_round(j) {
+            self.stats.sent += self.engines[j].peers().len() as u64;
+            return Took::Round;
+        }
+        self.gather(j, gathered);
+        self.stats.sent += gathered.len() as u64;
+        let frozen = self.outages.frozen(j);
+        if transit.outages && live && !frozen {
+            self.deliver_held(j);
+        }
+        if transit.faulty {
+            for m in gathered.iter() {
+                self.deliver_with_faults(j, m.from as usize, m.index as usize);
+            }
+        } else if transit.outages {
+            for m in gathered.iter() {
+                self.arrive(j, m.from as usize, Arriving::Round(m.index as usize));
+            }
+        } else {
+            self.deliver_all(j, gathered);
+        }
+        if !live {
+            return Took::Nothing;
+        }
+        for r in routed {
+            self.arrive(j, r.from as usize, Arriving::Message(&r.message));
+        }
+        if frozen {
+            // It does nothing until it thaws (if it ever does).
+            let thaws = !self.outages.frozen_for_good(j, self.tick)
+                && self.engines[j].phase() == Phase::Running;
+            return Took::Frozen { thaws };
+        }
+        self.repair_if_due(j);
+        self.engines[j].advance();
+        for violation in self.engines[j].take_misbehaviour() {
+            self.rejected(j, violation);
+        }
+        Took::Round
+    }
+
+    /// Hands member `j` the repaired neighbour set when its engine asks:
+    /// before it advances, so that the round uses it, and after.
+    #[inline]
+    fn repair_if_due(&mut self, j: usize) {
+        if self.engines[j].pending_reconfiguration() {
+            self.reconfigure(j);
+        }
     }
 
     /// Member `j` completes its round from its neighbours' plain round
@@ -549,16 +603,27 @@ impl Simulator {
         }
     }
 
-    /// Hands `from`'s plain round message of this tick to `to` unless the
-    /// link is cut; a frozen `to` finds it in its receive buffer later.
-    fn deliver_through_outages(&mut self, to: usize, from: usize, index: usize) {
+    /// The last hop of every message to member `to`: a cut link loses it,
+    /// a frozen `to` finds it in its receive buffer when it thaws, and
+    /// anyone else takes it in.
+    fn arrive(&mut self, to: usize, from: usize, what: Arriving<'_>) {
         if !self.outages.open(from, to) {
             self.stats.cut += 1;
         } else if self.outages.frozen(to) {
-            let message = self.outbox.message(from, self.dim + 1);
+            let message = match what {
+                Arriving::Round(_) => self.outbox.message(from, self.dim + 1),
+                Arriving::Message(m) => m.clone(),
+            };
             self.outages.hold(to, from, message, &mut self.stats);
         } else {
-            self.deliver(to, from, index);
+            match what {
+                Arriving::Round(index) => self.deliver(to, from, index),
+                Arriving::Message(m) => {
+                    if let Err(violation) = self.engines[to].receive(from, &m.as_message()) {
+                        self.rejected(to, violation);
+                    }
+                }
+            }
         }
     }
 
@@ -601,7 +666,7 @@ impl Simulator {
                 continue;
             }
             if delay == 0 {
-                self.deliver_through_outages(to, from, index);
+                self.arrive(to, from, Arriving::Round(index));
             } else {
                 let message = self.outbox.message(from, self.dim + 1);
                 self.delayed
