@@ -47,7 +47,7 @@ mod topology;
 
 pub use comm::Communicator;
 pub use config::Config;
-pub use engine::{Engine, NodeSetup, Progress};
+pub use engine::{Engine, MemberSetup, Progress};
 pub use error::{ArgumentKind, Error, ErrorClass, Result};
 pub use graph::Graph;
 pub use reduction::{Contributors, Reduction};

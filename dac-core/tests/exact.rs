@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_all_within, inputs, mean_of, options};
-use dac_core::sim::{self, Faults, NodeOutcome};
+use dac_core::sim::{self, Faults, MemberOutcome};
 use dac_core::{Config, Error, Graph, Schedule};
 
 fn exact(tol: f64) -> Config {
@@ -37,7 +37,7 @@ fn mean_to_1e12_within_log_rounds() {
             assert_all_within(&report, &mean, 1e-12, &format!("n = {n}, d = {dim}"));
             assert!(report.converged);
             let bound = ceil_log2(n) + 2;
-            for node in &report.nodes {
+            for node in &report.members {
                 let r = node.reduction().unwrap();
                 assert!(r.rounds <= bound, "n = {n}: {} rounds > {bound}", r.rounds);
                 if n.is_power_of_two() {
@@ -134,7 +134,7 @@ fn crash_after_combining_keeps_the_full_exact_mean() {
             n,
             "the crashed member's input is in the value"
         );
-        assert!(matches!(report.nodes[9], NodeOutcome::Crashed { .. }));
+        assert!(matches!(report.members[9], MemberOutcome::Crashed { .. }));
     }
 }
 

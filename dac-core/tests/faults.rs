@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_all_within, inputs, mean_of, options};
-use dac_core::sim::{self, Faults, InputChange, NodeOutcome};
+use dac_core::sim::{self, Faults, InputChange, MemberOutcome};
 use dac_core::{Config, Error, Graph, Schedule};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -66,7 +66,7 @@ fn survivors_converge_to_the_mean_of_the_survivors() {
                 assert_eq!(contributors.departed(), &crashed[..], "{context}");
                 assert_eq!(report.survivors(), n - k, "{context}");
                 for i in &crashed {
-                    assert!(matches!(report.nodes[*i], NodeOutcome::Crashed { .. }));
+                    assert!(matches!(report.members[*i], MemberOutcome::Crashed { .. }));
                 }
             }
         }
@@ -116,7 +116,7 @@ fn a_member_that_leaves_is_excluded() {
                 sim::simulate(&graph, &x, 3, &options(config(schedule, 1e-9), faults, 5)).unwrap();
             assert_all_within(&report, &mean_of(&x, 3, |i| i != 13), 1e-9, "leave");
             assert_eq!(report.contributors.unwrap().departed(), &[13]);
-            assert_eq!(report.nodes[13], NodeOutcome::Left { round: 7 });
+            assert_eq!(report.members[13], MemberOutcome::Left { round: 7 });
         }
     }
 }
@@ -132,7 +132,7 @@ fn estimates_follow_changed_inputs() {
     for drop in [0.0, 0.3] {
         let faults = Faults {
             input_changes: vec![InputChange {
-                node: 4,
+                member: 4,
                 round: 20,
                 input: new_input.clone(),
             }],
@@ -170,7 +170,7 @@ fn exact_results_name_the_input_versions_they_contain() {
     let x = inputs(n, 1, 13);
     let faults = Faults {
         input_changes: vec![InputChange {
-            node: 4,
+            member: 4,
             round: 3,
             input: vec![5e3],
         }],
@@ -198,9 +198,9 @@ fn max_rounds_is_a_typed_error_on_every_member() {
     };
     let report = sim::simulate(&graph, &x, 1, &options(config, Faults::default(), 0)).unwrap();
     assert!(!report.converged);
-    for node in &report.nodes {
+    for node in &report.members {
         match node {
-            NodeOutcome::Failed(Error::NotConverged { rounds, residual }) => {
+            MemberOutcome::Failed(Error::NotConverged { rounds, residual }) => {
                 assert_eq!(*rounds, 50);
                 assert!(
                     *residual > 1e-12 && residual.is_finite(),

@@ -9,7 +9,7 @@ mod soundness;
 
 use common::{inputs, max_norm, mean_of, options};
 use dac_core::engine::{Contradiction, Kind, Violation};
-use dac_core::sim::{self, Faults, ForgedResult, NodeOutcome, Report};
+use dac_core::sim::{self, Faults, ForgedResult, MemberOutcome, Report};
 use dac_core::{Config, Graph, Schedule};
 use soundness::assert_sound;
 
@@ -50,11 +50,11 @@ fn assert_honest_exact(
     context: &str,
 ) -> Vec<Vec<usize>> {
     let mut named = Vec::new();
-    for (i, node) in report.nodes.iter().enumerate() {
+    for (i, node) in report.members.iter().enumerate() {
         if i == liar {
             continue;
         }
-        let NodeOutcome::Finished(r) = node else {
+        let MemberOutcome::Finished(r) = node else {
             panic!("{context}: honest member {i} ended as {node:?}");
         };
         let c = &r.contributors;
@@ -181,11 +181,11 @@ fn a_forged_result_in_metropolis_is_refused_and_the_liar_excluded() {
         }
         assert!(
             matches!(
-                report.nodes[liar],
-                NodeOutcome::Failed(dac_core::Error::Excluded { .. })
+                report.members[liar],
+                MemberOutcome::Failed(dac_core::Error::Excluded { .. })
             ),
             "{context}: the liar ended as {:?}",
-            report.nodes[liar]
+            report.members[liar]
         );
         let neighbours: Vec<usize> = graph.neighbors(liar).collect();
         assert_eq!(reporters_of(&report, liar), neighbours, "{context}");
@@ -224,7 +224,7 @@ fn a_forged_result_from_a_member_that_falls_silent_is_not_adopted() {
         let context = format!("liar {liar}, silent from tick {silent_from}");
         let tol = config(Schedule::Exact).tol;
         assert_honest_exact(&report, &x, liar, 10.0 * tol, &context);
-        for node in report.nodes.iter().filter_map(NodeOutcome::reduction) {
+        for node in report.members.iter().filter_map(MemberOutcome::reduction) {
             assert!((node.value[0] - FORGED).abs() > 1.0, "{context}: {node:?}");
         }
         assert_sound(&report, &x, &context);
@@ -255,7 +255,7 @@ fn a_forged_result_from_a_member_that_leaves_is_not_adopted() {
                     );
                     let tol = config(Schedule::Exact).tol;
                     assert_honest_exact(&report, &x, liar, 10.0 * tol, &context);
-                    for node in report.nodes.iter().filter_map(NodeOutcome::reduction) {
+                    for node in report.members.iter().filter_map(MemberOutcome::reduction) {
                         assert!((node.value[0] - FORGED).abs() > 1.0, "{context}: {node:?}");
                     }
                     assert_sound(&report, &x, &context);

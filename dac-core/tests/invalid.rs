@@ -2,7 +2,7 @@
 
 use dac_core::engine::{Kind, Phase, Target};
 use dac_core::sim::{self, Faults, InputChange};
-use dac_core::{Config, Engine, Error, Graph, NodeSetup, Schedule, Topology};
+use dac_core::{Config, Engine, Error, Graph, MemberSetup, Schedule, Topology};
 
 fn metropolis(tol: f64) -> Config {
     Config {
@@ -184,7 +184,7 @@ fn fault_parameters_are_checked() {
     );
     let wrong_length = Faults {
         input_changes: vec![InputChange {
-            node: 1,
+            member: 1,
             round: 2,
             input: vec![1.0, 2.0],
         }],
@@ -199,7 +199,7 @@ fn fault_parameters_are_checked() {
 #[test]
 fn engine_setups_are_checked() {
     let config = metropolis(1e-9);
-    let setup = |id, members, peers: &'static [usize]| NodeSetup {
+    let setup = |id, members, peers: &'static [usize]| MemberSetup {
         id,
         members,
         peers,

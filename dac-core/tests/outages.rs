@@ -6,7 +6,7 @@ mod common;
 mod soundness;
 
 use common::{inputs, options};
-use dac_core::sim::{self, Faults, NodeOutcome, Report, Span, Suspicion};
+use dac_core::sim::{self, Faults, MemberOutcome, Report, Span, Suspicion};
 use dac_core::{Config, Error, Graph, Schedule};
 use soundness::{assert_sound, check_agreement, contributors, cut, failed, split};
 
@@ -87,7 +87,7 @@ fn an_exact_run_goes_on_without_a_frozen_member() {
         let expected: Vec<usize> = (0..n).filter(|&i| with_it || i != 2).collect();
         for i in all_but(n, 2) {
             assert_eq!(contributors(&report, i), expected, "{context}");
-            let residual = report.nodes[i].reduction().unwrap().residual;
+            let residual = report.members[i].reduction().unwrap().residual;
             assert_eq!(residual == 0.0, with_it, "{context}: exact iff with it");
         }
     }
@@ -116,7 +116,7 @@ fn a_short_freeze_only_delays() {
         assert!(report.converged);
         assert_eq!(report.contributors.as_ref().unwrap().len(), 6);
         // The same rounds, bit for bit, only later.
-        assert_eq!(report.nodes, plain.nodes);
+        assert_eq!(report.members, plain.members);
         assert!(report.ticks > plain.ticks);
     }
 }
@@ -132,7 +132,10 @@ fn a_member_frozen_for_good_is_left_behind() {
         ..detector()
     };
     let report = run(&graph, &x, Schedule::Metropolis, faults);
-    assert!(matches!(report.nodes[4], NodeOutcome::Unfinished { .. }));
+    assert!(matches!(
+        report.members[4],
+        MemberOutcome::Unfinished { .. }
+    ));
     for i in 0..4 {
         assert_eq!(contributors(&report, i), vec![0, 1, 2, 3]);
     }

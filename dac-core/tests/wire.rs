@@ -20,8 +20,8 @@ fn messages_round_trip_through_serde() {
         OwnedMessage {
             header,
             events: vec![
-                Event::Departed { node: 3 },
-                Event::InputChanged { node: 1, seq: 2 },
+                Event::Departed { member: 3 },
+                Event::InputChanged { member: 1, seq: 2 },
             ],
             payload: vec![1.5, -2.25, 1.0],
             abort: None,

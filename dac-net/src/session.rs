@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dac_core::engine::{AbortReason, Engine, Kind, NodeSetup, Progress, Target};
+use dac_core::engine::{AbortReason, Engine, Kind, MemberSetup, Progress, Target};
 use dac_core::{Config, Error, Reduction, Result};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -412,8 +412,8 @@ impl Session {
         (self.op, peers, bound)
     }
 
-    fn setup<'p>(&self, peers: &'p [usize], bound: usize) -> NodeSetup<'p> {
-        NodeSetup {
+    fn setup<'p>(&self, peers: &'p [usize], bound: usize) -> MemberSetup<'p> {
+        MemberSetup {
             id: self.rank,
             members: self.size,
             peers,

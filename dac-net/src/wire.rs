@@ -490,7 +490,7 @@ mod tests {
         };
         OwnedMessage {
             header,
-            events: vec![Event::Departed { node: 2 }],
+            events: vec![Event::Departed { member: 2 }],
             payload: vec![1.5, -2.0, 1e-300, 4.0],
             abort: None,
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dac_core::graph::Weights;
-use dac_core::sim::{Faults, NodeOutcome, Options, Simulator};
+use dac_core::sim::{Faults, MemberOutcome, Options, Simulator};
 use dac_core::{Config, Graph, Schedule, Topology};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -103,12 +103,13 @@ pub fn simulate<'py>(
     let mut estimates = Array2::from_elem((nodes, dim), f64::NAN);
     let mut rounds = report.rounds;
     let mut cut_short: Option<f64> = None;
-    for (i, node) in report.nodes.iter().enumerate() {
+    for (i, node) in report.members.iter().enumerate() {
         let value = match node {
-            NodeOutcome::Finished(r) => &r.value,
-            NodeOutcome::Crashed { .. } | NodeOutcome::Left { .. } => continue,
+            MemberOutcome::Finished(r) => &r.value,
+            MemberOutcome::Crashed { .. } | MemberOutcome::Left { .. } => continue,
             other => {
-                if let NodeOutcome::Failed(dac_core::Error::NotConverged { residual, .. }) = other {
+                if let MemberOutcome::Failed(dac_core::Error::NotConverged { residual, .. }) = other
+                {
                     cut_short = Some(cut_short.unwrap_or(0.0).max(*residual));
                 }
                 rounds = rounds.max(last[i].0);

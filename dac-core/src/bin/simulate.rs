@@ -22,7 +22,7 @@ use clap_complete::Shell;
 use dac_core::cli::one_line;
 use dac_core::graph::{SPECTRUM_MAX_NODES, Weights};
 use dac_core::sim::{
-    self, Cut, Faults, InputChange, NodeOutcome, Report, Span, Suspicion, available_memory,
+    self, Cut, Faults, InputChange, MemberOutcome, Report, Span, Suspicion, available_memory,
     memory_needed,
 };
 use dac_core::{Config, Graph, Schedule, Topology};
@@ -428,14 +428,14 @@ struct Summary {
 }
 
 fn summarize(args: &Args, graph: &Graph, report: &Report, wall_ms: f64) -> Summary {
-    let count = |f: fn(&NodeOutcome) -> bool| report.nodes.iter().filter(|n| f(n)).count();
+    let count = |f: fn(&MemberOutcome) -> bool| report.members.iter().filter(|n| f(n)).count();
     let failures = report
-        .nodes
+        .members
         .iter()
         .enumerate()
         .filter_map(|(i, n)| match n {
-            NodeOutcome::Failed(e) => Some(format!("member {i}: {e}")),
-            NodeOutcome::Unfinished { round } => {
+            MemberOutcome::Failed(e) => Some(format!("member {i}: {e}")),
+            MemberOutcome::Unfinished { round } => {
                 Some(format!("member {i}: unfinished at round {round}"))
             }
             _ => None,
@@ -454,15 +454,15 @@ fn summarize(args: &Args, graph: &Graph, report: &Report, wall_ms: f64) -> Summa
     Summary {
         nodes: graph.len(),
         survivors: report.survivors(),
-        crashed: count(|n| matches!(n, NodeOutcome::Crashed { .. })),
-        left: count(|n| matches!(n, NodeOutcome::Left { .. })),
-        failed: count(|n| matches!(n, NodeOutcome::Failed(_))),
+        crashed: count(|n| matches!(n, MemberOutcome::Crashed { .. })),
+        left: count(|n| matches!(n, MemberOutcome::Left { .. })),
+        failed: count(|n| matches!(n, MemberOutcome::Failed(_))),
         failures,
         max_abs_error: report.max_abs_error(),
         residual: report
-            .nodes
+            .members
             .iter()
-            .filter_map(NodeOutcome::reduction)
+            .filter_map(MemberOutcome::reduction)
             .map(|r| r.residual)
             .reduce(f64::max),
         spectral_gap: spectrum.map(|s| s.gap),
@@ -654,7 +654,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .changes
         .iter()
         .map(|&(node, round)| InputChange {
-            node,
+            member: node,
             round,
             input: random_row(&mut rng),
         })

@@ -291,7 +291,7 @@ impl Engine {
     /// change this member does not know of.
     fn unknown_events(&self, events: &[Event]) -> bool {
         events.iter().any(|&e| match e {
-            Event::Departed { node } => node != self.id && !self.events.has_departed(node),
+            Event::Departed { member } => member != self.id && !self.events.has_departed(member),
             Event::InputChanged { .. } => !self.events.contains(e),
             Event::Gone { .. } => false,
         })

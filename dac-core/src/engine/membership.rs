@@ -37,21 +37,21 @@ impl Engine {
     /// mid-reduction may have announced a result it never computed.
     pub fn peer_finished(&mut self, peer: usize) {
         if peer < self.members() && peer != self.id() && self.phase == Phase::Running {
-            let node = peer as u32;
+            let member = peer as u32;
             let finished = &mut self.rare().finished;
-            if !finished.contains(&node) {
-                finished.push(node);
+            if !finished.contains(&member) {
+                finished.push(member);
             }
         }
     }
 
     fn depart(&mut self, peer: usize, proven: bool) {
         if peer < self.members() && self.phase == Phase::Running {
-            let node = peer as u32;
+            let member = peer as u32;
             if proven {
-                self.learn(&[Event::Departed { node }, Event::Gone { node }]);
+                self.learn(&[Event::Departed { member }, Event::Gone { member }]);
             } else {
-                self.learn(&[Event::Departed { node }]);
+                self.learn(&[Event::Departed { member }]);
             }
             self.refresh_unsent_meta();
         }
@@ -81,7 +81,7 @@ impl Engine {
             self.dirty = true;
         }
         self.learn(&[Event::InputChanged {
-            node: self.id,
+            member: self.id,
             seq: self.input_seq,
         }]);
         self.refresh_unsent_meta();
@@ -154,7 +154,7 @@ impl Engine {
             return Err(Error::config(
                 "peers",
                 format!(
-                    "the new neighbour set of node {} drops live neighbour {kept}; \
+                    "the new neighbour set of member {} drops live neighbour {kept}; \
                      neighbour sets only grow, except by departures",
                     self.id
                 ),
@@ -250,7 +250,7 @@ impl Engine {
         for &event in events {
             // A member proven gone has departed, whichever event came first.
             let implied = match event {
-                Event::Gone { node } => Some(Event::Departed { node }),
+                Event::Gone { member } => Some(Event::Departed { member }),
                 _ => None,
             };
             for event in implied.into_iter().chain([event]) {
@@ -258,9 +258,9 @@ impl Engine {
                     continue;
                 }
                 changed = true;
-                if let Event::Departed { node } = event {
+                if let Event::Departed { member } = event {
                     departures = true;
-                    if node == self.id {
+                    if member == self.id {
                         self.exclude();
                         return true;
                     }
@@ -268,10 +268,10 @@ impl Engine {
                     // ends: members whose exchanges all happened hold the
                     // exact mean of every input, including those of members
                     // that left after their input was combined.
-                    if self.peer_index(node).is_some() {
+                    if self.peer_index(member).is_some() {
                         if self.plan.is_none() {
-                            self.remove_peer(node);
-                            dropped.push(node);
+                            self.remove_peer(member);
+                            dropped.push(member);
                         }
                         self.reconfigure = true;
                     }
@@ -283,14 +283,14 @@ impl Engine {
         // rather than when it next talks to us. Read with what it buffered
         // meanwhile, the view stops it before stale round messages can
         // complete its rounds.
-        for node in dropped {
+        for member in dropped {
             if self
                 .events
                 .as_slice()
-                .binary_search(&Event::Gone { node })
+                .binary_search(&Event::Gone { member })
                 .is_err()
             {
-                self.fence(node);
+                self.fence(member);
             }
         }
         if changed {
@@ -319,7 +319,7 @@ impl Engine {
             return;
         }
         let mut events = self.events.as_slice().to_vec();
-        let me = Event::Departed { node: self.id };
+        let me = Event::Departed { member: self.id };
         if let Err(at) = events.binary_search(&me) {
             events.insert(at, me);
         }
@@ -353,7 +353,7 @@ impl Engine {
                     view: self.events.id(),
                     ..Header::new(Kind::Events, self.round)
                 },
-                events: vec![Event::Departed { node: self.id }],
+                events: vec![Event::Departed { member: self.id }],
                 payload: Vec::new(),
                 abort: None,
             };
@@ -385,13 +385,15 @@ impl Engine {
         let departed = contributors
             .departed()
             .iter()
-            .map(|&node| Event::Departed { node: node as u32 });
+            .map(|&member| Event::Departed {
+                member: member as u32,
+            });
         let changed =
             contributors
                 .changed_inputs()
                 .iter()
-                .map(|&(node, seq)| Event::InputChanged {
-                    node: node as u32,
+                .map(|&(member, seq)| Event::InputChanged {
+                    member: member as u32,
                     seq,
                 });
         let message = OwnedMessage {

@@ -364,7 +364,7 @@ pub enum Violation {
         /// The sender.
         peer: usize,
     },
-    /// An event names a node that is not a member.
+    /// An event names a member that is not a member.
     #[error("peer {peer} sent the event {event:?}, which names a non-member")]
     InvalidEvent {
         /// The sender.

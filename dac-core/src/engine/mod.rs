@@ -84,7 +84,7 @@ use crate::schedule::{ExactPlan, Schedule};
 
 /// Who a member is and whom it talks to.
 #[derive(Clone, Copy, Debug)]
-pub struct NodeSetup<'a> {
+pub struct MemberSetup<'a> {
     /// This member's id in `0..members`.
     pub id: usize,
     /// Number of members in the job.
@@ -247,9 +247,9 @@ impl Engine {
     /// A setup no host should hand over: an invalid configuration, an id or
     /// peer outside `0..members`, a peer equal to `id`, or (exact schedule)
     /// a missing pair. Nobody else is told.
-    pub fn new(config: &Config, setup: NodeSetup<'_>, input: &[f64]) -> Result<Engine> {
+    pub fn new(config: &Config, setup: MemberSetup<'_>, input: &[f64]) -> Result<Engine> {
         config.validate()?;
-        let NodeSetup {
+        let MemberSetup {
             id,
             members,
             peers,
@@ -270,7 +270,7 @@ impl Engine {
                 return Err(Error::UnknownNode { node: p, members });
             }
             if p == id {
-                return Err(Error::graph(format!("node {id} lists itself as a peer")));
+                return Err(Error::graph(format!("member {id} lists itself as a peer")));
             }
             ids.push(p as u32);
         }
@@ -371,7 +371,7 @@ impl Engine {
     /// members fail with the same typed error instead of waiting for it.
     /// [`Engine::new`] builds one for a bad input. The setup is used as far
     /// as it is valid.
-    pub fn aborted(setup: NodeSetup<'_>, reason: AbortReason) -> Engine {
+    pub fn aborted(setup: MemberSetup<'_>, reason: AbortReason) -> Engine {
         let members = setup.members.clamp(1, crate::graph::MAX_NODES);
         let id = setup.id.min(members - 1);
         let mut ids: Vec<u32> = setup
@@ -419,7 +419,7 @@ impl Engine {
                 .as_slice()
                 .iter()
                 .filter_map(|e| match *e {
-                    Event::Gone { node } => Some(node as usize),
+                    Event::Gone { member } => Some(member as usize),
                     _ => None,
                 })
                 .collect(),

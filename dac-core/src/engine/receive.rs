@@ -113,7 +113,7 @@ impl Engine {
             Kind::Leave => {
                 // A member that left is gone: it does not count against the
                 // quorum.
-                self.learn(&[Event::Gone { node: from }]);
+                self.learn(&[Event::Gone { member: from }]);
                 self.refresh_unsent_meta();
             }
         }
@@ -231,9 +231,9 @@ impl Engine {
             return Err(Violation::MissingAbortReason { peer: from });
         }
         let bad_event = message.events.iter().find(|e| match **e {
-            Event::Departed { node } | Event::InputChanged { node, .. } | Event::Gone { node } => {
-                node >= self.members
-            }
+            Event::Departed { member }
+            | Event::InputChanged { member, .. }
+            | Event::Gone { member } => member >= self.members,
         });
         if let Some(&event) = bad_event {
             return Err(Violation::InvalidEvent { peer: from, event });

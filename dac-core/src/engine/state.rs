@@ -157,7 +157,7 @@ pub enum Phase {
 }
 
 /// State that most engines never need; allocated on first use so that a
-/// million-node simulation stays small.
+/// million-member simulation stays small.
 #[derive(Debug, Default)]
 pub(super) struct Rare {
     pub(super) joins: Vec<Join>,

@@ -20,12 +20,12 @@ pub enum Event {
     /// longer counts.
     Departed {
         /// The member that departed.
-        node: u32,
+        member: u32,
     },
     /// A member replaced its input.
     InputChanged {
         /// The member whose input changed.
-        node: u32,
+        member: u32,
         /// Per-member sequence number of the change (1, 2, …).
         seq: u32,
     },
@@ -36,7 +36,7 @@ pub enum Event {
     /// [`crate::Error::Partitioned`]).
     Gone {
         /// The member that is gone.
-        node: u32,
+        member: u32,
     },
 }
 
@@ -44,11 +44,11 @@ impl Event {
     /// A pseudo-random 64-bit fingerprint (splitmix64 of the encoding).
     fn fingerprint(self) -> u64 {
         let code = match self {
-            Event::Departed { node } => u64::from(node) << 1,
-            Event::InputChanged { node, seq } => {
-                (u64::from(node) << 33) ^ (u64::from(seq) << 1) ^ 1 ^ (1 << 63)
+            Event::Departed { member } => u64::from(member) << 1,
+            Event::InputChanged { member, seq } => {
+                (u64::from(member) << 33) ^ (u64::from(seq) << 1) ^ 1 ^ (1 << 63)
             }
-            Event::Gone { node } => (u64::from(node) << 1) ^ (1 << 62),
+            Event::Gone { member } => (u64::from(member) << 1) ^ (1 << 62),
         };
         let mut z = code.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -103,7 +103,7 @@ impl EventSet {
     /// Departed members, ascending.
     pub(crate) fn departed(&self) -> impl Iterator<Item = u32> + '_ {
         self.events.iter().filter_map(|e| match *e {
-            Event::Departed { node } => Some(node),
+            Event::Departed { member } => Some(member),
             Event::InputChanged { .. } | Event::Gone { .. } => None,
         })
     }
@@ -128,19 +128,21 @@ impl EventSet {
         self.events.binary_search(&event).is_ok()
     }
 
-    pub(crate) fn has_departed(&self, node: u32) -> bool {
-        self.events.binary_search(&Event::Departed { node }).is_ok()
+    pub(crate) fn has_departed(&self, member: u32) -> bool {
+        self.events
+            .binary_search(&Event::Departed { member })
+            .is_ok()
     }
 }
 
 /// Members minus the departed, with the latest input version per member.
 pub(crate) fn contributors_of(members: usize, events: &[Event]) -> Contributors {
     let departed = events.iter().filter_map(|e| match *e {
-        Event::Departed { node } => Some(node as usize),
+        Event::Departed { member } => Some(member as usize),
         Event::InputChanged { .. } | Event::Gone { .. } => None,
     });
     let versions = events.iter().filter_map(|e| match *e {
-        Event::InputChanged { node, seq } => Some((node as usize, seq)),
+        Event::InputChanged { member, seq } => Some((member as usize, seq)),
         Event::Departed { .. } | Event::Gone { .. } => None,
     });
     Contributors::with_versions(members, departed, versions)
@@ -153,9 +155,9 @@ mod tests {
     #[test]
     fn view_id_is_independent_of_insertion_order() {
         let evs = [
-            Event::Departed { node: 3 },
-            Event::InputChanged { node: 1, seq: 1 },
-            Event::Departed { node: 9 },
+            Event::Departed { member: 3 },
+            Event::InputChanged { member: 1, seq: 1 },
+            Event::Departed { member: 9 },
         ];
         let mut a = EventSet::default();
         let mut b = EventSet::default();
@@ -175,14 +177,14 @@ mod tests {
     fn different_sets_have_different_ids() {
         let mut a = EventSet::default();
         let mut b = EventSet::default();
-        a.insert(Event::Departed { node: 1 });
-        b.insert(Event::Departed { node: 2 });
+        a.insert(Event::Departed { member: 1 });
+        b.insert(Event::Departed { member: 2 });
         assert_ne!(a.id(), b.id());
         let mut c = EventSet::default();
-        c.insert(Event::InputChanged { node: 1, seq: 0 });
+        c.insert(Event::InputChanged { member: 1, seq: 0 });
         assert_ne!(a.id(), c.id());
         let mut d = EventSet::default();
-        d.insert(Event::Gone { node: 1 });
+        d.insert(Event::Gone { member: 1 });
         assert_ne!(a.id(), d.id());
         assert_ne!(c.id(), d.id());
     }
@@ -191,11 +193,11 @@ mod tests {
     fn counts_for_the_quorum() {
         let mut s = EventSet::default();
         for e in [
-            Event::Departed { node: 1 },
-            Event::Departed { node: 2 },
-            Event::Gone { node: 2 },
-            Event::Gone { node: 2 },
-            Event::InputChanged { node: 0, seq: 1 },
+            Event::Departed { member: 1 },
+            Event::Departed { member: 2 },
+            Event::Gone { member: 2 },
+            Event::Gone { member: 2 },
+            Event::InputChanged { member: 0, seq: 1 },
         ] {
             s.insert(e);
         }

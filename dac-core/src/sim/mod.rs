@@ -46,7 +46,7 @@
 //! and it never counts against the quorum. Suspicions do: a member that
 //! holds no strict majority of the members not proven gone stops with
 //! [`Error::Partitioned`], and a member the others went on without stops
-//! with [`Error::Excluded`]; both end as [`NodeOutcome::Failed`].
+//! with [`Error::Excluded`]; both end as [`MemberOutcome::Failed`].
 //!
 //! ```
 //! use dac_core::{sim, Config, Graph, Schedule};
@@ -68,7 +68,7 @@
 //! the others finish without it, and it learns so when it resumes:
 //!
 //! ```
-//! use dac_core::sim::{self, Faults, NodeOutcome, Span};
+//! use dac_core::sim::{self, Faults, MemberOutcome, Span};
 //! use dac_core::{Config, Error, Graph, Schedule};
 //!
 //! let graph = Graph::complete(4)?;
@@ -83,7 +83,7 @@
 //!     ..sim::Options::default()
 //! };
 //! let report = sim::simulate(&graph, &inputs, 1, &options)?;
-//! assert_eq!(report.nodes[2], NodeOutcome::Failed(Error::Excluded { rank: 2 }));
+//! assert_eq!(report.members[2], MemberOutcome::Failed(Error::Excluded { rank: 2 }));
 //! assert_eq!(report.contributors.unwrap().to_vec(), vec![0, 1, 3]);
 //! assert!(!report.converged);
 //! # Ok::<(), dac_core::Error>(())
@@ -132,7 +132,7 @@ pub struct Faults {
     /// `SIGSTOP`): it neither receives, advances, ticks nor sends, and the
     /// messages that reach it meanwhile wait in its receive buffer (up to
     /// [`RECEIVE_BUFFER`] of them; later ones are lost) until it thaws. A
-    /// member frozen for good ends as [`NodeOutcome::Unfinished`].
+    /// member frozen for good ends as [`MemberOutcome::Unfinished`].
     pub freezes: Vec<(usize, Span)>,
     /// Failure detectors that suspect a member that is fine.
     pub false_suspicions: Vec<Suspicion>,
@@ -253,7 +253,7 @@ impl Default for Faults {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputChange {
     /// The member.
-    pub node: usize,
+    pub member: usize,
     /// The round at which the new input takes effect.
     pub round: u32,
     /// The new input (same length as the old one).
@@ -275,7 +275,7 @@ pub struct Options {
 
 /// How one member's run ended.
 #[derive(Clone, Debug, PartialEq)]
-pub enum NodeOutcome {
+pub enum MemberOutcome {
     /// It finished with a result.
     Finished(Reduction),
     /// It failed (for example `max_rounds` reached, no quorum left, or
@@ -299,11 +299,11 @@ pub enum NodeOutcome {
     },
 }
 
-impl NodeOutcome {
+impl MemberOutcome {
     /// The result, if the member finished.
     pub fn reduction(&self) -> Option<&Reduction> {
         match self {
-            NodeOutcome::Finished(r) => Some(r),
+            MemberOutcome::Finished(r) => Some(r),
             _ => None,
         }
     }
@@ -332,8 +332,8 @@ pub struct MessageStats {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     /// Per member, in id order.
-    pub nodes: Vec<NodeOutcome>,
-    /// Each member's input in effect at the end (`nodes × dim`, row-major).
+    pub members: Vec<MemberOutcome>,
+    /// Each member's input in effect at the end (`members × dim`, row-major).
     pub inputs: Vec<f64>,
     /// Length of each input.
     pub dim: usize,
@@ -387,9 +387,9 @@ impl Report {
     /// exact mean of the contributors' inputs.
     pub fn max_abs_error(&self) -> Option<f64> {
         let mean = self.exact_mean()?;
-        self.nodes
+        self.members
             .iter()
-            .filter_map(NodeOutcome::reduction)
+            .filter_map(MemberOutcome::reduction)
             .map(|r| {
                 r.value
                     .iter()
@@ -402,7 +402,7 @@ impl Report {
 
     /// Members that finished with a result.
     pub fn survivors(&self) -> usize {
-        self.nodes
+        self.members
             .iter()
             .filter(|n| n.reduction().is_some())
             .count()
@@ -411,7 +411,7 @@ impl Report {
 
 /// Runs the simulation to the end.
 ///
-/// `inputs` holds one row of `dim` values per node (row-major).
+/// `inputs` holds one row of `dim` values per member (row-major).
 ///
 /// # Errors
 /// An invalid configuration for this graph, inputs of the wrong length or

@@ -11,8 +11,8 @@ use super::detector::Detector;
 use super::outage::{self, Outages};
 use super::outbox::{Gathered, NEIGHBOURS, NOBODY, Outbox, PREFETCH_AHEAD, prefetch};
 use super::trace::RoundSums;
-use super::{Faults, MessageStats, NodeOutcome, Options, Report};
-use crate::engine::{Engine, Header, Kind, NodeSetup, OwnedMessage, Phase, Target, Violation};
+use super::{Faults, MemberOutcome, MessageStats, Options, Report};
+use crate::engine::{Engine, Header, Kind, MemberSetup, OwnedMessage, Phase, Target, Violation};
 use crate::error::{Error, Result, check_input};
 use crate::graph::Graph;
 use crate::reduction::Contributors;
@@ -155,7 +155,7 @@ impl Simulator {
     /// [`Error::ExactNeedsEdge`] for a configuration that does not fit the
     /// graph, [`Error::DimensionMismatch`] / [`Error::NonFiniteInput`] /
     /// [`Error::EmptyInput`] for bad inputs, [`Error::UnknownNode`] for a
-    /// fault naming a missing node.
+    /// fault naming a missing member.
     pub fn new(base: Graph, inputs: &[f64], dim: usize, options: Options) -> Result<Simulator> {
         options.config.validate_for(&base)?;
         let n = base.len();
@@ -179,7 +179,7 @@ impl Simulator {
         for (i, row) in inputs.chunks_exact(dim).enumerate() {
             peers.clear();
             peers.extend(base.neighbors(i));
-            let setup = NodeSetup {
+            let setup = MemberSetup {
                 id: i,
                 members: n,
                 peers: &peers,
@@ -192,17 +192,17 @@ impl Simulator {
         let crash_at = faults
             .crashes
             .iter()
-            .map(|&(node, round)| (node as u32, round))
+            .map(|&(member, round)| (member as u32, round))
             .collect();
         let leave_at = faults
             .leaves
             .iter()
-            .map(|&(node, round)| (node as u32, round))
+            .map(|&(member, round)| (member as u32, round))
             .collect();
         let mut changes: BTreeMap<u32, Vec<(u32, Vec<f64>)>> = BTreeMap::new();
         for change in &faults.input_changes {
             changes
-                .entry(change.node as u32)
+                .entry(change.member as u32)
                 .or_default()
                 .push((change.round, change.input.clone()));
         }
@@ -249,8 +249,8 @@ impl Simulator {
             base,
             options,
         };
-        for node in faults_nodes(&simulator.options.faults) {
-            simulator.scheduled[node] = true;
+        for member in faults_members(&simulator.options.faults) {
+            simulator.scheduled[member] = true;
         }
         for i in 0..n {
             simulator.record(i);
@@ -265,7 +265,7 @@ impl Simulator {
         self.tick
     }
 
-    /// The engines, in node order (for inspection).
+    /// The engines, in member order (for inspection).
     pub fn engines(&self) -> &[Engine] {
         &self.engines
     }
@@ -764,23 +764,23 @@ impl Simulator {
 
     /// Collects the outcome of every member.
     pub fn report(&self) -> Report {
-        let nodes: Vec<NodeOutcome> = self
+        let nodes: Vec<MemberOutcome> = self
             .engines
             .iter()
             .zip(&self.life)
             .map(|(engine, life)| match *life {
-                Life::Crashed { round } => NodeOutcome::Crashed { round },
-                Life::Left { round } => NodeOutcome::Left { round },
+                Life::Crashed { round } => MemberOutcome::Crashed { round },
+                Life::Left { round } => MemberOutcome::Left { round },
                 Life::Running => match engine.outcome() {
-                    Some(Ok(reduction)) => NodeOutcome::Finished(reduction.clone()),
-                    Some(Err(error)) => NodeOutcome::Failed(error.clone()),
-                    None => NodeOutcome::Unfinished {
+                    Some(Ok(reduction)) => MemberOutcome::Finished(reduction.clone()),
+                    Some(Err(error)) => MemberOutcome::Failed(error.clone()),
+                    None => MemberOutcome::Unfinished {
                         round: engine.round(),
                     },
                 },
             })
             .collect();
-        let mut finished = nodes.iter().filter_map(NodeOutcome::reduction);
+        let mut finished = nodes.iter().filter_map(MemberOutcome::reduction);
         let contributors: Option<Contributors> = finished.next().and_then(|first| {
             finished
                 .all(|r| r.contributors == first.contributors)
@@ -790,14 +790,14 @@ impl Simulator {
             && nodes.iter().all(|n| {
                 matches!(
                     n,
-                    NodeOutcome::Finished(_)
-                        | NodeOutcome::Crashed { .. }
-                        | NodeOutcome::Left { .. }
+                    MemberOutcome::Finished(_)
+                        | MemberOutcome::Crashed { .. }
+                        | MemberOutcome::Left { .. }
                 )
             });
         let rounds = nodes
             .iter()
-            .filter_map(NodeOutcome::reduction)
+            .filter_map(MemberOutcome::reduction)
             .map(|r| r.rounds)
             .max()
             .unwrap_or(0);
@@ -819,7 +819,7 @@ impl Simulator {
         Report {
             inputs,
             dim: self.dim,
-            nodes,
+            members: nodes,
             rounds,
             ticks: self.tick,
             converged,
@@ -855,13 +855,13 @@ fn plain_rounds<'a>(
 }
 
 /// Members named by a scheduled fault.
-fn faults_nodes(faults: &Faults) -> impl Iterator<Item = usize> + '_ {
+fn faults_members(faults: &Faults) -> impl Iterator<Item = usize> + '_ {
     faults
         .crashes
         .iter()
         .chain(&faults.leaves)
         .map(|c| c.0)
-        .chain(faults.input_changes.iter().map(|c| c.node))
+        .chain(faults.input_changes.iter().map(|c| c.member))
 }
 
 fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
@@ -876,20 +876,23 @@ fn validate_faults(faults: &Faults, n: usize, dim: usize) -> Result<()> {
             "must be at least 1 tick, got 0",
         ));
     }
-    for node in faults_nodes(faults).chain(faults.forged_results.iter().map(|f| f.by)) {
-        if node >= n {
-            return Err(Error::UnknownNode { node, members: n });
+    for member in faults_members(faults).chain(faults.forged_results.iter().map(|f| f.by)) {
+        if member >= n {
+            return Err(Error::UnknownNode {
+                node: member,
+                members: n,
+            });
         }
     }
     for change in &faults.input_changes {
         if change.input.len() != dim {
             return Err(Error::DimensionMismatch {
-                rank: change.node,
+                rank: change.member,
                 expected: dim,
                 found: change.input.len(),
             });
         }
-        check_input(change.node, &change.input)?;
+        check_input(change.member, &change.input)?;
     }
     outage::validate(faults, n)
 }

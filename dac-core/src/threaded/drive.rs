@@ -52,7 +52,7 @@ impl ThreadComm<'_> {
             return Err(Error::Left { rank: self.rank });
         }
         let peers: Vec<usize> = self.graph.neighbors(self.rank).collect();
-        let setup = NodeSetup {
+        let setup = MemberSetup {
             id: self.rank,
             members: self.size,
             peers: &peers,
@@ -338,7 +338,7 @@ impl ThreadComm<'_> {
         let message = OwnedMessage {
             header: Header::new(Kind::Events, 0),
             events: vec![Event::Departed {
-                node: envelope.from as u32,
+                member: envelope.from as u32,
             }],
             payload: Vec::new(),
             abort: None,

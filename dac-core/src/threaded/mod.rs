@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use crate::comm::Communicator;
 use crate::config::Config;
 use crate::engine::{
-    Engine, Event, Header, Kind, NodeSetup, OwnedMessage, Progress, Target, Violation,
+    Engine, Event, Header, Kind, MemberSetup, OwnedMessage, Progress, Target, Violation,
 };
 use crate::error::{Error, Result};
 use crate::graph::Graph;

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use dac_core::sim::{self, NodeOutcome, Report};
+use dac_core::sim::{self, MemberOutcome, Report};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -44,9 +44,9 @@ pub(crate) fn max_norm(x: &[f64]) -> f64 {
 /// Largest distance (max norm) of any finished member's value from `mean`.
 pub(crate) fn worst_error(report: &Report, mean: &[f64]) -> f64 {
     report
-        .nodes
+        .members
         .iter()
-        .filter_map(NodeOutcome::reduction)
+        .filter_map(MemberOutcome::reduction)
         .map(|r| {
             r.value
                 .iter()
@@ -60,11 +60,13 @@ pub(crate) fn worst_error(report: &Report, mean: &[f64]) -> f64 {
 /// Asserts that every member that did not crash or leave finished, and
 /// that each is within `tol·max(1, ‖x̄‖∞)` of `mean`.
 pub(crate) fn assert_all_within(report: &Report, mean: &[f64], tol: f64, context: &str) {
-    for (i, node) in report.nodes.iter().enumerate() {
+    for (i, node) in report.members.iter().enumerate() {
         assert!(
             matches!(
                 node,
-                NodeOutcome::Finished(_) | NodeOutcome::Crashed { .. } | NodeOutcome::Left { .. }
+                MemberOutcome::Finished(_)
+                    | MemberOutcome::Crashed { .. }
+                    | MemberOutcome::Left { .. }
             ),
             "{context}: node {i} ended as {node:?}"
         );
@@ -76,7 +78,7 @@ pub(crate) fn assert_all_within(report: &Report, mean: &[f64], tol: f64, context
     // The reported residual is an honest bound: at most `tol`, and at
     // least the actual relative error up to floating-point rounding
     // (exact results report 0).
-    for r in report.nodes.iter().filter_map(NodeOutcome::reduction) {
+    for r in report.members.iter().filter_map(MemberOutcome::reduction) {
         assert!(
             r.residual <= tol,
             "{context}: residual {:e} above tol",

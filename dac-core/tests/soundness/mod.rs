@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use dac_core::Error;
-use dac_core::sim::{Cut, NodeOutcome, Report, Span};
+use dac_core::sim::{Cut, MemberOutcome, Report, Span};
 
 use crate::common::{max_norm, mean_of};
 
@@ -30,13 +30,18 @@ use crate::common::{max_norm, mean_of};
 pub(crate) fn check_sound(report: &Report, x: &[f64]) -> Result<(), String> {
     let dim = report.dim;
     let alive = report
-        .nodes
+        .members
         .iter()
-        .filter(|n| !matches!(n, NodeOutcome::Crashed { .. } | NodeOutcome::Left { .. }))
+        .filter(|n| {
+            !matches!(
+                n,
+                MemberOutcome::Crashed { .. } | MemberOutcome::Left { .. }
+            )
+        })
         .count();
-    for (i, node) in report.nodes.iter().enumerate() {
+    for (i, node) in report.members.iter().enumerate() {
         match node {
-            NodeOutcome::Finished(r) => {
+            MemberOutcome::Finished(r) => {
                 let c = &r.contributors;
                 let mean = mean_of(x, dim, |k| c.contains(k));
                 let inputs = c
@@ -68,9 +73,9 @@ pub(crate) fn check_sound(report: &Report, x: &[f64]) -> Result<(), String> {
                     ));
                 }
             }
-            NodeOutcome::Failed(Error::Partitioned { .. } | Error::Excluded { .. })
-            | NodeOutcome::Crashed { .. }
-            | NodeOutcome::Left { .. } => {}
+            MemberOutcome::Failed(Error::Partitioned { .. } | Error::Excluded { .. })
+            | MemberOutcome::Crashed { .. }
+            | MemberOutcome::Left { .. } => {}
             other => return Err(format!("member {i} ended as {other:?}")),
         }
     }
@@ -89,7 +94,7 @@ pub(crate) fn check_sound(report: &Report, x: &[f64]) -> Result<(), String> {
 /// finish.
 pub(crate) fn check_agreement(report: &Report) -> Result<(), String> {
     let mut finished = report
-        .nodes
+        .members
         .iter()
         .enumerate()
         .filter_map(|(i, n)| n.reduction().map(|r| (i, &r.contributors)));
@@ -118,8 +123,8 @@ pub(crate) fn assert_sound(report: &Report, x: &[f64], context: &str) {
 
 /// The contributors of member `i`, which must have finished.
 pub(crate) fn contributors(report: &Report, i: usize) -> Vec<usize> {
-    match &report.nodes[i] {
-        NodeOutcome::Finished(r) => r.contributors.to_vec(),
+    match &report.members[i] {
+        MemberOutcome::Finished(r) => r.contributors.to_vec(),
         other => panic!("member {i} ended as {other:?}"),
     }
 }
@@ -127,8 +132,8 @@ pub(crate) fn contributors(report: &Report, i: usize) -> Vec<usize> {
 /// The error of member `i`, which must have stopped for want of a quorum
 /// or been excluded.
 pub(crate) fn failed(report: &Report, i: usize) -> &Error {
-    match &report.nodes[i] {
-        NodeOutcome::Failed(e @ (Error::Partitioned { .. } | Error::Excluded { .. })) => e,
+    match &report.members[i] {
+        MemberOutcome::Failed(e @ (Error::Partitioned { .. } | Error::Excluded { .. })) => e,
         other => panic!("member {i}: expected a partition or an exclusion, got {other:?}"),
     }
 }

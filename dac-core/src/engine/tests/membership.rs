@@ -323,7 +323,7 @@ fn a_result_without_us_is_an_exclusion() {
     header.streak = 0.0;
     let done = OwnedMessage {
         header,
-        events: vec![Event::Departed { node: 2 }],
+        events: vec![Event::Departed { member: 2 }],
         payload: mean_of(&[0, 1]),
         abort: None,
     };

@@ -18,7 +18,7 @@ pub(super) fn engines_with(
     (0..graph.len())
         .map(|i| {
             let peers: Vec<usize> = graph.neighbors(i).collect();
-            let setup = NodeSetup {
+            let setup = MemberSetup {
                 id: i,
                 members: graph.len(),
                 peers: &peers,
@@ -107,8 +107,8 @@ fn lost_messages_are_recovered() {
     let mut tick = 0;
     let lossy = run(engines(&graph, &metropolis()), |wire| {
         tick += 1;
-        // Drop everything node 2 says on even ticks, and everything sent
-        // to node 4 on every third tick.
+        // Drop everything member 2 says on even ticks, and everything sent
+        // to member 4 on every third tick.
         wire.retain(|(from, to, _)| !(tick % 2 == 0 && *from == 2 || tick % 3 == 0 && *to == 4));
     });
     for (p, l) in plain.iter().zip(&lossy) {
@@ -131,7 +131,7 @@ fn a_stale_round_message_is_answered_with_the_missed_round() {
                 .map(move |(to, m)| (i, to, m))
         })
         .collect();
-    // Everyone gets round 0 except node 2, which misses node 0's message.
+    // Everyone gets round 0 except member 2, which misses member 0's message.
     for (from, to, m) in &wire {
         if !(*from == 0 && *to == 2) {
             nodes[*to].receive(*from, &m.as_message()).unwrap();
@@ -140,7 +140,7 @@ fn a_stale_round_message_is_answered_with_the_missed_round() {
     assert_eq!(nodes[0].advance(), Progress::Advanced);
     assert_eq!(nodes[2].advance(), Progress::Blocked);
     assert_eq!(nodes[2].waiting_for(), vec![0]);
-    // Node 2 retransmits its round-0 message; node 0, now in round 1,
+    // Node 2 retransmits its round-0 message; member 0, now in round 1,
     // answers with its round-0 message.
     let from_two = wire.iter().find(|(f, t, _)| *f == 2 && *t == 0).unwrap();
     nodes[0].receive(2, &from_two.2.as_message()).unwrap();
@@ -148,7 +148,7 @@ fn a_stale_round_message_is_answered_with_the_missed_round() {
     let resend = replies
         .iter()
         .find(|(to, m)| *to == 2 && m.header.round == 0)
-        .expect("round 0 resent to node 2");
+        .expect("round 0 resent to member 2");
     nodes[2].receive(0, &resend.1.as_message()).unwrap();
     assert_eq!(nodes[2].advance(), Progress::Advanced);
     assert_eq!(nodes[2].round(), 1);
@@ -169,7 +169,7 @@ fn malformed_messages_are_rejected_and_change_nothing() {
     let mut nan = good.clone();
     nan.payload[0] = f64::NAN;
     let mut bad_event = good.clone();
-    bad_event.events.push(Event::Departed { node: 99 });
+    bad_event.events.push(Event::Departed { member: 99 });
     let mut no_reason = good.clone();
     no_reason.header.kind = Kind::Abort;
     let cases: [(usize, OwnedMessage); 5] = [
@@ -240,8 +240,8 @@ fn a_finished_neighbours_result_is_adopted() {
     let graph = Graph::ring(3).unwrap();
     let mut nodes = engines(&graph, &metropolis());
     let events = vec![
-        Event::Departed { node: 2 },
-        Event::InputChanged { node: 1, seq: 3 },
+        Event::Departed { member: 2 },
+        Event::InputChanged { member: 1, seq: 3 },
     ];
     // Member 0 has been through the view the result was reached in.
     let news = OwnedMessage {
@@ -300,11 +300,11 @@ fn a_result_that_contradicts_the_receiver_is_refused() {
             Contradiction::ResultValue,
         ),
         (
-            done(vec![Event::Departed { node: 2 }], near.clone()),
+            done(vec![Event::Departed { member: 2 }], near.clone()),
             Contradiction::ResultMembers,
         ),
         (
-            done(vec![Event::InputChanged { node: 1, seq: 1 }], near),
+            done(vec![Event::InputChanged { member: 1, seq: 1 }], near),
             Contradiction::ResultMembers,
         ),
     ];
@@ -408,7 +408,7 @@ fn an_abort_spreads_with_its_reason() {
     };
     let peers = [0, 2];
     let mut aborted = Engine::aborted(
-        NodeSetup {
+        MemberSetup {
             id: 3,
             members: 4,
             peers: &peers,
@@ -456,10 +456,10 @@ fn new_edges_open_at_the_later_start() {
         }
     };
     step(&mut nodes);
-    nodes[0].set_peers(&[1, 2], 1).unwrap(); // node 0 is in round 1: starts at 2
+    nodes[0].set_peers(&[1, 2], 1).unwrap(); // member 0 is in round 1: starts at 2
     step(&mut nodes);
     step(&mut nodes);
-    // Node 0 cannot pass its own start (round 2) before it hears node 2.
+    // Node 0 cannot pass its own start (round 2) before it hears member 2.
     assert_eq!(nodes[0].round(), 2);
     assert_eq!(nodes[0].waiting_for(), vec![2]);
     nodes[2].set_peers(&[0, 1], 1).unwrap();
