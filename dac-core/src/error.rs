@@ -131,14 +131,17 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
-    /// Two members contribute vectors of different lengths.
-    #[error("rank {rank}: input has {found} elements but a neighbour has {expected}")]
+    /// Members contribute vectors of different lengths. Every member names
+    /// the same culprit (`dac_core::agree`): the lowest rank outside the
+    /// largest group of members with the same length.
+    #[error("rank {rank}: input has {found} elements but other ranks have {expected}")]
     DimensionMismatch {
-        /// The rank that detected the mismatch.
+        /// The culprit (in an iterative schedule whose `tol` is too coarse
+        /// to carry every member's length, the rank that noticed).
         rank: usize,
-        /// The dimension of the detecting rank's peer.
+        /// The length of the others' inputs.
         expected: usize,
-        /// The dimension of the detecting rank's own input.
+        /// The length of the culprit's input.
         found: usize,
     },
     /// Two neighbours passed inputs of the same length but different
@@ -149,9 +152,10 @@ pub enum Error {
          number of entries ({len}); every member must pass the same shape"
     )]
     ShapeMismatch {
-        /// The rank that detected the mismatch.
+        /// The culprit: the lowest rank outside the largest group of
+        /// members with the same shape (see [`Error::DimensionMismatch`]).
         rank: usize,
-        /// Its neighbour with the other shape.
+        /// A member with the other shape.
         neighbour: usize,
         /// The number of entries both passed.
         len: usize,

@@ -14,6 +14,8 @@
 //! - [`sim`] runs many engines deterministically with injected faults.
 //! - [`threaded`] runs one engine per thread behind the [`Communicator`]
 //!   trait, so SPMD programs can be tested without a network.
+//! - [`agree`] is how the hosts make every member name the same culprit
+//!   after a usage error.
 //!
 //! ```
 //! use dac_core::{threaded, Communicator, Config};
@@ -32,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod agree;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod comm;

@@ -132,22 +132,67 @@ fn a_bad_input_fails_every_rank_with_its_error() {
     }
 }
 
+/// Every rank names the same culprit: the rank whose length differs from
+/// the others', not the rank that happened to notice.
 #[test]
-fn mismatched_lengths_fail_every_rank() {
-    let n = 4;
-    let results = threaded::run(n, Options::default(), |comm| {
-        let len = if comm.rank() == 3 { 2 } else { 3 };
-        let first = comm.allreduce_mean(&vec![1.0; len]);
-        let second = comm.allreduce_mean(&[1.0]);
+fn mismatched_lengths_fail_every_rank_naming_the_same_rank() {
+    let n = 8;
+    // Which rank notices first is a race: repeat it.
+    for (attempt, schedule) in [Schedule::Exact, Schedule::Metropolis]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+    {
+        let options = Options {
+            config: Config {
+                schedule,
+                ..Config::default()
+            },
+            ..Options::default()
+        };
+        let results = threaded::run(n, options, |comm| {
+            let len = if comm.rank() == 3 { 2 } else { 3 };
+            let first = comm.allreduce_mean(&vec![1.0; len]);
+            let second = comm.allreduce_mean(&[comm.rank() as f64]);
+            (first, second)
+        })
+        .unwrap();
+        for (rank, (first, second)) in results.into_iter().enumerate() {
+            assert_eq!(
+                first.unwrap_err(),
+                Error::DimensionMismatch {
+                    rank: 3,
+                    expected: 3,
+                    found: 2
+                },
+                "{schedule:?}, attempt {attempt}, rank {rank}"
+            );
+            assert_close(&second.unwrap().value, &[3.5], 1e-9, "after the error");
+        }
+    }
+}
+
+/// Two ranks with a NaN: every rank names the lower of them.
+#[test]
+fn two_bad_inputs_are_named_alike_on_every_rank() {
+    let results = threaded::run(6, Options::default(), |comm| {
+        let bad = matches!(comm.rank(), 1 | 4);
+        let first = comm.allreduce_mean(&[1.0, if bad { f64::NAN } else { 2.0 }]);
+        let second = comm.allreduce_mean(&[comm.rank() as f64]);
         (first, second)
     })
     .unwrap();
     for (rank, (first, second)) in results.into_iter().enumerate() {
-        assert!(
-            matches!(first, Err(Error::DimensionMismatch { .. })),
-            "rank {rank}: {first:?}"
-        );
-        assert_close(&second.unwrap().value, &[1.0], 1e-12, "after the error");
+        match first {
+            Err(Error::NonFiniteInput {
+                rank: 1,
+                index: 1,
+                value,
+            }) => assert!(value.is_nan()),
+            other => panic!("rank {rank}: expected NonFiniteInput from rank 1, got {other:?}"),
+        }
+        assert_close(&second.unwrap().value, &[2.5], 1e-12, "after the error");
     }
 }
 

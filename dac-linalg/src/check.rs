@@ -387,7 +387,7 @@ pub(crate) fn reduce_checked<C: Communicator>(
             found,
         } => LinalgError::Shape {
             reason: format!(
-                "{what} differs between ranks: rank {r} has {} values, a neighbour {}",
+                "{what} differs between ranks: rank {r} has {} values, other ranks {}",
                 found.saturating_sub(head),
                 expected.saturating_sub(head)
             ),

@@ -246,3 +246,47 @@ fn matvec_rows_with_wider_rows_on_one_rank_names_it_on_every_rank() {
     assert!(reasons[0].contains(&format!("[{ODD}]")), "{}", reasons[0]);
     assert!(reasons.iter().all(|r| r == &reasons[0]), "{reasons:?}");
 }
+
+/// The Shape reasons of every rank: the same on all, naming `ODD`.
+fn assert_same_shape_error_naming_odd<T: std::fmt::Debug>(results: Vec<Result<T, LinalgError>>) {
+    let reasons: Vec<String> = results
+        .into_iter()
+        .map(|r| match r {
+            Err(LinalgError::Shape { reason }) => reason,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        reasons[0].contains(&format!("rank {ODD} has")),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons.iter().all(|r| r == &reasons[0]), "{reasons:?}");
+}
+
+/// A rank with another number of columns makes the normal equations
+/// another length: every rank names it, not the rank that noticed.
+#[test]
+fn lstsq_with_another_n_on_one_rank_names_it_on_every_rank() {
+    // Which rank notices first is a race: repeat it.
+    for _ in 0..10 {
+        let results = run(|comm| {
+            let n = if comm.rank() == ODD { 3 } else { 2 };
+            let a = Array2::from_shape_fn((4, n), |(i, j)| (i + 2 * j + comm.rank()) as f64);
+            lstsq(comm, &a, &Array2::ones((4, 1)), &LstsqOptions::default())
+        });
+        assert_same_shape_error_naming_odd(results);
+    }
+}
+
+/// The same for `matvec` with another number of rows.
+#[test]
+fn matvec_with_another_m_on_one_rank_names_it_on_every_rank() {
+    for _ in 0..10 {
+        let results = run(|comm| {
+            let m = if comm.rank() == ODD { 5 } else { 4 };
+            dac_linalg::matvec(comm, &Array2::ones((m, 2)), &Array1::ones(2))
+        });
+        assert_same_shape_error_naming_odd(results);
+    }
+}

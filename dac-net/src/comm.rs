@@ -204,6 +204,7 @@ impl Comm {
                 .lock()
                 .await
                 .abort_call(Error::InvalidArgument { rank, kind })
+                .await
         })
     }
 
@@ -233,7 +234,7 @@ impl Comm {
         };
         let runtime = self.runtime()?;
         let told = error.clone();
-        runtime.block_on(async { self.session.lock().await.abort_call(told) })?;
+        runtime.block_on(async { self.session.lock().await.abort_call(told).await })?;
         Err(error)
     }
 

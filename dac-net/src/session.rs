@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dac_core::agree::{self, Own};
 use dac_core::engine::{AbortReason, Engine, Kind, MemberSetup, Progress, Target};
 use dac_core::{Config, Error, Reduction, Result};
 use libp2p::identity::Keypair;
@@ -422,13 +423,30 @@ impl Session {
     }
 
     /// Takes part in the next reduction only to fail it on every member
-    /// with `error` (this member's own arguments were invalid).
-    pub(crate) fn abort_call(&mut self, error: Error) -> Result<()> {
+    /// with `error` (this member's own arguments were invalid), then in the
+    /// agreement that follows it (see [`Session::agree`]).
+    pub(crate) async fn abort_call(&mut self, error: Error) -> Result<()> {
+        self.abort_op(&error)?;
+        let own = Own {
+            // The only refusal with a length is an input too long to send.
+            len: match error {
+                Error::InputTooLarge { len, .. } => len,
+                _ => 0,
+            },
+            shape: 0,
+            problem: AbortReason::from_error(&error),
+        };
+        self.agree(own, error).await;
+        Ok(())
+    }
+
+    /// Fails the next reduction on every member with `error`.
+    fn abort_op(&mut self, error: &Error) -> Result<()> {
         self.take_verdicts();
         if let Some(failed) = &self.failed {
             return Err(failed.clone());
         }
-        let Some(reason) = AbortReason::from_error(&error) else {
+        let Some(reason) = AbortReason::from_error(error) else {
             return Err(transport(format!("{error} cannot be told to the others")));
         };
         let (op, peers, bound) = self.next_op();
@@ -445,8 +463,40 @@ impl Session {
     /// One reduction: the mean of every live member's `x`, whose shape is
     /// `shape` (its product is `x.len()`; `None`: one-dimensional). A
     /// neighbour with another shape of the same length fails it for
-    /// everyone with [`Error::ShapeMismatch`].
+    /// everyone with [`Error::ShapeMismatch`]. A usage error is followed
+    /// by the agreement on its culprit ([`Session::agree`]).
     pub(crate) async fn reduce(&mut self, x: &[f64], shape: Option<&[usize]>) -> Result<Reduction> {
+        let tag = wire::shape_tag(shape.unwrap_or(&[x.len()]));
+        let max = self.node.max_input_len();
+        let too_large = (x.len() > max).then_some(AbortReason::InputTooLarge {
+            rank: self.rank as u32,
+            len: x.len() as u64,
+            max: max as u64,
+        });
+        match self.reduce_once(x, tag).await {
+            Err(error) if agree::follows(&error) => {
+                let own = Own::of(x, tag, too_large);
+                Err(self.agree(own, error).await)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// After a usage error failed a reduction on every member: one more,
+    /// of every member's own part, from which every member derives the
+    /// same culprit (see `dac_core::agree`). Returns the agreed error, or
+    /// `error` if the agreement cannot be read.
+    async fn agree(&mut self, own: Own, error: Error) -> Error {
+        let ballot = agree::ballot(self.rank, self.size, &own);
+        let tag = wire::shape_tag(&[ballot.len()]);
+        match self.reduce_once(&ballot, tag).await {
+            Ok(mean) => agree::verdict(&mean.into_sum(), self.size, error),
+            Err(_) => error,
+        }
+    }
+
+    /// One reduction of `x`, with shape tag `tag`.
+    async fn reduce_once(&mut self, x: &[f64], tag: u64) -> Result<Reduction> {
         self.take_verdicts();
         if let Some(error) = &self.failed {
             return Err(error.clone());
@@ -459,11 +509,11 @@ impl Session {
                 len: x.len(),
                 max,
             };
-            self.abort_call(error.clone())?;
+            self.abort_op(&error)?;
             return Err(error);
         }
         let (op, peers, bound) = self.next_op();
-        self.shape = wire::shape_tag(shape.unwrap_or(&[x.len()]));
+        self.shape = tag;
         let setup = self.setup(&peers, bound);
         // A bad input gives an engine that has failed already: driven like
         // any other, it tells the others, so that they fail with its error

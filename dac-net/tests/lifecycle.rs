@@ -226,9 +226,16 @@ fn bad_inputs_fail_on_every_rank_and_the_next_reduction_works() {
             ),
             "rank {rank}: {bad:?}"
         );
-        assert!(
-            matches!(short, Err(Error::DimensionMismatch { .. })),
-            "rank {rank}: {short:?}"
+        // Every rank names the rank whose length differs, not the one
+        // that noticed.
+        assert_eq!(
+            short.unwrap_err(),
+            Error::DimensionMismatch {
+                rank: 2,
+                expected: 4,
+                found: 5
+            },
+            "rank {rank}"
         );
         assert_close(&good.value, &exact_mean(&[0, 1, 2], 4), "after the errors");
     }
@@ -320,17 +327,24 @@ fn another_shape_fails_on_every_member(schedule: dac_net::Schedule) {
     );
     let all: Vec<usize> = (0..n).collect();
     for (rank, (matrix, one, same, plain, wrong, after)) in results.into_iter().enumerate() {
-        match matrix {
-            Err(Error::ShapeMismatch {
-                neighbour, len: 6, ..
-            }) => {
-                assert!(neighbour < n, "rank {rank}")
-            }
-            other => panic!("rank {rank}: {other:?}"),
-        }
-        assert!(
-            matches!(one, Err(Error::ShapeMismatch { len: 1, .. })),
-            "rank {rank}: {one:?}"
+        // Every rank names the rank whose shape differs from the others'.
+        assert_eq!(
+            matrix.unwrap_err(),
+            Error::ShapeMismatch {
+                rank: 3,
+                neighbour: 0,
+                len: 6
+            },
+            "rank {rank}"
+        );
+        assert_eq!(
+            one.unwrap_err(),
+            Error::ShapeMismatch {
+                rank: 0,
+                neighbour: 1,
+                len: 1
+            },
+            "rank {rank}"
         );
         assert_close(&same.value, &exact_mean(&all, 6), "the same shape");
         // A one-dimensional call is the shape (len,).

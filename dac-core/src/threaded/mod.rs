@@ -56,6 +56,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::agree;
 use crate::comm::Communicator;
 use crate::config::Config;
 use crate::engine::{
@@ -347,16 +348,9 @@ impl ThreadComm<'_> {
     }
 }
 
-impl Communicator for ThreadComm<'_> {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-
-    fn size(&self) -> usize {
-        self.size
-    }
-
-    fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction> {
+impl ThreadComm<'_> {
+    /// One reduction of `x`, as a call of the program.
+    fn call(&mut self, x: &[f64]) -> Result<Reduction> {
         if let Some(error) = &self.out {
             return Err(error.clone());
         }
@@ -372,6 +366,32 @@ impl Communicator for ThreadComm<'_> {
             self.leave_job(error.clone(), self.op);
         }
         outcome
+    }
+}
+
+impl Communicator for ThreadComm<'_> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction> {
+        match self.call(x) {
+            // A usage error failed every rank: one more reduction names the
+            // same culprit on all of them (see `dac_core::agree`).
+            Err(error) if agree::follows(&error) => {
+                let own = agree::Own::of(x, 0, None);
+                let ballot = agree::ballot(self.rank, self.size, &own);
+                match self.call(&ballot) {
+                    Ok(mean) => Err(agree::verdict(&mean.into_sum(), self.size, error)),
+                    Err(_) => Err(error),
+                }
+            }
+            outcome => outcome,
+        }
     }
 }
 

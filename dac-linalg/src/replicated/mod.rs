@@ -641,7 +641,7 @@ impl Replicated {
                 rank, expected, found,
             } => LinalgError::Shape {
                 reason: format!(
-                    "the replicated reduction differs between ranks (rank {rank} sent {found} values, a neighbour {expected}): every rank must pass the same len and placement"
+                    "the replicated reduction differs between ranks (rank {rank} sent {found} values, other ranks {expected}): every rank must pass the same len and placement"
                 ),
             },
             other => LinalgError::Consensus(other),

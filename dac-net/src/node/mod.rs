@@ -48,8 +48,10 @@ use crate::transport::SwarmCommand;
 use crate::wire::{self, Control, Frame};
 
 /// The data-plane protocol: one stream per neighbour pair. Version 3: the
-/// goodbye names the last reduction the sender finished.
-pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/3");
+/// goodbye names the last reduction the sender finished. Version 4: a
+/// reduction that a usage error failed is followed by the agreement on
+/// its culprit (`dac_core::agree`), one more reduction.
+pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/4");
 
 /// The probe protocol: "do you still count me as a member?"
 pub(crate) const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/probe/1");
