@@ -38,7 +38,7 @@ const MAX_EARLY_FRAMES: usize = 64;
 
 /// How many reductions ahead of us a member may be. One, as a rule; more
 /// after calls that failed at once (an abort ends a reduction on a member
-/// as soon as it arrives, and [`Session::abort_call`] returns at once).
+/// as soon as it arrives, and the agreement after it may follow at once).
 const MAX_AHEAD: u64 = 16;
 
 /// Time beyond `peer_timeout` that opening the links may take while the
