@@ -138,18 +138,7 @@ where
             ),
         });
     }
-    let odd = dissenters(&ranks, |a, b| {
-        same_ridge_votes(&sums.tally.values(a)[3..], &sums.tally.values(b)[3..])
-    });
-    if !odd.is_empty() {
-        return Err(LinalgError::InvalidArgument {
-            ranks: odd,
-            detail: format!(
-                "{}: every rank must pass the same options",
-                options.describe_ridge()
-            ),
-        });
-    }
+    options.agreed(&ranks, |r| &sums.tally.values(r)[3..])?;
     if n == 0 || (0..size).all(|o| sums.tally.count(o, 0) == 0) {
         return Err(LinalgError::Empty {
             what: "least squares without rows or columns",
@@ -224,7 +213,28 @@ impl LstsqOptions {
     }
 
     /// Says this rank's ridge options, for an error about different ones.
-    pub(crate) fn describe_ridge(&self) -> String {
+    /// Fails on every rank, naming the ranks outside the largest group
+    /// that agrees, when the `ranks` passed different ridge options
+    /// (`votes(r)`: rank `r`'s [`LstsqOptions::votes`], as summed).
+    pub(crate) fn agreed<'a>(
+        &self,
+        ranks: &[usize],
+        votes: impl Fn(usize) -> &'a [f64],
+    ) -> Result<()> {
+        let odd = dissenters(ranks, |a, b| same_ridge_votes(votes(a), votes(b)));
+        if odd.is_empty() {
+            return Ok(());
+        }
+        Err(LinalgError::InvalidArgument {
+            ranks: odd,
+            detail: format!(
+                "{}: every rank must pass the same options",
+                self.describe_ridge()
+            ),
+        })
+    }
+
+    fn describe_ridge(&self) -> String {
         match self.intercept {
             None => format!("ridge = {} here", self.ridge),
             Some(c) => format!("ridge = {} and intercept = {c} here", self.ridge),
@@ -234,7 +244,7 @@ impl LstsqOptions {
 
 /// Whether two ranks' ridge votes (as a reduction returned them) are the
 /// same.
-pub(crate) fn same_ridge_votes(a: &[f64], b: &[f64]) -> bool {
+fn same_ridge_votes(a: &[f64], b: &[f64]) -> bool {
     same_ridge(a[0], b[0]) && a[1] == b[1]
 }
 

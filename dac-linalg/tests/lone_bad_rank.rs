@@ -236,19 +236,14 @@ fn matvec_rows_with_wider_rows_on_one_rank_names_it_on_every_rank() {
         let n = if comm.rank() == ODD { 3 } else { 2 };
         matvec_rows(comm, &Array2::zeros((2, n)), &Array1::zeros(n))
     });
-    let reasons: Vec<String> = results
-        .into_iter()
-        .map(|r| match r {
-            Err(LinalgError::Shape { reason }) => reason,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert!(reasons[0].contains(&format!("[{ODD}]")), "{}", reasons[0]);
-    assert!(reasons.iter().all(|r| r == &reasons[0]), "{reasons:?}");
+    assert_same_shape_error_naming(results, &format!("[{ODD}]"));
 }
 
-/// The Shape reasons of every rank: the same on all, naming `ODD`.
-fn assert_same_shape_error_naming_odd<T: std::fmt::Debug>(results: Vec<Result<T, LinalgError>>) {
+/// Every rank's error is the same Shape reason, which contains `naming`.
+fn assert_same_shape_error_naming<T: std::fmt::Debug>(
+    results: Vec<Result<T, LinalgError>>,
+    naming: &str,
+) {
     let reasons: Vec<String> = results
         .into_iter()
         .map(|r| match r {
@@ -256,11 +251,7 @@ fn assert_same_shape_error_naming_odd<T: std::fmt::Debug>(results: Vec<Result<T,
             other => panic!("{other:?}"),
         })
         .collect();
-    assert!(
-        reasons[0].contains(&format!("rank {ODD} has")),
-        "{}",
-        reasons[0]
-    );
+    assert!(reasons[0].contains(naming), "{}", reasons[0]);
     assert!(reasons.iter().all(|r| r == &reasons[0]), "{reasons:?}");
 }
 
@@ -275,7 +266,7 @@ fn lstsq_with_another_n_on_one_rank_names_it_on_every_rank() {
             let a = Array2::from_shape_fn((4, n), |(i, j)| (i + 2 * j + comm.rank()) as f64);
             lstsq(comm, &a, &Array2::ones((4, 1)), &LstsqOptions::default())
         });
-        assert_same_shape_error_naming_odd(results);
+        assert_same_shape_error_naming(results, &format!("rank {ODD} has"));
     }
 }
 
@@ -287,6 +278,6 @@ fn matvec_with_another_m_on_one_rank_names_it_on_every_rank() {
             let m = if comm.rank() == ODD { 5 } else { 4 };
             dac_linalg::matvec(comm, &Array2::ones((m, 2)), &Array1::ones(2))
         });
-        assert_same_shape_error_naming_odd(results);
+        assert_same_shape_error_naming(results, &format!("rank {ODD} has"));
     }
 }

@@ -7,11 +7,10 @@ use ndarray::Array2;
 
 use super::{Check, Replicated};
 use crate::LinalgError;
-use crate::check::{Ballot, Verdict, at_limit, dissenters};
+use crate::check::{Ballot, Verdict, at_limit};
 use crate::error::Result;
 use crate::lstsq::{
-    Lstsq, LstsqOptions, Refinement, count, same_ridge_votes, solve_and_refine, to_ndarray,
-    unpack_normal,
+    Lstsq, LstsqOptions, Refinement, count, solve_and_refine, to_ndarray, unpack_normal,
 };
 use crate::ops::upper_triangle;
 
@@ -107,18 +106,7 @@ fn lstsq_replicated_once<C: Communicator>(
     // Every rank's ridge options, compared after the reduction.
     let ballot = Ballot::new(verdict).with_values(&options.votes());
     let (sums, ridges) = job.reduce(comm, len, &contributions, Check::WhenDue, ballot)?;
-    let odd = dissenters(&ridges.ranks, |a, b| {
-        same_ridge_votes(ridges.values(a), ridges.values(b))
-    });
-    if !odd.is_empty() {
-        return Err(LinalgError::InvalidArgument {
-            ranks: odd,
-            detail: format!(
-                "{}: every rank must pass the same options",
-                options.describe_ridge()
-            ),
-        });
-    }
+    options.agreed(&ridges.ranks, |r| ridges.values(r))?;
     if n == 0 || sums.value[len - 1] < 0.5 {
         return Err(LinalgError::Empty {
             what: "least squares without rows or columns",
