@@ -21,10 +21,14 @@ use crate::reduction::Reduction;
 /// is cut off: every later call on its handle fails at once with the same
 /// error, so that it never runs on alone.
 pub trait Communicator {
-    /// This member's rank in `0..size()`.
+    /// This member's rank in `0..size()`: its identity for the whole job
+    /// (never renumbered, so ranks stay comparable with every result's
+    /// contributors).
     fn rank(&self) -> usize;
 
-    /// Number of members when the job started.
+    /// Ranks assigned so far: the number of members the job started with.
+    /// Members that departed keep their ranks (the networked `Comm` lists
+    /// the current members as its view).
     fn size(&self) -> usize;
 
     /// The mean of the members' `x` (all members pass vectors of the same

@@ -325,6 +325,68 @@ impl ErrorClass {
 }
 
 impl Error {
+    /// The error with every member it names renamed by `rename`: for a
+    /// host that runs the engine over a subset of its members, numbered
+    /// `0..n` (`dac-net` runs each reduction in a view, and names members
+    /// by their rank in the job). Errors that name no member, and the
+    /// graph's nodes of [`Error::UnknownNode`], are unchanged.
+    #[must_use]
+    pub fn rename_members(self, rename: impl Fn(usize) -> usize) -> Error {
+        match self {
+            Error::EmptyInput { rank } => Error::EmptyInput { rank: rename(rank) },
+            Error::NonFiniteInput { rank, index, value } => Error::NonFiniteInput {
+                rank: rename(rank),
+                index,
+                value,
+            },
+            Error::DimensionMismatch {
+                rank,
+                expected,
+                found,
+            } => Error::DimensionMismatch {
+                rank: rename(rank),
+                expected,
+                found,
+            },
+            Error::ShapeMismatch {
+                rank,
+                neighbour,
+                len,
+            } => Error::ShapeMismatch {
+                rank: rename(rank),
+                neighbour: rename(neighbour),
+                len,
+            },
+            Error::Overflow { rank } => Error::Overflow { rank: rename(rank) },
+            Error::InputTooLarge { rank, len, max } => Error::InputTooLarge {
+                rank: rename(rank),
+                len,
+                max,
+            },
+            Error::Excluded { rank } => Error::Excluded { rank: rename(rank) },
+            Error::Partitioned { rank, live, base } => Error::Partitioned {
+                rank: rename(rank),
+                live,
+                base,
+            },
+            Error::InvalidArgument { rank, kind } => Error::InvalidArgument {
+                rank: rename(rank),
+                kind,
+            },
+            Error::Left { rank } => Error::Left { rank: rename(rank) },
+            Error::Timeout {
+                rank,
+                round,
+                seconds,
+            } => Error::Timeout {
+                rank: rename(rank),
+                round,
+                seconds,
+            },
+            other => other,
+        }
+    }
+
     /// The kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -385,5 +447,50 @@ pub(crate) fn check_input(rank: usize, input: &[f64]) -> Result<()> {
             value: input[index],
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_members_renames_every_member_an_error_names() {
+        let ranks = [0, 2, 5, 7];
+        let rename = |p: usize| ranks[p];
+        let cases = [
+            (Error::EmptyInput { rank: 1 }, "rank 2:"),
+            (Error::Excluded { rank: 3 }, "rank 7 was declared"),
+            (
+                Error::Partitioned {
+                    rank: 2,
+                    live: 1,
+                    base: 4,
+                },
+                "rank 5 lost contact",
+            ),
+            (
+                Error::ShapeMismatch {
+                    rank: 1,
+                    neighbour: 3,
+                    len: 6,
+                },
+                "rank 2 and rank 7",
+            ),
+            (
+                Error::InvalidArgument {
+                    rank: 3,
+                    kind: ArgumentKind::Shape,
+                },
+                "rank 7 passed",
+            ),
+        ];
+        for (error, named) in cases {
+            let renamed = error.clone().rename_members(rename).to_string();
+            assert!(renamed.contains(named), "{error} → {renamed}");
+        }
+        // Errors that name no member are unchanged.
+        let other = Error::Transport { reason: "x".into() };
+        assert_eq!(other.clone().rename_members(rename), other);
     }
 }

@@ -32,8 +32,10 @@ pub struct Comm {
     session: Arc<tokio::sync::Mutex<Session>>,
     /// This member's rank.
     rank: usize,
-    /// Members the job started with.
+    /// Ranks assigned so far, and the current view (id, members): read
+    /// from the session after every call.
     size: usize,
+    view: (u64, Vec<usize>),
     /// The reduction settings every member agreed on.
     config: Config,
     /// Our libp2p identity.
@@ -50,7 +52,11 @@ impl Comm {
         Comm {
             runtime: Some(runtime),
             rank: session.rank,
-            size: session.size,
+            size: session.size(),
+            view: (
+                session.membership.view().id,
+                session.membership.view().members.clone(),
+            ),
             config: session.config.clone(),
             peer_id: session.peer_id,
             listen_addrs: session.listen_addrs.clone(),
@@ -75,14 +81,48 @@ impl Comm {
         CommBuilder::from_env()?.build()
     }
 
-    /// This member's rank.
+    /// This member's rank: its identity for the whole job. A rank is
+    /// never renumbered or reused, so ranks stay comparable across views
+    /// (and with every result's `contributors`).
     pub fn rank(&self) -> usize {
         self.rank
     }
 
-    /// The number of members the job started with.
+    /// Ranks assigned so far: the number of members the job formed with.
+    /// Members that departed keep their ranks; [`Comm::members`] lists the
+    /// ones in the current view.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// The members of the current view, by rank, ascending: the members
+    /// the next reduction runs over (before any departure it sees). The
+    /// view is the contributors of the last reduction that completed, so
+    /// every member has the same one; it changes only when a reduction
+    /// completes without a member (see [`Comm::view_id`]). An application
+    /// that splits its data by member re-splits it when this changes.
+    pub fn members(&self) -> &[usize] {
+        &self.view.1
+    }
+
+    /// The id of the current view: 0 for the members the job formed with,
+    /// one more at every change. Every frame of a reduction carries its
+    /// view, so a member the others went on without never mixes into it.
+    pub fn view_id(&self) -> u64 {
+        self.view.0
+    }
+
+    /// Reads the membership after a call (the session is free then: every
+    /// call takes `&mut self`).
+    fn refresh(&mut self) {
+        if let Ok(mut session) = self.session.try_lock() {
+            session.take_verdicts();
+            let view = session.membership.view();
+            if view.id != self.view.0 {
+                self.view = (view.id, view.members.clone());
+            }
+            self.size = session.size();
+        }
     }
 
     /// The reduction settings every member uses.
@@ -110,7 +150,7 @@ impl Comm {
         // Reductions take `&mut self`, so the session is free here.
         self.session
             .try_lock()
-            .map(|session| session.missing.iter().copied().collect())
+            .map(|session| session.membership.missing())
             .unwrap_or_default()
     }
 
@@ -120,14 +160,15 @@ impl Comm {
     /// first. In rank order; disjoint from [`Comm::departed`]. A member
     /// listed here moves to `departed` if a later reduction lacks it.
     pub fn left(&self) -> Vec<usize> {
-        let mut all: Vec<usize> = self.node.departed().into_iter().map(|(r, _)| r).collect();
-        if let Ok(session) = self.session.try_lock() {
-            all.extend(session.departed.iter().copied());
-            all.retain(|r| !session.missing.contains(r));
-        }
-        all.sort_unstable();
-        all.dedup();
-        all
+        // Reductions take `&mut self`, so the session is free here; the
+        // node's decisions since the last call are taken in first.
+        self.session
+            .try_lock()
+            .map(|mut session| {
+                session.take_verdicts();
+                session.membership.left()
+            })
+            .unwrap_or_default()
     }
 
     /// Takes the peer events (departures, misbehaving or refused peers)
@@ -155,6 +196,12 @@ impl Comm {
     /// arithmetic overlaps the links' encryption and copying on the worker
     /// (each measured faster for its size with `scripts/bench-net`).
     fn reduce_blocking(&mut self, x: &[f64], shape: Option<&[usize]>) -> Result<Reduction> {
+        let outcome = self.reduce_now(x, shape);
+        self.refresh();
+        outcome
+    }
+
+    fn reduce_now(&self, x: &[f64], shape: Option<&[usize]>) -> Result<Reduction> {
         let runtime = self.runtime()?;
         if x.len() > ON_WORKER_MAX_LEN {
             return runtime.block_on(async { self.session.lock().await.reduce(x, shape).await });
@@ -199,13 +246,15 @@ impl Comm {
     pub fn abort_call(&mut self, kind: dac_core::ArgumentKind) -> Result<()> {
         let runtime = self.runtime()?;
         let rank = self.rank;
-        runtime.block_on(async {
+        let outcome = runtime.block_on(async {
             self.session
                 .lock()
                 .await
                 .abort_call(Error::InvalidArgument { rank, kind })
                 .await
-        })
+        });
+        self.refresh();
+        outcome
     }
 
     /// The most values one reduction's input may have (the frame limit,
@@ -234,7 +283,9 @@ impl Comm {
         };
         let runtime = self.runtime()?;
         let told = error.clone();
-        runtime.block_on(async { self.session.lock().await.abort_call(told).await })?;
+        let outcome = runtime.block_on(async { self.session.lock().await.abort_call(told).await });
+        self.refresh();
+        outcome?;
         Err(error)
     }
 
@@ -283,7 +334,9 @@ impl Comm {
     /// # Errors
     /// As [`Communicator::allreduce_mean`].
     pub async fn allreduce_mean_async(&mut self, x: &[f64]) -> Result<Reduction> {
-        self.session.lock().await.reduce(x, None).await
+        let outcome = self.session.lock().await.reduce(x, None).await;
+        self.refresh();
+        outcome
     }
 
     /// [`Communicator::allreduce_sum`] for async code.
@@ -321,12 +374,13 @@ impl Comm {
         self.node.max_frame()
     }
 
-    /// The id the next reduction will have (tests that forge frames).
+    /// The stamp the next reduction's frames will carry, with shape tag
+    /// `shape` (tests that forge frames).
     #[cfg(feature = "testing")]
-    pub(crate) fn next_op(&self) -> u64 {
+    pub(crate) fn next_stamp(&self, shape: u64) -> crate::wire::Stamp {
         match &self.runtime {
-            Some(runtime) => runtime.block_on(self.session.lock()).op() + 1,
-            None => 0,
+            Some(runtime) => runtime.block_on(self.session.lock()).next_stamp(shape),
+            None => crate::wire::Stamp::default(),
         }
     }
 

@@ -40,7 +40,10 @@
 //! cut off by the network — is suspected after `peer_timeout`. Its
 //! neighbours drop its flows, the topology is repaired, and the reduction
 //! in progress completes with the exact mean of the survivors' inputs.
-//! Later reductions run over the survivors. A member goes on only while
+//! Later reductions run in a new view of the survivors (the contributors
+//! of the reduction that completed, the same on every member), with the
+//! exact schedule over exactly them: [`Comm::members`] lists the view, and
+//! ranks are never renumbered. A member goes on only while
 //! the members it holds live are a strict majority of those not proven
 //! gone ([`Error::Partitioned`] otherwise), and a member the others went on
 //! without is told so ([`Error::Excluded`]); either way every later call on
@@ -60,6 +63,7 @@ mod access;
 mod builder;
 mod comm;
 mod failure;
+mod membership;
 mod node;
 mod repeats;
 mod roster;

@@ -170,6 +170,7 @@ mod tests {
         header.flags = flags;
         Frame {
             op,
+            view: 0,
             shape: 0,
             message: OwnedMessage {
                 header,

@@ -1,13 +1,13 @@
 //! One member's side of a job: forming it, and running reductions on it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dac_core::agree::{self, Own};
 use dac_core::engine::{AbortReason, Engine, Kind, MemberSetup, Progress, Target};
-use dac_core::{Config, Error, Reduction, Result};
+use dac_core::{Config, Error, Reduction, Result, Topology};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
@@ -16,12 +16,13 @@ use tokio::task::JoinHandle;
 use crate::access::Access;
 use crate::builder::CommBuilder;
 use crate::failure::transport;
+use crate::membership::{Membership, View};
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
 use crate::repeats::{Admission, REPEAT_BURST, REPEAT_RATE, Repeats};
 use crate::roster::{self, ROSTER_PROTOCOL, Roster};
 use crate::topology::Neighbourhood;
 use crate::transport::{self as swarm, SwarmCommand};
-use crate::wire::{self, Frame};
+use crate::wire::{self, Frame, Stamp};
 use futures::StreamExt;
 
 /// First wait before a blocked member retransmits its round message; the
@@ -48,19 +49,24 @@ const LINK_SLACK: Duration = Duration::from_secs(5);
 /// Everything a reduction needs, apart from the runtime.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// This member's position in the member list.
+    /// This member's rank: its identity for the whole job.
     pub(crate) rank: usize,
-    /// Members the job started with.
-    pub(crate) size: usize,
     /// The reduction settings every member agreed on.
     pub(crate) config: Config,
+    /// The topology policy, and the seed of random ones (each view's graph
+    /// is built from them).
+    topology: Topology,
+    seed: u64,
     /// Our libp2p identity (fresh for every job).
     pub(crate) peer_id: PeerId,
     /// Where we listen (published for the others).
     pub(crate) listen_addrs: Vec<Multiaddr>,
     /// Links to the other members and the failure detector.
     pub(crate) node: Arc<Node>,
-    /// Neighbour sets, before and after departures.
+    /// The current view, and every departure known.
+    pub(crate) membership: Membership,
+    /// Neighbour sets in the current view (by position), before and after
+    /// departures.
     hood: Neighbourhood,
     /// Frames from the links, in arrival order per link.
     inbox: mpsc::Receiver<Inbound>,
@@ -71,34 +77,35 @@ pub(crate) struct Session {
     /// The last reduction this member finished with a result (0: none);
     /// its goodbye names it (see [`Engine::peer_finished`]).
     finished: u64,
-    /// Members known to have departed, from any source.
-    pub(crate) departed: BTreeSet<usize>,
-    /// Members whose input a reduction this member completed lacks: they
-    /// departed mid-job (a subset of `departed`).
-    pub(crate) missing: BTreeSet<usize>,
-    /// Those of them known to be gone (their process ended, or they left).
-    gone: BTreeSet<usize>,
     /// Why this member is out of the job for good (excluded by the others,
     /// or without a quorum): every later reduction fails with it.
     failed: Option<Error>,
     /// Per member, the repeated frames it has sent (see [`REPEAT_BURST`]).
     repeats: HashMap<usize, Repeats>,
-    /// Frames for the next reduction: (sender, frame).
+    /// Frames for later reductions: (sender's rank, frame).
     early: Vec<(usize, Frame)>,
-    /// The previous reduction's engine, which answers late questions
-    /// about it.
-    last: Option<(u64, Engine)>,
-    /// The shape tag of the current reduction and of the last one.
+    /// The previous reduction, which answers late questions about it.
+    last: Option<Last>,
+    /// The shape tag of the current reduction.
     shape: u64,
-    last_shape: u64,
     /// The previous reduction's result announcement, not yet sent to these
-    /// neighbours (see [`Session::finish`]).
+    /// neighbours (ranks; see [`Session::finish`]).
     owed: Option<(Arc<[u8]>, Vec<usize>)>,
     /// Requests to the swarm task; dropping the last sender stops it.
     commands: mpsc::UnboundedSender<SwarmCommand>,
     /// Background tasks to stop on close (swarm, stream acceptance,
     /// failure detection, late-join refusals).
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A reduction that is over, kept to answer late questions about it.
+#[derive(Debug)]
+struct Last {
+    /// Its frames' stamp.
+    stamp: Stamp,
+    /// The view it ran in.
+    view: View,
+    engine: Engine,
 }
 
 /// Publishes `addrs` as `dir/rank-R.addr`, atomically (write, then rename).
@@ -317,8 +324,10 @@ impl Session {
         }
         Ok(Session {
             rank,
-            size,
             config,
+            topology: b.topology.clone(),
+            seed: b.seed,
+            membership: Membership::new(size),
             peer_id: started.peer_id,
             listen_addrs: started.listen_addrs,
             node,
@@ -326,16 +335,12 @@ impl Session {
             inbox,
             verdicts,
             op: 0,
-            departed: BTreeSet::new(),
-            missing: BTreeSet::new(),
-            gone: BTreeSet::new(),
             failed: None,
             repeats: HashMap::new(),
             early: Vec::new(),
             last: None,
             finished: 0,
             shape: 0,
-            last_shape: 0,
             owed: None,
             commands: started.commands,
             tasks,
@@ -353,24 +358,28 @@ impl Session {
         self.commands = dead;
     }
 
-    /// Reductions started so far.
+    /// The stamp of the next reduction's frames, with shape tag `shape`.
     #[cfg(feature = "testing")]
-    pub(crate) fn op(&self) -> u64 {
-        self.op
+    pub(crate) fn next_stamp(&self, shape: u64) -> Stamp {
+        Stamp {
+            op: self.op + 1,
+            view: self.membership.view().tag(),
+            shape,
+        }
     }
 
-    /// Neighbours before any departure.
+    /// Neighbours in the current view before any departure.
     #[cfg(feature = "testing")]
     pub(crate) fn neighbour_count(&mut self) -> usize {
-        self.hood.neighbours(self.rank, &[]).0.len()
+        match self.membership.view().position(self.rank) {
+            Some(position) => self.hood.neighbours(position, &[]).0.len(),
+            None => 0,
+        }
     }
 
-    /// Records a departure the session learned of.
-    fn depart(&mut self, rank: usize, proven: bool) {
-        self.departed.insert(rank);
-        if proven {
-            self.gone.insert(rank);
-        }
+    /// Ranks assigned so far (see `Comm::size`).
+    pub(crate) fn size(&self) -> usize {
+        self.membership.size()
     }
 
     /// This member is out of the job for good.
@@ -382,43 +391,64 @@ impl Session {
     }
 
     /// Takes in the node's decisions that arrived between reductions.
-    fn take_verdicts(&mut self) {
+    pub(crate) fn take_verdicts(&mut self) {
         while let Ok(verdict) = self.verdicts.try_recv() {
             match verdict {
-                Verdict::Departed { rank, proven, .. } => self.depart(rank, proven),
+                Verdict::Departed { rank, proven, .. } => {
+                    self.membership.depart(rank, proven);
+                }
                 Verdict::Fenced { .. } => self.fail(&Error::Excluded { rank: self.rank }),
             }
         }
     }
 
-    /// Tells the node about departures the engine learned from other
-    /// members, so that their links are cut (and they are told).
+    /// Tells the node about departures the engine (of a reduction in the
+    /// current view) learned from other members, so that their links are
+    /// cut (and they are told).
     fn sync_departures(&mut self, engine: &Engine) {
         let status = engine.status();
-        for d in status.departed {
-            if !self.departed.contains(&d) {
-                let proven = status.gone.binary_search(&d).is_ok();
-                self.depart(d, proven);
-                self.node.departed_elsewhere(d, proven);
+        for position in status.departed {
+            let rank = self.membership.view().rank(position);
+            if !self.membership.has_departed(rank) {
+                let proven = status.gone.binary_search(&position).is_ok();
+                self.membership.depart(rank, proven);
+                self.node.departed_elsewhere(rank, proven);
             }
         }
     }
 
-    /// Starts the next reduction: its id, and this member's neighbours
-    /// before any departure (the engine learns the departures) with a
-    /// diameter bound.
-    fn next_op(&mut self) -> (u64, Vec<usize>, usize) {
-        self.op += 1;
-        let (peers, bound) = self.hood.neighbours(self.rank, &[]);
-        (self.op, peers, bound)
+    /// This member's position in the current view.
+    fn position(&self) -> Result<usize> {
+        // A member's own result always names it, so it is in every view it
+        // moves to.
+        self.membership
+            .view()
+            .position(self.rank)
+            .ok_or(Error::Excluded { rank: self.rank })
     }
 
-    fn setup<'p>(&self, peers: &'p [usize], bound: usize) -> MemberSetup<'p> {
-        MemberSetup {
-            id: self.rank,
-            members: self.size,
+    /// Starts the next reduction: its id, and this member's setup in the
+    /// current view (neighbours before any departure, which the engine
+    /// learns, and a diameter bound).
+    fn next_op(&mut self) -> Result<(u64, Setup)> {
+        let position = self.position()?;
+        self.op += 1;
+        let (peers, bound) = self.hood.neighbours(position, &[]);
+        let setup = Setup {
+            position,
+            members: self.membership.view().len(),
             peers,
-            diameter_bound: bound,
+            bound,
+        };
+        Ok((self.op, setup))
+    }
+
+    /// The stamp of the current reduction's frames.
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            op: self.op,
+            view: self.membership.view().tag(),
+            shape: self.shape,
         }
     }
 
@@ -446,16 +476,20 @@ impl Session {
         if let Some(failed) = &self.failed {
             return Err(failed.clone());
         }
-        let Some(reason) = AbortReason::from_error(error) else {
+        // The engines name members by their position in the view.
+        let view = self.membership.view();
+        let told = error
+            .clone()
+            .rename_members(|r| view.position(r).unwrap_or(r));
+        let Some(reason) = AbortReason::from_error(&told) else {
             return Err(transport(format!("{error} cannot be told to the others")));
         };
-        let (op, peers, bound) = self.next_op();
-        let setup = self.setup(&peers, bound);
-        let mut aborted = Engine::aborted(setup, reason);
+        let (op, setup) = self.next_op()?;
+        let mut aborted = Engine::aborted(setup.member(), reason);
         // Its shape is unknown; receivers take aborts whatever the tag.
         self.shape = 0;
-        self.flush(op, &mut aborted);
-        self.end(op, aborted);
+        self.flush(&mut aborted);
+        self.end(aborted);
         self.early.retain(|(_, f)| f.op > op);
         Ok(())
     }
@@ -487,15 +521,16 @@ impl Session {
     /// same culprit (see `dac_core::agree`). Returns the agreed error, or
     /// `error` if the agreement cannot be read.
     async fn agree(&mut self, own: Own, error: Error) -> Error {
-        let ballot = agree::ballot(self.rank, self.size, &own);
+        let size = self.size();
+        let ballot = agree::ballot(self.rank, size, &own);
         let tag = wire::shape_tag(&[ballot.len()]);
         match self.reduce_once(&ballot, tag).await {
-            Ok(mean) => agree::verdict(&mean.into_sum(), self.size, error),
+            Ok(mean) => agree::verdict(&mean.into_sum(), size, error),
             Err(_) => error,
         }
     }
 
-    /// One reduction of `x`, with shape tag `tag`.
+    /// One reduction of `x`, with shape tag `tag`, in the current view.
     async fn reduce_once(&mut self, x: &[f64], tag: u64) -> Result<Reduction> {
         self.take_verdicts();
         if let Some(error) = &self.failed {
@@ -512,22 +547,25 @@ impl Session {
             self.abort_op(&error)?;
             return Err(error);
         }
-        let (op, peers, bound) = self.next_op();
+        let (op, setup) = self.next_op()?;
         self.shape = tag;
-        let setup = self.setup(&peers, bound);
         // A bad input gives an engine that has failed already: driven like
         // any other, it tells the others, so that they fail with its error
         // too instead of waiting for this member's input.
-        let mut engine = Engine::new(&self.config, setup, x)?;
-        for &d in &self.departed {
-            if self.gone.contains(&d) {
-                engine.peer_departed(d);
+        let mut engine = Engine::new(&self.config, setup.member(), x).map_err(|e| {
+            let view = self.membership.view();
+            e.rename_members(|p| view.rank(p))
+        })?;
+        let view = self.membership.view();
+        for (position, proven) in self.membership.departed_in(view) {
+            if proven {
+                engine.peer_departed(position);
             } else {
-                engine.peer_suspected(d);
+                engine.peer_suspected(position);
             }
         }
-        let known = self.departed.len();
-        let mut view = engine.status().view;
+        let known = self.membership.departures();
+        let mut fingerprint = engine.status().view;
         self.reconfigure(&mut engine);
         let (early, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
             .into_iter()
@@ -539,23 +577,24 @@ impl Session {
         let mut idle = FIRST_IDLE;
         loop {
             let now = engine.status().view;
-            if now != view {
-                view = now;
+            if now != fingerprint {
+                fingerprint = now;
                 self.sync_departures(&engine);
             }
             self.reconfigure(&mut engine);
-            self.flush(op, &mut engine);
+            self.flush(&mut engine);
             let progress = engine.advance();
             // Results that turned out to contradict this member's own.
             for violation in engine.take_misbehaviour() {
-                self.expel(&mut engine, violation.peer(), violation.to_string());
+                let rank = self.membership.view().rank(violation.peer());
+                self.expel(&mut engine, rank, violation.to_string());
             }
             match progress {
                 Progress::Advanced => {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => return self.finish(op, engine, known),
+                Progress::Finished => return self.finish(engine, known),
                 Progress::Blocked => {}
             }
             tokio::select! {
@@ -567,19 +606,24 @@ impl Session {
                 verdict = self.verdicts.recv() => match verdict {
                     Some(Verdict::Departed { rank, proven, finished }) => {
                         self.pay_owed();
-                        self.depart(rank, proven);
-                        if finished >= op {
-                            // It finished this reduction before it left:
-                            // the result it announced may be adopted.
-                            engine.peer_finished(rank);
+                        self.membership.depart(rank, proven);
+                        if let Some(position) = self.membership.view().position(rank) {
+                            if finished >= op {
+                                // It finished this reduction before it
+                                // left: the result it announced may be
+                                // adopted.
+                                engine.peer_finished(position);
+                            }
+                            if proven {
+                                engine.peer_departed(position);
+                            } else {
+                                engine.peer_suspected(position);
+                            }
                         }
-                        if proven {
-                            engine.peer_departed(rank);
-                        } else {
-                            engine.peer_suspected(rank);
-                        }
-                        if let Some((_, last)) = self.last.as_mut() {
-                            last.peer_departed(rank);
+                        if let Some(last) = self.last.as_mut()
+                            && let Some(position) = last.view.position(rank)
+                        {
+                            last.engine.peer_departed(position);
                         }
                     }
                     Some(Verdict::Fenced { .. }) => {
@@ -598,8 +642,8 @@ impl Session {
         }
     }
 
-    /// Ends a reduction: keeps the engine to answer late questions, and
-    /// defers its result announcement.
+    /// Ends a reduction: keeps the engine to answer late questions, defers
+    /// its result announcement, and moves to the next view.
     ///
     /// On reliable streams every member finishes at the agreed round on its
     /// own, so the announcement (the full result, to every neighbour) is
@@ -611,15 +655,26 @@ impl Session {
     /// neighbour still running that asks gets the result as a reply at once.
     /// A reduction during which members departed (`known` were known at its
     /// start) announces at once: its members may need to adopt the result.
-    fn finish(&mut self, op: u64, mut engine: Engine, known: usize) -> Result<Reduction> {
+    ///
+    /// The engine's contributors are positions in the view; the result
+    /// names ranks, and its contributors are the next view (see
+    /// `membership`).
+    fn finish(&mut self, mut engine: Engine, known: usize) -> Result<Reduction> {
         let job = self.node.job;
+        let stamp = self.stamp();
         self.sync_departures(&engine);
-        let eventful = self.departed.len() > known;
-        let peers = engine.status().peers;
+        let eventful = self.membership.departures() > known;
+        let view = self.membership.view();
+        let peers: Vec<usize> = engine
+            .status()
+            .peers
+            .into_iter()
+            .map(|p| view.rank(p))
+            .collect();
         let mut now: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let mut announce = None;
         engine.poll_outgoing(|target, message| {
-            let frame: Arc<[u8]> = wire::encode(job, op, self.shape, message).into();
+            let frame: Arc<[u8]> = wire::encode(job, stamp, message).into();
             if !eventful && message.header.kind == Kind::Done && target == Target::Peers {
                 announce = Some(frame);
             } else {
@@ -627,26 +682,44 @@ impl Session {
             }
         });
         self.owed = announce.map(|frame| (frame, peers));
-        self.send_all(&engine, now);
+        self.send_all(&engine, view, now);
         let outcome = engine.take_outcome();
-        self.end(op, engine);
-        let outcome =
-            outcome.unwrap_or_else(|| Err(transport("the engine finished without an outcome")));
+        let view = self.membership.view().clone();
+        let size = self.size();
+        // The engine names members by position; the result, by rank.
+        let outcome = match outcome {
+            Some(Ok(mut reduction)) => {
+                reduction.contributors = view.to_ranks(&reduction.contributors, size);
+                Ok(reduction)
+            }
+            Some(Err(error)) => Err(error.rename_members(|p| view.rank(p))),
+            None => Err(transport("the engine finished without an outcome")),
+        };
+        self.end(engine);
         match &outcome {
             Ok(reduction) => {
-                self.finished = op;
-                self.missing.extend(reduction.contributors.departed());
+                self.finished = self.op;
+                if self.membership.completed(&reduction.contributors) {
+                    let view = self.membership.view();
+                    match view_graph(&self.topology, &self.config, view, self.seed) {
+                        Ok(hood) => self.hood = hood,
+                        Err(error) => self.failed = Some(error),
+                    }
+                }
             }
             Err(error) => self.fail(error),
         }
         outcome
     }
 
-    /// Keeps the engine of reduction `op`, now over, to answer late
-    /// questions under its shape tag.
-    fn end(&mut self, op: u64, engine: Engine) {
-        self.last = Some((op, engine));
-        self.last_shape = self.shape;
+    /// Keeps the engine of the current reduction, now over, to answer late
+    /// questions about it.
+    fn end(&mut self, engine: Engine) {
+        self.last = Some(Last {
+            stamp: self.stamp(),
+            view: self.membership.view().clone(),
+            engine,
+        });
     }
 
     /// Sends the deferred result announcement of the previous reduction.
@@ -658,18 +731,20 @@ impl Session {
         }
     }
 
-    /// Cuts off a member that broke the protocol, and drops it from the
-    /// reduction at once.
-    fn expel(&mut self, engine: &mut Engine, from: usize, reason: String) {
-        self.node.cut_off(from, Cut::Misbehaved, reason);
-        self.depart(from, false);
-        engine.peer_suspected(from);
+    /// Cuts off member `rank`, which broke the protocol, and drops it from
+    /// the current reduction at once.
+    fn expel(&mut self, engine: &mut Engine, rank: usize, reason: String) {
+        self.node.cut_off(rank, Cut::Misbehaved, reason);
+        self.membership.depart(rank, false);
+        if let Some(position) = self.membership.view().position(rank) {
+            engine.peer_suspected(position);
+        }
     }
 
     /// Takes in a frame from a link: counts it against its sender's budget
     /// of repeats, then routes it.
     fn take(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
-        if self.departed.contains(&from) {
+        if self.membership.has_departed(from) {
             return;
         }
         let budget = self.repeats.entry(from).or_insert_with(Repeats::new);
@@ -687,12 +762,13 @@ impl Session {
         }
     }
 
-    /// Hands a frame to the engine of its reduction. Frames from a member
-    /// this session has seen depart are dropped (a member falsely
-    /// suspected, whose reader still runs); frames a member sent before
-    /// departing were queued before its departure and still count.
+    /// Hands a frame from member `from` (a rank) to the engine of its
+    /// reduction. Frames from a member this session has seen depart are
+    /// dropped (a member falsely suspected, whose reader still runs);
+    /// frames a member sent before departing were queued before its
+    /// departure and still count.
     fn route(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
-        if self.departed.contains(&from) {
+        if self.membership.has_departed(from) {
             return;
         }
         let op = self.op;
@@ -703,6 +779,16 @@ impl Session {
             owed.retain(|&p| p != from);
         }
         if frame.op == op {
+            let view = self.membership.view();
+            let Some(position) = in_view(view, from, frame.view) else {
+                // Not a member of this view: a member the others went on
+                // without, fenced already, or a stray frame.
+                return;
+            };
+            let Ok(position) = position else {
+                let reason = format!("ran reduction {op} in another view");
+                return self.expel(engine, from, reason);
+            };
             let dim = engine.status().dim;
             let kind = frame.message.header.kind;
             let len = frame.message.payload.len();
@@ -713,35 +799,23 @@ impl Session {
                 (kind == Kind::Round && len == dim + 1) || (kind == Kind::Done && len == dim);
             if frame.shape != self.shape && same_len {
                 engine.abort(AbortReason::ShapeMismatch {
-                    rank: self.rank as u32,
-                    neighbour: from as u32,
+                    rank: engine.status().id as u32,
+                    neighbour: position as u32,
                     len: dim as u64,
                 });
                 return;
             }
             // (Another input length is no violation: the engine fails the
             // reduction for everyone.)
-            if let Err(violation) = engine.receive(from, &frame.message.as_message()) {
+            if let Err(violation) = engine.receive(position, &frame.message.as_message()) {
                 self.expel(engine, from, violation.to_string());
             }
         } else if frame.op + 1 == op {
-            if let Some((last_op, mut last)) = self.last.take() {
-                // The previous reduction is over, but a malformed message
-                // is still a broken protocol.
-                let received = last.receive(from, &frame.message.as_message());
-                self.flush_as(last_op, self.last_shape, &mut last);
-                let late = last.take_misbehaviour();
-                self.last = Some((last_op, last));
-                for violation in late {
-                    self.expel(engine, violation.peer(), violation.to_string());
-                }
-                if let Err(violation) = received {
-                    self.expel(engine, from, violation.to_string());
-                }
-            }
+            self.route_late(engine, from, frame);
         } else if frame.op > op && frame.op <= op + MAX_AHEAD {
             // Checked now, while it waits: a resend of the same round
-            // would replace it before the engine could.
+            // would replace it before the engine could. (Its view is
+            // checked when its reduction starts.)
             let h = &frame.message.header;
             let sane = frame.message.payload.iter().all(|x| x.is_finite())
                 && h.streak >= 0.0
@@ -770,11 +844,43 @@ impl Session {
         }
     }
 
+    /// Hands a frame about the previous reduction to its engine, which is
+    /// over: it answers a member that is still running it, and a malformed
+    /// message is still a broken protocol.
+    fn route_late(&mut self, engine: &mut Engine, from: usize, frame: Frame) {
+        let Some(mut last) = self.last.take() else {
+            return;
+        };
+        let mut expelled = Vec::new();
+        match in_view(&last.view, from, frame.view) {
+            None => {}
+            Some(Err(())) => {
+                let reason = format!("ran reduction {} in another view", frame.op);
+                expelled.push((from, reason));
+            }
+            Some(Ok(position)) => {
+                let received = last.engine.receive(position, &frame.message.as_message());
+                self.flush_last(&mut last);
+                for violation in last.engine.take_misbehaviour() {
+                    let rank = last.view.rank(violation.peer());
+                    expelled.push((rank, violation.to_string()));
+                }
+                if let Err(violation) = received {
+                    expelled.push((from, violation.to_string()));
+                }
+            }
+        }
+        self.last = Some(last);
+        for (rank, reason) in expelled {
+            self.expel(engine, rank, reason);
+        }
+    }
+
     /// Installs the repaired neighbour set when the engine asks for it.
     fn reconfigure(&mut self, engine: &mut Engine) {
         let status = engine.status();
         if status.reconfigure {
-            let (peers, bound) = self.hood.neighbours(self.rank, &status.departed);
+            let (peers, bound) = self.hood.neighbours(status.id, &status.departed);
             // The repair is monotone, so the only possible error is a
             // Laplacian step too large for the new degree, which aborts the
             // reduction for everyone with that error.
@@ -783,22 +889,29 @@ impl Session {
     }
 
     /// Sends everything the engine of the current reduction has to send.
-    fn flush(&self, op: u64, engine: &mut Engine) {
-        self.flush_as(op, self.shape, engine);
+    fn flush(&self, engine: &mut Engine) {
+        let out = self.collect(self.stamp(), engine);
+        self.send_all(engine, self.membership.view(), out);
     }
 
-    /// Sends everything `engine` (of reduction `op`, shape tag `shape`)
-    /// has to send.
-    fn flush_as(&self, op: u64, shape: u64, engine: &mut Engine) {
+    /// Sends everything the previous reduction's engine has to send.
+    fn flush_last(&self, last: &mut Last) {
+        let out = self.collect(last.stamp, &mut last.engine);
+        self.send_all(&last.engine, &last.view, out);
+    }
+
+    /// The frames `engine` has to send, stamped with `stamp`.
+    fn collect(&self, stamp: Stamp, engine: &mut Engine) -> Vec<(Target, Arc<[u8]>)> {
         let mut out: Vec<(Target, Arc<[u8]>)> = Vec::new();
         let job = self.node.job;
         engine.poll_outgoing(|target, message| {
-            out.push((target, wire::encode(job, op, shape, message).into()));
+            out.push((target, wire::encode(job, stamp, message).into()));
         });
-        self.send_all(engine, out);
+        out
     }
 
-    fn send_all(&self, engine: &Engine, out: Vec<(Target, Arc<[u8]>)>) {
+    /// Sends `out`, from `engine` of a reduction in `view`.
+    fn send_all(&self, engine: &Engine, view: &View, out: Vec<(Target, Arc<[u8]>)>) {
         if out.is_empty() {
             return;
         }
@@ -807,11 +920,82 @@ impl Session {
             match target {
                 Target::Peers => {
                     for &p in &peers {
-                        self.node.send(p, Arc::clone(&frame));
+                        self.node.send(view.rank(p), Arc::clone(&frame));
                     }
                 }
-                Target::Peer(p) => self.node.send(p, frame),
+                Target::Peer(p) => self.node.send(view.rank(p), frame),
             }
         }
     }
+}
+
+/// A member's setup for one reduction, in positions of its view.
+#[derive(Debug)]
+struct Setup {
+    position: usize,
+    members: usize,
+    peers: Vec<usize>,
+    bound: usize,
+}
+
+impl Setup {
+    fn member(&self) -> MemberSetup<'_> {
+        MemberSetup {
+            id: self.position,
+            members: self.members,
+            peers: &self.peers,
+            diameter_bound: self.bound,
+        }
+    }
+}
+
+/// Where a frame from member `from`, stamped with view tag `tag`, belongs
+/// in `view`: `None` if `from` is not a member of it, `Some(Err(()))` if it
+/// is but ran the reduction in another view, else its position.
+fn in_view(view: &View, from: usize, tag: u64) -> Option<std::result::Result<usize, ()>> {
+    let position = view.position(from)?;
+    Some(if tag == view.tag() {
+        Ok(position)
+    } else {
+        Err(())
+    })
+}
+
+/// The graph of `view`: the policy's for its size when the policy is made
+/// for any size and suits the schedule there; otherwise the exponential
+/// graph, then the ring, then the complete graph. (An explicit edge list
+/// or a fixed torus names the members the job formed with, and a hypercube
+/// needs a power of two.)
+///
+/// # Errors
+/// No candidate builds (a view is never empty, so this does not happen).
+pub(crate) fn view_graph(
+    policy: &Topology,
+    config: &Config,
+    view: &View,
+    seed: u64,
+) -> Result<Neighbourhood> {
+    let n = view.len();
+    let any_size = !matches!(policy, Topology::Edges(_) | Topology::TorusDims { .. });
+    let candidates = any_size.then(|| policy.clone()).into_iter().chain([
+        Topology::Exponential,
+        Topology::Ring,
+        Topology::Complete,
+    ]);
+    let mut fallback = None;
+    for topology in candidates {
+        match Neighbourhood::new(&topology, n, seed) {
+            Ok(hood) if config.validate_for(hood.graph()).is_ok() => return Ok(hood),
+            // Kept in case nothing suits the schedule (a Laplacian step too
+            // large for every degree): the reduction then fails on every
+            // member with the engine's error.
+            Ok(hood) => {
+                fallback.get_or_insert(Ok(hood));
+            }
+            Err(e) => {
+                fallback.get_or_insert(Err(e));
+            }
+        }
+    }
+    fallback.unwrap_or_else(|| Err(transport("no graph for an empty view")))
 }

@@ -108,13 +108,8 @@ impl Comm {
             degree: self.neighbour_count() as u32,
             ..Header::new(Kind::Round, 0)
         };
-        let shape = wire::shape_tag(&[input.len()]);
-        wire::encode(
-            job,
-            self.next_op(),
-            shape,
-            &Message::new(header, &[], &mass),
-        )
+        let stamp = self.next_stamp(wire::shape_tag(&[input.len()]));
+        wire::encode(job, stamp, &Message::new(header, &[], &mass))
     }
 
     /// The bytes of `bad`, for a member whose next input is `input`.
@@ -125,13 +120,9 @@ impl Comm {
             BadFrame::WrongJob => self.round_zero(job ^ 0x5a5a, &input),
             BadFrame::FutureOp => {
                 let header = Header::new(Kind::Events, 0);
-                let shape = wire::shape_tag(&[input.len()]);
-                wire::encode(
-                    job,
-                    self.next_op() + 1000,
-                    shape,
-                    &Message::new(header, &[], &[]),
-                )
+                let mut stamp = self.next_stamp(wire::shape_tag(&[input.len()]));
+                stamp.op += 1000;
+                wire::encode(job, stamp, &Message::new(header, &[], &[]))
             }
             BadFrame::Oversized => (u32::MAX - 8).to_le_bytes().to_vec(),
             BadFrame::Truncated => {
@@ -168,18 +159,13 @@ impl Comm {
             BadFrame::ForgedDone => {
                 // The exact plan's rounds: log2 N for a power of two,
                 // ⌊log2 N⌋ + 2 otherwise.
-                let n = self.size().max(1);
+                let n = self.members().len().max(1);
                 let dims = usize::BITS - 1 - n.leading_zeros();
                 let rounds = dims + if n.is_power_of_two() { 0 } else { 2 };
                 let header = Header::new(Kind::Done, rounds);
                 let value = vec![12345.0; input.len()];
-                let shape = wire::shape_tag(&[input.len()]);
-                wire::encode(
-                    job,
-                    self.next_op(),
-                    shape,
-                    &Message::new(header, &[], &value),
-                )
+                let stamp = self.next_stamp(wire::shape_tag(&[input.len()]));
+                wire::encode(job, stamp, &Message::new(header, &[], &value))
             }
         }
     }

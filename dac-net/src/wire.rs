@@ -5,7 +5,7 @@
 //! ```text
 //! u32 LE  body length (bytes after this prefix; at most the frame limit)
 //! u32 LE  header length h
-//! h bytes postcard-encoded FrameHeader { job, op, message header, events, abort, payload_len }
+//! h bytes postcard-encoded FrameHeader { job, op, view, shape, message header, events, abort, payload_len }
 //! 8·payload_len bytes  the payload, f64 little-endian
 //! ```
 //!
@@ -48,6 +48,8 @@ struct FrameHeader {
     job: u64,
     /// The reduction (operation) of the job, counted from 1.
     op: u64,
+    /// The tag of the membership view the reduction runs in.
+    view: u64,
     /// The reduction's shape tag ([`shape_tag`] of the input's shape).
     shape: u64,
     /// The engine's message header (kind, round, view, …).
@@ -106,11 +108,24 @@ pub(crate) enum Body {
     Control(Control),
 }
 
+/// Which reduction a frame belongs to, as its sender sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The reduction (counted from 1).
+    pub(crate) op: u64,
+    /// The tag of the view it runs in (`View::tag`).
+    pub(crate) view: u64,
+    /// Its shape tag ([`shape_tag`]; 0 for an abort of unknown shape).
+    pub(crate) shape: u64,
+}
+
 /// A checked frame from a peer.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Frame {
     /// The reduction it belongs to.
     pub(crate) op: u64,
+    /// The tag of the view the sender runs it in.
+    pub(crate) view: u64,
     /// The sender's shape tag for it.
     pub(crate) shape: u64,
     /// The engine message it carries.
@@ -203,13 +218,14 @@ pub(crate) fn shape_tag(shape: &[usize]) -> u64 {
     h
 }
 
-/// Encodes one engine message of reduction `op` (shape tag `shape`) of
-/// job `job` as a frame.
-pub(crate) fn encode(job: u64, op: u64, shape: u64, message: &Message<'_>) -> Vec<u8> {
+/// Encodes one engine message of the reduction `stamp` names, of job
+/// `job`, as a frame.
+pub(crate) fn encode(job: u64, stamp: Stamp, message: &Message<'_>) -> Vec<u8> {
     let header = FrameHeader {
         job,
-        op,
-        shape,
+        op: stamp.op,
+        view: stamp.view,
+        shape: stamp.shape,
         header: message.header,
         events: message.events.to_vec(),
         abort: message.abort,
@@ -292,6 +308,7 @@ pub(crate) fn decode_body(body: &[u8], job: u64) -> Result<Frame, FrameError> {
     }
     Ok(Frame {
         op: header.op,
+        view: header.view,
         shape: header.shape,
         message: OwnedMessage {
             header: header.header,
@@ -526,16 +543,29 @@ mod tests {
         assert_eq!(unknown, Err(FrameError::UnknownControl { code: 9 }));
     }
 
+    fn stamp() -> Stamp {
+        Stamp {
+            op: 1,
+            view: 3,
+            shape: 7,
+        }
+    }
+
     #[test]
     fn round_trip() {
         let m = sample();
-        let bytes = encode(9, 42, 7, &m.as_message());
+        let stamp = Stamp {
+            op: 42,
+            view: 0x5eed,
+            shape: 7,
+        };
+        let bytes = encode(9, stamp, &m.as_message());
         let mut reader = &bytes[..];
         let mut buf = Vec::new();
         let frame = block_on(read_frame(&mut reader, DEFAULT_MAX_FRAME, 9, &mut buf))
             .unwrap()
             .unwrap();
-        assert_eq!((frame.op, frame.shape), (42, 7));
+        assert_eq!((frame.op, frame.view, frame.shape), (42, 0x5eed, 7));
         assert_eq!(frame.message, m);
         // Clean end of stream between frames.
         assert!(
@@ -547,7 +577,7 @@ mod tests {
 
     #[test]
     fn refuses_other_jobs_and_oversized_frames() {
-        let bytes = encode(9, 1, 7, &sample().as_message());
+        let bytes = encode(9, stamp(), &sample().as_message());
         let mut buf = Vec::new();
         let err = block_on(read_frame(&mut &bytes[..], DEFAULT_MAX_FRAME, 8, &mut buf));
         assert!(matches!(
@@ -573,7 +603,7 @@ mod tests {
 
     #[test]
     fn every_corruption_is_an_error_not_a_panic() {
-        let bytes = encode(9, 1, 7, &sample().as_message());
+        let bytes = encode(9, stamp(), &sample().as_message());
         let body = &bytes[PREFIX..];
         // Every truncation of the body.
         for cut in 0..body.len() {

@@ -76,6 +76,47 @@ fn a_member_killed_mid_job_leaves_the_survivors_exact() {
     assert!(started.elapsed() < Duration::from_secs(100));
 }
 
+/// After a SIGKILL, the job moves to a view of the survivors, and every
+/// reduction that starts in it runs the exact schedule over them: at most
+/// ⌊log2 7⌋ + 2 = 4 rounds for 7 members, exact to 1e-12 (dac-allreduce
+/// checks every result against the exact mean of its contributors).
+#[test]
+fn after_a_kill_the_survivors_run_the_exact_schedule_over_themselves() {
+    let (status, stdout, stderr) = dacrun(&[
+        "-n",
+        "8",
+        "--keep-going",
+        "--timeout",
+        "120",
+        "--",
+        env!("CARGO_BIN_EXE_dac-allreduce"),
+        "--dim",
+        "8",
+        "--reps",
+        "1500",
+        "--kill-rank",
+        "3",
+        "--kill-after-ms",
+        "300",
+        "--quiet",
+    ]);
+    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("rank 3 was killed by signal 9"), "{stderr}");
+    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
+    assert_eq!(summaries.len(), 7, "{stdout}");
+    for line in summaries {
+        assert_eq!(field(line, "view_members"), "7", "{line}");
+        assert_ne!(field(line, "view"), "0", "{line}");
+        let in_view: usize = field(line, "in_view").parse().unwrap();
+        assert!(
+            in_view > 100,
+            "too few reductions in the survivors' view: {line}"
+        );
+        let rounds: u32 = field(line, "in_view_max_rounds").parse().unwrap();
+        assert!((1..=4).contains(&rounds), "{line}");
+    }
+}
+
 #[test]
 fn a_stranger_sending_garbage_changes_nothing() {
     let results = run_job(

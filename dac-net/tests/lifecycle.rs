@@ -477,3 +477,81 @@ fn members_that_leave_do_not_count_against_the_quorum() {
         }
     }
 }
+
+/// After a member leaves, the others move to a view of themselves: the
+/// reductions in it run the exact schedule over exactly them (2 rounds for
+/// 4 members), their results name ranks, and so does every error (a rank's
+/// position in the view is another number: rank 4 is at position 3).
+#[test]
+fn a_new_view_runs_the_exact_schedule_and_its_errors_name_ranks() {
+    let (n, leaver) = (5, 1);
+    let rest = vec![0, 2, 3, 4];
+    let outcomes = common::run_job(
+        n,
+        |_, b| b,
+        |comm| {
+            let rank = comm.rank();
+            let first = comm.allreduce_mean(&input(rank, 5)).unwrap();
+            assert_eq!((comm.view_id(), comm.members().len()), (0, n));
+            if rank == leaver {
+                return None;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !comm.left().contains(&leaver) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Known gone at its start: this one runs without it, and its
+            // contributors are the next view.
+            let second = comm.allreduce_mean(&input(rank, 5)).unwrap();
+            assert_eq!(second.contributors.to_vec(), rest, "rank {rank}");
+            assert_eq!((comm.view_id(), comm.members()), (1, &rest[..]));
+            let third = comm.allreduce_mean(&input(rank, 5)).unwrap();
+            let nan = if rank == 4 {
+                vec![f64::NAN; 5]
+            } else {
+                input(rank, 5)
+            };
+            let non_finite = comm.allreduce_mean(&nan).unwrap_err();
+            let len = if rank == 3 { 6 } else { 5 };
+            let mismatch = comm.allreduce_mean(&input(rank, len)).unwrap_err();
+            let shape: &[usize] = if rank == 2 { &[5, 1] } else { &[5] };
+            let shaped = comm
+                .allreduce_mean_shaped(&input(rank, 5), shape)
+                .unwrap_err();
+            let last = comm.allreduce_mean(&input(rank, 5)).unwrap();
+            assert_eq!(comm.members(), &rest[..], "rank {rank}");
+            Some((first, third, non_finite, mismatch, shaped, last))
+        },
+    );
+    for (rank, outcome) in outcomes.into_iter().enumerate() {
+        let Some((first, third, non_finite, mismatch, shaped, last)) = outcome else {
+            assert_eq!(rank, leaver);
+            continue;
+        };
+        assert_close(&first.value, &exact_mean(&[0, 1, 2, 3, 4], 5), "first");
+        for r in [&third, &last] {
+            assert_close(&r.value, &exact_mean(&rest, 5), &format!("rank {rank}"));
+            assert_eq!(r.contributors.to_vec(), rest, "rank {rank}");
+            assert_eq!((r.rounds, r.residual), (2, 0.0), "rank {rank}");
+        }
+        assert!(
+            matches!(non_finite, Error::NonFiniteInput { rank: 4, .. }),
+            "rank {rank}: {non_finite}"
+        );
+        assert!(
+            matches!(
+                mismatch,
+                Error::DimensionMismatch {
+                    rank: 3,
+                    found: 6,
+                    ..
+                }
+            ),
+            "rank {rank}: {mismatch}"
+        );
+        assert!(
+            matches!(shaped, Error::ShapeMismatch { rank: 2, .. }),
+            "rank {rank}: {shaped}"
+        );
+    }
+}

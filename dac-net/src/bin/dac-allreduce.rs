@@ -29,7 +29,11 @@
 //! The job itself (rank, size, topology, schedule, key, …) comes from the
 //! `DAC_*` variables dacrun sets, read by [`Comm::from_env`].
 //!
-//! Every rank prints `ok: reps=R ... median_us=...` and exits 0 when every
+//! Every rank prints `ok: reps=R ... median_us=...` (with `view=`, the
+//! final view's id, `view_members=`, its size, `in_view=`, the reductions
+//! that started in it, `in_view_max_rounds=`, the most rounds one of them
+//! took, and `in_view_median_us=`, their median time; timed reductions
+//! only) and exits 0 when every
 //! result is within `1e-12·max(1, ‖x̄‖∞)` of the exact mean, or names the
 //! first wrong result and exits 1; bad arguments exit 2 with one line.
 
@@ -217,11 +221,15 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     let mut rounds = Vec::with_capacity(args.reps);
     let mut fewer = 0;
     let mut previous: Vec<usize> = (0..comm.size()).collect();
+    // (view the reduction started in, its rounds, its time in µs), for
+    // every timed reduction.
+    let mut views = Vec::with_capacity(args.warmup + args.reps);
     for i in 0..args.warmup + args.reps {
         #[cfg(feature = "testing")]
         if let Some(m) = args.misbehave.filter(|m| m.rank == rank && m.at == i) {
             misbehave(&mut comm, m, &x)?;
         }
+        let view = comm.view_id();
         let start = Instant::now();
         let r = if args.sum {
             comm.allreduce_sum(&x)
@@ -231,6 +239,7 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         .map_err(|e| format!("reduction {i}: {e}"))?;
         let elapsed = start.elapsed();
         check(&r, args.dim, args.sum).map_err(|e| format!("reduction {i}: {e}"))?;
+
         if r.contributors.len() < comm.size() {
             fewer += 1;
         }
@@ -248,6 +257,7 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         if i >= args.warmup {
             times.push(elapsed.as_secs_f64() * 1e6);
             rounds.push(r.rounds);
+            views.push((view, r.rounds, elapsed.as_secs_f64() * 1e6));
         }
         if !args.quiet && i + 1 == args.warmup + args.reps {
             println!(
@@ -261,9 +271,18 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     times.sort_by(f64::total_cmp);
     rounds.sort_unstable();
     let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    // The reductions that started in the final view, and their most rounds.
+    let last_view = comm.view_id();
+    let (in_view, mut in_view_us): (Vec<u32>, Vec<f64>) = views
+        .iter()
+        .filter(|(v, _, _)| *v == last_view)
+        .map(|&(_, rounds, us)| (rounds, us))
+        .unzip();
+    in_view_us.sort_by(f64::total_cmp);
     let summary = format!(
         "ok: size={} dim={} reps={} median_us={:.1} min_us={:.1} max_us={:.1} median_rounds={} \
-         reductions_without_everyone={} departed={:?}",
+         reductions_without_everyone={} departed={:?} view={last_view} view_members={} \
+         in_view={} in_view_max_rounds={} in_view_median_us={:.1}",
         comm.size(),
         args.dim,
         args.reps,
@@ -273,6 +292,10 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         rounds.get(rounds.len() / 2).copied().unwrap_or(0),
         fewer,
         comm.departed(),
+        comm.members().len(),
+        in_view.len(),
+        in_view.iter().max().copied().unwrap_or(0),
+        median(&in_view_us),
     );
     comm.shutdown().map_err(|e| e.to_string())?;
     Ok(summary)

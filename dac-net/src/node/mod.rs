@@ -194,7 +194,11 @@ struct Link {
 struct State {
     /// The live links, by member.
     links: HashMap<usize, Link>,
-    /// Departed members; true when proven gone.
+    /// Members whose departure this node decided or was told of (true
+    /// when proven gone): the link layer's record, so that no link to them
+    /// is opened again and they are fenced. The job's membership — views,
+    /// and what the program sees — is the session's `Membership`, fed by
+    /// the verdicts.
     departed: BTreeMap<usize, bool>,
     /// Members whose link ended and whose probe is under way.
     probing: BTreeSet<usize>,
@@ -317,16 +321,6 @@ impl Node {
     /// mass and its weight, after a header with room for events).
     pub(crate) fn max_input_len(&self) -> usize {
         (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(1)
-    }
-
-    /// Members known to have departed, in rank order, each with whether it
-    /// is proven gone.
-    pub(crate) fn departed(&self) -> Vec<(usize, bool)> {
-        self.state()
-            .departed
-            .iter()
-            .map(|(&r, &p)| (r, p))
-            .collect()
     }
 
     pub(crate) fn take_events(&self) -> Vec<PeerEvent> {
