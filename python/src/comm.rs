@@ -166,10 +166,20 @@ impl Comm {
         self.rank
     }
 
-    /// Members the job started with.
+    /// Ranks assigned so far: the members the job started with.
     #[getter]
     fn size(&self) -> usize {
         self.size
+    }
+
+    /// The current view's members, by rank (see `dac_net::Comm::members`).
+    fn members(&self) -> PyResult<Vec<usize>> {
+        self.ready(|comm| comm.members().to_vec())
+    }
+
+    /// The current view's id (see `dac_net::Comm::view_id`).
+    fn view_id(&self) -> PyResult<u64> {
+        self.ready(dac_net::Comm::view_id)
     }
 
     /// This member's peer id (stable across runs with an identity file).

@@ -77,6 +77,7 @@ def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     p = run_spmd("killed_peer.py", 4, dacrun_args=["--keep-going", "--peer-timeout", "2"])
     assert ok_ranks(p.stdout, "survivors") == [0, 1, 2], p.stdout
     assert "contributors [0, 1, 2]" in p.stdout
+    assert ok_ranks(p.stdout, "new-view") == [0, 1, 2], p.stdout
 
 
 def test_a_member_that_left_after_its_part_is_not_listed_as_departed() -> None:

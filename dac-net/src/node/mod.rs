@@ -50,8 +50,9 @@ use crate::wire::{self, Control, Frame};
 /// The data-plane protocol: one stream per neighbour pair. Version 3: the
 /// goodbye names the last reduction the sender finished. Version 4: a
 /// reduction that a usage error failed is followed by the agreement on
-/// its culprit (`dac_core::agree`), one more reduction.
-pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/4");
+/// its culprit (`dac_core::agree`), one more reduction. Version 5: every
+/// frame carries the tag of the view its reduction runs in.
+pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/5");
 
 /// The probe protocol: "do you still count me as a member?"
 pub(crate) const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/probe/1");

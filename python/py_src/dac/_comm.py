@@ -50,13 +50,36 @@ class Comm:
 
     @property
     def rank(self) -> int:
-        """This member's rank, in ``0..size``."""
+        """This member's rank, in ``0..size``: its identity for the whole job
+        (never renumbered)."""
         return self._native.rank
 
     @property
     def size(self) -> int:
-        """Members the job started with."""
+        """Ranks assigned so far: the members the job started with. A rank
+        is a member's identity for the whole job; members that departed
+        keep theirs (:attr:`members` lists the current ones)."""
         return self._native.size
+
+    @property
+    def members(self) -> List[int]:
+        """The members of the current view, by rank, in increasing order:
+        those the next reduction runs over. After a reduction that lacks a
+        member, the next view is that reduction's contributors, the same on
+        every member, and the reductions in it run the exact schedule over
+        exactly them; :attr:`view_id` counts the changes.
+
+        >>> with dac.init(size=1, rank=0) as comm:
+        ...     comm.members, comm.view_id
+        ([0], 0)
+        """
+        return self._native.members()
+
+    @property
+    def view_id(self) -> int:
+        """The id of the current view: 0 for the members the job formed
+        with, one more at every change."""
+        return self._native.view_id()
 
     @property
     def peer_id(self) -> str:

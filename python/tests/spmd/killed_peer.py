@@ -1,5 +1,6 @@
 """Rank 3 is SIGKILLed between two reductions; the survivors' second
-reduction lists only them, and its value is their mean. Run under
+reduction lists only them, and its value is their mean; the third runs in
+the view of the survivors. Run under
 `dacrun -n 4 --keep-going`."""
 
 from __future__ import annotations
@@ -25,4 +26,12 @@ if __name__ == "__main__":
     assert comm.departed() == [3] and 3 not in comm.left(), (comm.departed(), comm.left())
     print(f"contributors {second.contributors}", flush=True)
     print("ok survivors", flush=True)
+    # The second reduction's contributors are the next view: the third runs
+    # the exact schedule over the three survivors (4 rounds for 3), with
+    # every rank keeping its own.
+    assert (comm.members, comm.view_id, comm.size) == ([0, 1, 2], 1, 4), comm.members
+    third = comm.allreduce(float(comm.rank), op="sum")
+    assert third.contributors == [0, 1, 2] and third.value == 3.0, third
+    assert third.rounds <= 4, third
+    print("ok new-view", flush=True)
     comm.close()
