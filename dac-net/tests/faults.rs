@@ -117,6 +117,42 @@ fn after_a_kill_the_survivors_run_the_exact_schedule_over_themselves() {
     }
 }
 
+/// The member that formed the job (rank 0) is SIGKILLed mid-job: nothing
+/// after formation depends on it, and the others go on in their own view,
+/// exact.
+#[test]
+fn the_founder_killed_mid_job_leaves_the_others_going_on() {
+    let (status, stdout, stderr) = dacrun(&[
+        "-n",
+        "4",
+        "--keep-going",
+        "--timeout",
+        "120",
+        "--",
+        env!("CARGO_BIN_EXE_dac-allreduce"),
+        "--dim",
+        "8",
+        "--reps",
+        "1000",
+        "--kill-rank",
+        "0",
+        "--kill-after-ms",
+        "200",
+        "--quiet",
+    ]);
+    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("rank 0 was killed by signal 9"), "{stderr}");
+    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
+    assert_eq!(summaries.len(), 3, "{stdout}");
+    for line in summaries {
+        assert!(!line.starts_with("[0]"), "{line}");
+        assert_eq!(field(line, "departed"), "[0]", "{line}");
+        assert_eq!(field(line, "view_members"), "3", "{line}");
+        let rounds: u32 = field(line, "in_view_max_rounds").parse().unwrap();
+        assert!((1..=4).contains(&rounds), "{line}");
+    }
+}
+
 #[test]
 fn a_stranger_sending_garbage_changes_nothing() {
     let results = run_job(

@@ -315,6 +315,9 @@ fn a_member_lost_while_the_job_forms_fails_formation_everywhere() {
     use dac_net::testing::AfterJoin;
     let peer_timeout = Duration::from_secs(1);
     for (lost, fault) in [
+        // The founder, which collected the joins, vanishes before the
+        // start: every other member fails too, naming it.
+        (0, AfterJoin::Vanish),
         (2, AfterJoin::Vanish),
         (3, AfterJoin::Vanish),
         (1, AfterJoin::Freeze(Duration::from_secs(12))),
