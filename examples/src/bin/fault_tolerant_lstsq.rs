@@ -24,7 +24,9 @@
 //!
 //! Every surviving rank checks every fit against a QR solve of all the data
 //! (relative error ≤ 1e-9). It prints the events it saw and a last line
-//! `rank R: N fits agree … departed [..] excluded [..]`. It exits 1 on a
+//! `rank R: N fits agree … departed [..] excluded [..] lost [..]; F fits/s
+//! in the last half` (the rate of the last half of the fits, for
+//! `scripts/bench-views`). It exits 1 on a
 //! disagreement and 2 on an error (for example `partition 5 is lost`).
 
 use std::collections::BTreeMap;
@@ -117,7 +119,13 @@ fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> 
         kill.arm(rank);
     }
     let mut worst = 0.0f64;
+    // When the last half of the fits began (their rate is reported).
+    let mut half = std::time::Instant::now();
+    let halfway = args.fits / 2;
     for fit in 1..=args.fits {
+        if fit == halfway + 1 {
+            half = std::time::Instant::now();
+        }
         let result = lstsq_replicated(comm, &mut job, (n, 1), &parts, &LstsqOptions::default());
         for event in job.take_events() {
             println!("fit {fit}: {event:?}");
@@ -145,9 +153,10 @@ fn body(args: Args, comm: &mut Comm, check: &mut Check) -> Result<(), BoxError> 
             );
         }
     }
+    let rate = (args.fits - halfway) as f64 / half.elapsed().as_secs_f64();
     println!(
         "rank {rank}: {} fits agree with the central QR (max relative error {worst:.1e}); \
-         departed {:?} excluded {:?} lost {:?}",
+         departed {:?} excluded {:?} lost {:?}; {rate:.0} fits/s in the last half",
         args.fits,
         job.departed(),
         job.excluded(),
