@@ -39,6 +39,20 @@ fn mean_and_sum_are_exact(n: usize) {
         // The exact schedule is the default: ⌈log2 n⌉ + 2 rounds at most.
         let bound = (n as f64).log2().ceil() as u32 + 2;
         assert!(results.iter().all(|(m, _)| m.rounds <= bound), "n={n}");
+        // Every member holds the same bytes.
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (rank, (mean, sum)) in results.iter().enumerate() {
+            assert_eq!(
+                bits(&mean.value),
+                bits(&results[0].0.value),
+                "n={n} rank {rank}"
+            );
+            assert_eq!(
+                bits(&sum.value),
+                bits(&results[0].1.value),
+                "n={n} rank {rank}"
+            );
+        }
     }
 }
 

@@ -78,8 +78,23 @@ impl Engine {
     }
 
     /// One round of dimension exchange: average with this round's partner.
+    ///
+    /// The flows move the mass, as in every schedule, so that a departure
+    /// removes exactly the departed member's share. A member that is clean
+    /// (every exchange so far happened) also computes its next mass
+    /// directly, as `(1 − give)·mine + take·theirs`: the two partners then do
+    /// the same arithmetic on the same two messages in either order (the
+    /// fractions are 0, ½ and 1), so they hold the same bits, and at the
+    /// end of the phase every clean member holds the same bits — the same
+    /// result on every member, not only the same within rounding. (The
+    /// mass `input − Σ flows` differs from it by rounding only; a member
+    /// that turns dirty goes on from that one.)
     fn step_exact(&mut self, plan: ExactPlan) -> bool {
         let r = self.round;
+        let (me, next) = (self.hist_offset(r), self.hist_offset(r + 1));
+        let w = self.width();
+        // Whether the next mass was written already.
+        let mut written = false;
         if let Some(pairing) = plan.pairing(self.id, r) {
             let present = !self.events.has_departed(pairing.peer);
             match self.peer_index(pairing.peer).filter(|_| present) {
@@ -92,20 +107,32 @@ impl Engine {
                     if self.slot(p, s).dirty() {
                         self.dirty = true;
                     }
-                    let (me, flow) = (self.hist_offset(r), self.flow_offset(p));
-                    let w = self.width();
+                    let flow = self.flow_offset(p);
                     let Some(inbox) = self.inbox.as_deref() else {
                         return false; // unreachable: the slot was found
                     };
                     let them = &inbox.values[(2 * p + s) * w..(2 * p + s + 1) * w];
+                    let (keep, take) = (1.0 - pairing.give, pairing.take);
+                    written = !self.dirty;
                     for (k, &theirs) in them.iter().enumerate() {
-                        let delta = pairing.give * self.buf[me + k] - pairing.take * theirs;
-                        self.buf[flow + k] += delta;
+                        let mine = self.buf[me + k];
+                        self.buf[flow + k] += pairing.give * mine - take * theirs;
+                        if written {
+                            self.buf[next + k] = keep * mine + take * theirs;
+                        }
                     }
                 }
             }
+        } else if !self.dirty {
+            // No partner this round: the mass stays as it is.
+            self.buf.copy_within(me..me + w, next);
+            written = true;
         }
-        self.finish_round();
+        if written {
+            self.finish_round_w::<0>(Some(Next::Written));
+        } else {
+            self.finish_round();
+        }
         if self.phase == Phase::Running && self.round >= plan.rounds() {
             self.conclude_exact();
         }
@@ -257,7 +284,7 @@ impl Engine {
             self.proposal = t + 1 + window + 1;
         }
 
-        self.finish_round_w::<W>(summed);
+        self.finish_round_w::<W>(summed.map(Next::Summed));
         if self.phase == Phase::Running && self.proposal != 0 {
             if self.proposal == self.round {
                 let contributors = self.contributors();
@@ -306,9 +333,10 @@ impl Engine {
     }
 
     /// [`Engine::finish_round`] for mass vectors of `W` values, or of any
-    /// width for `W = 0` (as in [`Engine::step_iterative_w`]); `summed` is
-    /// the mass when the caller computed it, with the same arithmetic.
-    fn finish_round_w<const W: usize>(&mut self, summed: Option<&[f64]>) {
+    /// width for `W = 0` (as in [`Engine::step_iterative_w`]); `summed`
+    /// says where the next mass is when the caller computed it (`None`:
+    /// it is the input less the flows).
+    fn finish_round_w<const W: usize>(&mut self, summed: Option<Next<'_>>) {
         let next = self.round + 1;
         let w = if W == 0 { self.width() } else { W };
         let out_at = self.hist_offset(next) - w; // offset within the history
@@ -319,12 +347,13 @@ impl Engine {
         let (out, input) = (&mut history[out_at..out_at + w], &input[..w]);
         let mut finite = true;
         match summed {
-            Some(m) => {
+            Some(Next::Summed(m)) => {
                 for k in 0..w {
                     finite &= m[k].is_finite();
                     out[k] = m[k];
                 }
             }
+            Some(Next::Written) => finite = out.iter().all(|x| x.is_finite()),
             None => {
                 for k in 0..w {
                     // Summed in peer order: every member does the same
@@ -504,4 +533,13 @@ fn since_in(rare: Option<&super::state::Rare>, peer: u32) -> Option<u32> {
         Some(join) => join.since(),
         None => Some(0),
     }
+}
+
+/// Where the next round's mass is, when the caller computed it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Next<'a> {
+    /// In this slice, summed with the same arithmetic as the flows.
+    Summed(&'a [f64]),
+    /// In the next round's history slot already (the exact schedule).
+    Written,
 }
