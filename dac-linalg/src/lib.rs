@@ -71,7 +71,7 @@ pub use lstsq::{Lstsq, LstsqOptions, Solver, lstsq};
 pub use ndarray;
 pub use ops::{dot, gram, matvec, matvec_rows, norm2, rmatvec};
 pub use replicated::{
-    PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions, cg_replicated,
-    dot_replicated, gaussian_linear_replicated, gram_replicated, lstsq_replicated,
+    PartitionData, PartitionSum, Placement, ReplicaEvent, Replicated, ReplicatedOptions,
+    cg_replicated, dot_replicated, gaussian_linear_replicated, gram_replicated, lstsq_replicated,
     matvec_rows_replicated, replication_factor, rmatvec_replicated,
 };

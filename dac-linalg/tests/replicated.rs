@@ -450,3 +450,93 @@ fn replicated_least_squares_excludes_a_cheating_holder() {
         assert_eq!(excluded, vec![cheat]);
     }
 }
+
+/// Issue 18: after a holder departs, `heal` copies each of its partitions
+/// to another rank (a `Restored` event each), so that when the other
+/// original holder of one of them departs too, the fit is still the
+/// full-data one. Without healing the same two departures lose that
+/// partition, on every survivor.
+#[test]
+fn healing_restores_the_replication_so_a_second_failure_loses_nothing() {
+    let (blocks, want) = problem(16);
+    let pl = Placement::new(16, 8, 2).unwrap();
+    let first = 5;
+    let p = pl.held_by(first)[0];
+    let second = *pl.holders(p).iter().find(|&&h| h != first).unwrap();
+    for heal in [true, false] {
+        let results = run(8, &[(first, Loss::Before(0))], |comm| {
+            let rank = comm.rank();
+            let mut job = Replicated::new(pl.clone(), ReplicatedOptions::default());
+            let mut parts = my_blocks(&pl, rank, &blocks);
+            let mut fits = Vec::new();
+            let mut restored = Vec::new();
+            for fit in 0..3 {
+                if heal {
+                    restored.extend(job.heal(comm, &mut parts).unwrap());
+                }
+                // The second holder dies once `p` has a new holder (without
+                // healing, at the same point: after the first fit).
+                let copied = restored.iter().any(|&(q, _)| q == p);
+                if rank == second && (copied || (!heal && fit == 1)) {
+                    comm.die();
+                    return None;
+                }
+                let result = dac_linalg::lstsq_replicated(
+                    comm,
+                    &mut job,
+                    (4, 1),
+                    &parts,
+                    &dac_linalg::LstsqOptions::default(),
+                );
+                let failed = result.is_err();
+                fits.push(result);
+                if failed {
+                    break;
+                }
+            }
+            let held: Vec<usize> = parts.keys().copied().collect();
+            Some((rank, fits, restored, job.take_events(), held))
+        });
+        let survivors: Vec<_> = results.into_iter().flatten().flatten().collect();
+        assert_eq!(survivors.len(), 6, "heal {heal}");
+        for (rank, fits, restored, events, held) in survivors {
+            if !heal {
+                let last = fits.last().unwrap();
+                assert!(
+                    matches!(last, Err(LinalgError::PartitionLost { partition }) if *partition == p),
+                    "{last:?}"
+                );
+                continue;
+            }
+            assert_eq!(fits.len(), 3);
+            for fit in fits {
+                let fit = fit.unwrap();
+                assert!(rel_err(&fit.x, &want) <= 1e-9, "{}", rel_err(&fit.x, &want));
+            }
+            // Every partition of each departed holder was copied once.
+            let mut copied: Vec<usize> = restored.iter().map(|&(q, _)| q).collect();
+            copied.sort_unstable();
+            let mut lost_holders: Vec<usize> = pl.held_by(first);
+            lost_holders.extend(pl.held_by(second));
+            lost_holders.sort_unstable();
+            assert_eq!(copied, lost_holders);
+            for &(q, holder) in &restored {
+                assert!(events.contains(&ReplicaEvent::Restored {
+                    partition: q,
+                    holder
+                }));
+                assert!(holder != first && holder != second);
+            }
+            // A new holder keeps its copies, for the fits after.
+            let mut gained: Vec<usize> = restored
+                .iter()
+                .filter(|&&(_, holder)| holder == rank)
+                .map(|&(q, _)| q)
+                .collect();
+            gained.sort_unstable();
+            let original = pl.held_by(rank);
+            let extra: Vec<usize> = held.into_iter().filter(|q| !original.contains(q)).collect();
+            assert_eq!(extra, gained, "rank {rank}");
+        }
+    }
+}

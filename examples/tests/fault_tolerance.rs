@@ -51,9 +51,8 @@ fn worst_error(out: &str) -> f64 {
 #[test]
 fn two_replicas_keep_the_full_answer_when_a_peer_is_sigkilled_mid_run() {
     let dir = RunDir::new("kill");
-    // About 3 ms a fit before the kill (debug build, 2 cores), so the kill
-    // lands inside the run; after it, reductions over the repaired graph
-    // are slower (Metropolis instead of the exact schedule).
+    // About 3 ms a fit (debug build, 2 cores), so the kill lands inside
+    // the run.
     let args = ["--partitions", "16", "--replicas", "2", "--fits", "100"];
     let mut ranks = launch(8, &dir, &args);
     wait_for_first_fit(&ranks[0]);
@@ -73,6 +72,64 @@ fn two_replicas_keep_the_full_answer_when_a_peer_is_sigkilled_mid_run() {
         // The kill landed while the job ran.
         assert!(
             out.contains(&format!("departed [{victim}]")),
+            "{what}: rank {rank}: {out}"
+        );
+    }
+}
+
+/// Waits until rank 0 reports that partition `p` was copied to a new
+/// holder.
+fn wait_for_restored(rank0: &Rank, p: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let wanted = format!("Restored {{ partition: {p}, ");
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rank0.lines.recv_timeout(left) {
+            Ok(line) if line.contains(&wanted) => return,
+            Ok(_) => {}
+            Err(e) => panic!("rank 0 never reported partition {p} restored: {e}"),
+        }
+    }
+}
+
+/// Issue 18: a holder is SIGKILLed; the job copies its partitions to other
+/// ranks (`Restored`), and then the other original holder of one of them
+/// is SIGKILLed too. Every fit stays the full-data one (before healing,
+/// the second kill was `partition P is lost`, exit 2).
+#[test]
+fn two_replicas_heal_so_that_a_second_kill_loses_nothing() {
+    let dir = RunDir::new("heal");
+    let placement = Placement::new(16, 8, 2).unwrap();
+    let first = 1 + random_below(7) as usize;
+    // One of its partitions whose other holder is not rank 0 (which
+    // reports), and that other holder.
+    let (p, second) = placement
+        .held_by(first)
+        .into_iter()
+        .find_map(|p| {
+            let other = *placement.holders(p).iter().find(|&&h| h != first)?;
+            (other != 0).then_some((p, other))
+        })
+        .unwrap();
+    let args = ["--partitions", "16", "--replicas", "2", "--fits", "600"];
+    let mut ranks = launch(8, &dir, &args);
+    wait_for_first_fit(&ranks[0]);
+    ranks[first].child.kill().unwrap(); // SIGKILL
+    wait_for_restored(&ranks[0], p);
+    ranks[second].child.kill().unwrap();
+    let what = format!("rank {first} killed, then rank {second} once partition {p} was restored");
+    for (rank, r) in ranks.iter_mut().enumerate() {
+        let (code, out, err) = finish(r);
+        if rank == first || rank == second {
+            assert_eq!(code, None, "{what}: rank {rank} was not killed");
+            continue;
+        }
+        assert_eq!(code, Some(0), "{what}: rank {rank}:\n{out}\n{err}");
+        assert!(worst_error(&out) <= 1e-9, "{what}: rank {rank}: {out}");
+        let mut both = [first, second];
+        both.sort_unstable();
+        assert!(
+            out.contains(&format!("departed {both:?}")) && out.contains("lost []"),
             "{what}: rank {rank}: {out}"
         );
     }

@@ -14,6 +14,15 @@
 //! on every rank, or, with [`ReplicatedOptions::allow_degraded`], it
 //! returns the sum over the surviving partitions and lists the lost ones.
 //!
+//! **Healing.** [`Replicated::heal`], called between operations, restores
+//! the replication factor: each partition of a departed (or excluded)
+//! holder is copied, bit for bit and checked against its source's hash,
+//! to the live rank that holds the fewest partitions, which holds it from
+//! then on ([`ReplicaEvent::Restored`]). With two holders per partition a
+//! job then survives any sequence of single failures, each after the
+//! previous heal: a partition is lost only when every holder dies within
+//! one healing window.
+//!
 //! **Checkpoint hashing.** At a checkpoint (every reduction by default),
 //! one reduction comes first. In it every holder publishes, for each
 //! partition it holds, `SHA-256(partition ‖ contribution bytes ‖ holder ‖
@@ -55,6 +64,7 @@
 mod bayes;
 mod cg;
 mod digest;
+mod heal;
 mod lstsq;
 mod ops;
 mod placement;
@@ -65,6 +75,7 @@ use dac_core::{Communicator, Error, Reduction};
 
 pub use bayes::gaussian_linear_replicated;
 pub use cg::cg_replicated;
+pub use heal::PartitionData;
 pub use lstsq::lstsq_replicated;
 pub use ops::{dot_replicated, gram_replicated, matvec_rows_replicated, rmatvec_replicated};
 pub use placement::{Placement, ReplicationPlan, replication_factor};
@@ -126,6 +137,14 @@ pub enum ReplicaEvent {
         partition: usize,
         /// The standby that contributed it.
         rank: usize,
+    },
+    /// [`Replicated::heal`] copied `partition` to `holder`, which holds it
+    /// from now on.
+    Restored {
+        /// The partition.
+        partition: usize,
+        /// Its new holder.
+        holder: usize,
     },
 }
 
@@ -198,7 +217,11 @@ struct DataRound {
 /// placement and options) and calls its methods in the same order.
 #[derive(Clone, Debug)]
 pub struct Replicated {
+    /// The holders: the placement the job began with, plus the holders
+    /// [`Replicated::heal`] added.
     placement: Placement,
+    /// How many holders each partition began with (what healing restores).
+    wanted: Vec<usize>,
     options: ReplicatedOptions,
     /// Checked reductions so far (the operation id in the hashes).
     op: u64,
@@ -224,6 +247,9 @@ impl Replicated {
     /// A job over `placement`.
     pub fn new(placement: Placement, options: ReplicatedOptions) -> Replicated {
         Replicated {
+            wanted: (0..placement.partitions())
+                .map(|p| placement.holders(p).len())
+                .collect(),
             placement,
             options,
             op: 0,
@@ -234,7 +260,8 @@ impl Replicated {
         }
     }
 
-    /// The placement.
+    /// The placement: the one the job began with, plus the holders that
+    /// [`Replicated::heal`] added.
     pub fn placement(&self) -> &Placement {
         &self.placement
     }

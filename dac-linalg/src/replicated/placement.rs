@@ -146,6 +146,16 @@ impl Placement {
         self.holders.get(p).map_or(&[], Vec::as_slice)
     }
 
+    /// Adds `rank` as the last holder of partition `p` (healing), unless it
+    /// holds it already.
+    pub(crate) fn add_holder(&mut self, p: usize, rank: usize) {
+        if let Some(holders) = self.holders.get_mut(p)
+            && !holders.contains(&rank)
+        {
+            holders.push(rank);
+        }
+    }
+
     /// The partitions `rank` holds, ascending.
     pub fn held_by(&self, rank: usize) -> Vec<usize> {
         (0..self.partitions())
