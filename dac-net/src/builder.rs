@@ -21,6 +21,9 @@ pub struct CommBuilder {
     pub(crate) listen: Multiaddr,
     /// Addresses of rank 0 (every other rank joins through them).
     pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Addresses of members of a running job to join (empty: form a new
+    /// job).
+    pub(crate) join: Vec<Multiaddr>,
     /// A run directory: publish our address in it, and (ranks > 0) read
     /// rank 0's from it when no bootstrap address is given.
     pub(crate) run_dir: Option<PathBuf>,
@@ -62,6 +65,7 @@ impl Default for CommBuilder {
                 .parse()
                 .unwrap_or_else(|_| Multiaddr::empty()),
             bootstrap: Vec::new(),
+            join: Vec::new(),
             run_dir: None,
             size: None,
             rank: None,
@@ -117,6 +121,22 @@ impl CommBuilder {
     /// Addresses of rank 0; every other rank joins the job through them.
     pub fn bootstrap(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
         self.bootstrap = addrs.into_iter().collect();
+        self
+    }
+
+    /// Joins a running job instead of forming a new one: asks the member at
+    /// the first of `addrs` that answers (any member: see [`Comm::address`](crate::Comm::address))
+    /// to admit this process, which then enters at the next reduction
+    /// boundary with the next free rank. Forming (`size`, `rank`,
+    /// `bootstrap`) is for the members a job starts with; a joiner sets
+    /// none of them, and the same settings as the job (topology, schedule,
+    /// `tol`, `max_rounds`, seed, frame limit) and its key. A member with
+    /// other settings refuses it, saying which; without the key its
+    /// connection is refused. The schedule a joiner assumes, unless set, is
+    /// the exact one for the exponential, complete and hypercube
+    /// topologies, Metropolis otherwise.
+    pub fn join(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
+        self.join = addrs.into_iter().collect();
         self
     }
 
@@ -277,10 +297,11 @@ impl CommBuilder {
     }
 
     /// Settings from the environment `dacrun` sets: `DAC_RANK`, `DAC_SIZE`
-    /// (required), and optionally `DAC_RUN_DIR`, `DAC_TOPOLOGY`,
-    /// `DAC_SCHEDULE`, `DAC_PEER_TIMEOUT` (seconds), `DAC_KEY_FILE` or
-    /// `DAC_JOB_KEY` (the key itself), `DAC_LISTEN` and `DAC_BOOTSTRAP`
-    /// (multiaddrs separated by commas), `DAC_SEED`, `DAC_IDENTITY_FILE`
+    /// (required, unless `DAC_JOIN` is set), and optionally `DAC_RUN_DIR`,
+    /// `DAC_TOPOLOGY`, `DAC_SCHEDULE`, `DAC_PEER_TIMEOUT` (seconds),
+    /// `DAC_KEY_FILE` or `DAC_JOB_KEY` (the key itself), `DAC_LISTEN`,
+    /// `DAC_BOOTSTRAP` and `DAC_JOIN` (multiaddrs separated by commas; the
+    /// latter joins a running job, see [`CommBuilder::join`]), `DAC_SEED`, `DAC_IDENTITY_FILE`
     /// and `DAC_ALLOW_PEERS` (peer ids separated by commas). Options set on
     /// the returned builder override them.
     ///
@@ -301,9 +322,11 @@ impl CommBuilder {
                 .parse()
                 .map_err(|_| invalid(name, format!("= {value:?} is not a non-negative integer")))
         };
-        let mut b = CommBuilder::default()
-            .rank(required("DAC_RANK")?)
-            .size(required("DAC_SIZE")?);
+        // A joiner gets its rank when it is admitted.
+        let mut b = CommBuilder::default();
+        if var("DAC_JOIN").is_none() {
+            b = b.rank(required("DAC_RANK")?).size(required("DAC_SIZE")?);
+        }
         if let Some(dir) = var("DAC_RUN_DIR") {
             b = b.run_dir(dir);
         }
@@ -345,6 +368,17 @@ impl CommBuilder {
                 .map_err(|e| invalid("DAC_LISTEN", format!("= {addr:?}: {e}")))?;
             b = b.listen(addr);
         }
+        if let Some(list) = var("DAC_JOIN") {
+            let addrs = list
+                .split(',')
+                .map(|a| {
+                    a.trim()
+                        .parse::<Multiaddr>()
+                        .map_err(|e| invalid("DAC_JOIN", format!("{a:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b = b.join(addrs);
+        }
         if let Some(list) = var("DAC_BOOTSTRAP") {
             let addrs = list
                 .split(',')
@@ -380,6 +414,39 @@ impl CommBuilder {
         Ok(b)
     }
 
+    /// Checks a joiner's settings and resolves its configuration (see
+    /// [`CommBuilder::join`]).
+    pub(crate) fn checked_join(&self) -> Result<Config> {
+        if let Some(e) = &self.invalid {
+            return Err(e.clone());
+        }
+        for (field, set) in [
+            ("size", self.size.is_some()),
+            ("rank", self.rank.is_some()),
+            ("bootstrap", !self.bootstrap.is_empty()),
+        ] {
+            if set {
+                return Err(invalid(
+                    field,
+                    "is for forming a job; a member that joins a running one gets its rank \
+                     when it is admitted",
+                ));
+            }
+        }
+        self.check_limits()?;
+        let schedule = self.schedule.unwrap_or(match self.topology {
+            Topology::Exponential | Topology::Complete | Topology::Hypercube => Schedule::Exact,
+            _ => Schedule::Metropolis,
+        });
+        let config = Config {
+            schedule,
+            tol: self.tol,
+            max_rounds: self.max_rounds,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks the settings and resolves the configuration every member
     /// must share.
     pub(crate) fn checked(&self) -> Result<(usize, usize, Config)> {
@@ -398,6 +465,30 @@ impl CommBuilder {
         if rank >= size {
             return Err(invalid("rank", format!("{rank} is not below size {size}")));
         }
+        self.check_limits()?;
+        let graph = self.topology.build(size, self.seed)?;
+        let config = |schedule| Config {
+            schedule,
+            tol: self.tol,
+            max_rounds: self.max_rounds,
+        };
+        let config = match &self.schedule {
+            Some(s) => config(*s),
+            None => {
+                let exact = config(Schedule::Exact);
+                if exact.validate_for(&graph).is_ok() {
+                    exact
+                } else {
+                    config(Schedule::Metropolis)
+                }
+            }
+        };
+        config.validate_for(&graph)?;
+        Ok((rank, size, config))
+    }
+
+    /// Checks the limits and timeouts.
+    fn check_limits(&self) -> Result<()> {
         if self.peer_timeout.is_zero() {
             return Err(invalid("peer_timeout", "must be positive"));
         }
@@ -452,25 +543,7 @@ impl CommBuilder {
                 format!("{} is above {most}", self.max_streams_per_connection),
             ));
         }
-        let graph = self.topology.build(size, self.seed)?;
-        let config = |schedule| Config {
-            schedule,
-            tol: self.tol,
-            max_rounds: self.max_rounds,
-        };
-        let config = match &self.schedule {
-            Some(s) => config(*s),
-            None => {
-                let exact = config(Schedule::Exact);
-                if exact.validate_for(&graph).is_ok() {
-                    exact
-                } else {
-                    config(Schedule::Metropolis)
-                }
-            }
-        };
-        config.validate_for(&graph)?;
-        Ok((rank, size, config))
+        Ok(())
     }
 
     /// The connection limits for a job of `size` members.
@@ -514,7 +587,13 @@ impl CommBuilder {
     /// once every member has joined, within `peer_timeout` + 5 s of a member
     /// lost before its links were up (the error names it, on every member).
     pub fn build(self) -> Result<Comm> {
-        let (rank, size, config) = self.checked()?;
+        let joining = !self.join.is_empty();
+        let formed = if joining {
+            self.checked_join().map(|config| (0, 0, config))
+        } else {
+            self.checked()
+        };
+        let (rank, size, config) = formed?;
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(transport(
                 "Comm::build was called inside an async runtime; build it on a plain thread \
@@ -531,7 +610,11 @@ impl CommBuilder {
             .thread_name("dac-net")
             .build()
             .map_err(|e| transport(format!("cannot start the network runtime: {e}")))?;
-        let session = runtime.block_on(Session::connect(self, rank, size, config))?;
+        let session = if joining {
+            runtime.block_on(Session::join(self, config))?
+        } else {
+            runtime.block_on(Session::connect(self, rank, size, config))?
+        };
         Ok(Comm::formed(runtime, session))
     }
 }

@@ -140,6 +140,16 @@ impl Comm {
         &self.listen_addrs
     }
 
+    /// This member's address, printable and complete: its first listen
+    /// address with its peer id (`/ip4/…/tcp/…/p2p/…`). A process joins the
+    /// job through it ([`CommBuilder::join`], `DAC_JOIN`, `dacrun --join`).
+    pub fn address(&self) -> String {
+        match self.listen_addrs.first() {
+            Some(addr) => format!("{addr}/p2p/{}", self.peer_id),
+            None => format!("/p2p/{}", self.peer_id),
+        }
+    }
+
     /// Members that departed mid-job, in rank order: those whose input is
     /// missing from a reduction this member completed (they crashed, were
     /// cut off, or left before the others were done with them). Every

@@ -63,6 +63,7 @@ mod access;
 mod builder;
 mod comm;
 mod failure;
+mod join;
 mod membership;
 mod node;
 mod repeats;

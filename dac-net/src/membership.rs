@@ -129,6 +129,30 @@ impl Membership {
         }
     }
 
+    /// The membership of a member that joined a job of `size` ranks in
+    /// `view`.
+    pub(crate) fn joined(size: usize, view: View) -> Membership {
+        Membership {
+            size,
+            view,
+            departed: BTreeMap::new(),
+            missing: BTreeSet::new(),
+        }
+    }
+
+    /// Admits `joiners` new members: they take the next ranks, and the view
+    /// gains them. Returns their ranks.
+    pub(crate) fn admit(&mut self, joiners: usize) -> std::ops::Range<usize> {
+        let first = self.size;
+        self.size += joiners;
+        if joiners > 0 {
+            let mut members = self.view.members.clone();
+            members.extend(first..self.size);
+            self.view = View::new(self.view.id + 1, members);
+        }
+        first..self.size
+    }
+
     /// Ranks assigned so far.
     pub(crate) fn size(&self) -> usize {
         self.size

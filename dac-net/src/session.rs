@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::access::Access;
 use crate::builder::CommBuilder;
 use crate::failure::transport;
+use crate::join;
 use crate::membership::{Membership, View};
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
 use crate::repeats::{Admission, REPEAT_BURST, REPEAT_RATE, Repeats};
@@ -91,6 +92,8 @@ pub(crate) struct Session {
     /// The previous reduction's result announcement, not yet sent to these
     /// neighbours (ranks; see [`Session::finish`]).
     owed: Option<(Arc<[u8]>, Vec<usize>)>,
+    /// Joiners this member accepted and has not offered yet.
+    lobby: join::Lobby,
     /// Requests to the swarm task; dropping the last sender stops it.
     commands: mpsc::UnboundedSender<SwarmCommand>,
     /// Background tasks to stop on close (swarm, stream acceptance,
@@ -162,15 +165,26 @@ fn warn_public_once() {
     });
 }
 
-impl Session {
-    pub(crate) async fn connect(
-        b: CommBuilder,
-        rank: usize,
-        size: usize,
-        config: Config,
-    ) -> Result<Session> {
-        let hood = Neighbourhood::new(&b.topology, size, b.seed)?;
-        let settings = b.settings(&config);
+/// A member's network before it is a member of a job: its swarm, the
+/// streams that arrived meanwhile, and the joiners it accepted.
+struct Opening {
+    started: swarm::Started,
+    control: libp2p_stream::Control,
+    /// Inbound data (false) and probe (true) streams, parked until the
+    /// node exists.
+    parked: mpsc::Receiver<(bool, PeerId, libp2p::Stream)>,
+    tasks: Vec<JoinHandle<()>>,
+    access: Arc<Access>,
+    /// What every member must agree on.
+    settings: String,
+    lobby: join::Lobby,
+}
+
+impl Opening {
+    /// Starts the swarm and takes every inbound stream from then on
+    /// (`size`: the members the connection limits are sized for).
+    async fn new(b: &CommBuilder, config: &Config, size: usize) -> Result<Opening> {
+        let settings = b.settings(config);
         if b.key.is_none() && b.allow.is_none() {
             warn_public_once();
         }
@@ -189,15 +203,17 @@ impl Session {
         )
         .await?;
         let mut control = started.control.clone();
-        let data = control
-            .accept(DATA_PROTOCOL)
-            .map_err(|e| transport(e.to_string()))?;
-        let probes = control
-            .accept(PROBE_PROTOCOL)
-            .map_err(|e| transport(e.to_string()))?;
+        let accept = |control: &mut libp2p_stream::Control, protocol| {
+            control
+                .accept(protocol)
+                .map_err(|e| transport(e.to_string()))
+        };
+        let data = accept(&mut control, DATA_PROTOCOL)?;
+        let probes = accept(&mut control, PROBE_PROTOCOL)?;
+        let joins = accept(&mut control, join::JOIN_PROTOCOL)?;
         // Inbound streams must be taken at once (libp2p drops those nobody
         // polls): park them until the node exists.
-        let (parked_tx, mut parked) = mpsc::channel(1024);
+        let (parked_tx, parked) = mpsc::channel(1024);
         let park = tokio::spawn(async move {
             let data = data.map(|(peer, stream)| (false, peer, stream));
             let probes = probes.map(|(peer, stream)| (true, peer, stream));
@@ -208,69 +224,46 @@ impl Session {
                 }
             }
         });
-        if let Some(dir) = &b.run_dir {
-            publish(dir, rank, started.peer_id, &started.listen_addrs)?;
-        }
-        let me = (started.peer_id, started.listen_addrs.clone());
-        let mut tasks = vec![started.task, park];
-        let mut formation = None;
-        let mut roster_stream = None;
-        let roster = if rank == 0 {
-            if size == 1 {
-                Roster {
-                    job: rand::random::<u64>() | 1,
-                    members: vec![me],
-                }
-            } else {
-                let incoming = control
-                    .accept(ROSTER_PROTOCOL)
-                    .map_err(|e| transport(e.to_string()))?;
-                let (roster, forming, late) =
-                    roster::coordinate(incoming, me, size, settings, b.startup_timeout, &access)
-                        .await?;
-                formation = Some(forming);
-                tasks.push(late);
-                roster
-            }
-        } else {
-            let mut bootstrap = b.bootstrap.clone();
-            if bootstrap.is_empty()
-                && let Some(dir) = &b.run_dir
-            {
-                bootstrap = rendezvous(dir, b.startup_timeout).await?;
-            }
-            let (roster, stream) = roster::join(
-                &started.commands,
-                &mut control,
-                &bootstrap,
-                roster::Applicant {
-                    rank,
-                    size,
-                    settings,
-                    addrs: started.listen_addrs.clone(),
-                },
-                b.startup_timeout,
-            )
-            .await?;
-            roster_stream = Some(stream);
-            roster
-        };
-        #[cfg(feature = "testing")]
-        match b.after_join {
-            Some(crate::testing::AfterJoin::Vanish) => {
-                return Err(transport("vanished after joining (a test)"));
-            }
-            // Blocks the runtime's only worker and this thread: nothing of
-            // this member runs.
-            Some(crate::testing::AfterJoin::Freeze(time)) => {
-                tokio::spawn(async move { std::thread::sleep(time) });
-                std::thread::sleep(time);
-            }
-            None => {}
-        }
+        let lobby = join::Lobby::default();
+        let admitting = join::accept_joins(
+            joins,
+            settings.clone(),
+            Arc::clone(&lobby),
+            b.startup_timeout,
+        );
+        Ok(Opening {
+            tasks: vec![park, admitting],
+            started,
+            control,
+            parked,
+            access,
+            settings,
+            lobby,
+        })
+    }
+
+    /// The member `rank` of job `job` whose members are `members`, in the
+    /// neighbourhood `hood` of its first view: its node and its session.
+    async fn enter(
+        self,
+        b: &CommBuilder,
+        config: Config,
+        (rank, job): (usize, u64),
+        members: Vec<(PeerId, Vec<Multiaddr>)>,
+        hood: Neighbourhood,
+    ) -> Result<Session> {
+        let Opening {
+            started,
+            control,
+            mut parked,
+            mut tasks,
+            lobby,
+            ..
+        } = self;
+        tasks.push(started.task);
         let (done, added) = tokio::sync::oneshot::channel();
         let _ = started.commands.send(SwarmCommand::AddAddresses {
-            members: roster.members.clone(),
+            members: members.clone(),
             done,
         });
         added
@@ -278,11 +271,10 @@ impl Session {
             .map_err(|_| transport("the network task has stopped"))?;
         let (inbox_tx, inbox) = mpsc::channel(1024);
         let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
-        let link_timeout = b.peer_timeout + LINK_SLACK;
         let limits = Limits {
             max_frame: b.max_frame,
             queue_depth: b.queue_depth,
-            connect_timeout: link_timeout,
+            connect_timeout: b.peer_timeout + LINK_SLACK,
             peer_timeout: b.peer_timeout,
         };
         let wiring = Wiring {
@@ -291,7 +283,8 @@ impl Session {
             inbox: inbox_tx,
             verdicts: verdicts_tx,
         };
-        let node = Node::new(rank, roster.job, roster.members, wiring, limits);
+        let size = members.len();
+        let node = Node::new(rank, job, members, wiring, limits);
         let accepting = Arc::clone(&node);
         tasks.push(tokio::spawn(async move {
             while let Some((probe, peer, stream)) = parked.recv().await {
@@ -310,18 +303,6 @@ impl Session {
             }
         }));
         tasks.push(tokio::spawn(Arc::clone(&node).watch()));
-        let mut hood = hood;
-        let (peers, _) = hood.neighbours(rank, &[]);
-        {
-            let linking = node.connect(&peers, link_timeout);
-            if let Some(formation) = formation {
-                formation
-                    .conclude(linking.await, link_timeout + Duration::from_secs(2))
-                    .await?;
-            } else if let Some(stream) = roster_stream {
-                roster::confirm(stream, rank, linking, link_timeout + LINK_SLACK).await?;
-            }
-        }
         Ok(Session {
             rank,
             config,
@@ -342,9 +323,140 @@ impl Session {
             finished: 0,
             shape: 0,
             owed: None,
+            lobby,
             commands: started.commands,
             tasks,
         })
+    }
+}
+
+impl Session {
+    /// A member of a new job: forms it with the others (see `roster`).
+    pub(crate) async fn connect(
+        b: CommBuilder,
+        rank: usize,
+        size: usize,
+        config: Config,
+    ) -> Result<Session> {
+        let hood = Neighbourhood::new(&b.topology, size, b.seed)?;
+        let mut opening = Opening::new(&b, &config, size).await?;
+        if let Some(dir) = &b.run_dir {
+            publish(
+                dir,
+                rank,
+                opening.started.peer_id,
+                &opening.started.listen_addrs,
+            )?;
+        }
+        let me = (
+            opening.started.peer_id,
+            opening.started.listen_addrs.clone(),
+        );
+        let settings = opening.settings.clone();
+        let mut formation = None;
+        let mut roster_stream = None;
+        let roster = if rank == 0 {
+            if size == 1 {
+                Roster {
+                    job: rand::random::<u64>() | 1,
+                    members: vec![me],
+                }
+            } else {
+                let incoming = opening
+                    .control
+                    .accept(ROSTER_PROTOCOL)
+                    .map_err(|e| transport(e.to_string()))?;
+                let (roster, forming, late) = roster::coordinate(
+                    incoming,
+                    me,
+                    size,
+                    settings,
+                    b.startup_timeout,
+                    &opening.access,
+                )
+                .await?;
+                formation = Some(forming);
+                opening.tasks.push(late);
+                roster
+            }
+        } else {
+            let mut bootstrap = b.bootstrap.clone();
+            if bootstrap.is_empty()
+                && let Some(dir) = &b.run_dir
+            {
+                bootstrap = rendezvous(dir, b.startup_timeout).await?;
+            }
+            let (roster, stream) = roster::join(
+                &opening.started.commands,
+                &mut opening.control,
+                &bootstrap,
+                roster::Applicant {
+                    rank,
+                    size,
+                    settings,
+                    addrs: opening.started.listen_addrs.clone(),
+                },
+                b.startup_timeout,
+            )
+            .await?;
+            roster_stream = Some(stream);
+            roster
+        };
+        #[cfg(feature = "testing")]
+        match b.after_join {
+            Some(crate::testing::AfterJoin::Vanish) => {
+                return Err(transport("vanished after joining (a test)"));
+            }
+            // Blocks the runtime's only worker and this thread: nothing of
+            // this member runs.
+            Some(crate::testing::AfterJoin::Freeze(time)) => {
+                tokio::spawn(async move { std::thread::sleep(time) });
+                std::thread::sleep(time);
+            }
+            None => {}
+        }
+        let mut session = opening
+            .enter(&b, config, (rank, roster.job), roster.members, hood)
+            .await?;
+        let link_timeout = b.peer_timeout + LINK_SLACK;
+        let (peers, _) = session.hood.neighbours(rank, &[]);
+        {
+            let linking = session.node.connect(&peers, link_timeout);
+            if let Some(formation) = formation {
+                formation
+                    .conclude(linking.await, link_timeout + Duration::from_secs(2))
+                    .await?;
+            } else if let Some(stream) = roster_stream {
+                roster::confirm(stream, rank, linking, link_timeout + LINK_SLACK).await?;
+            }
+        }
+        Ok(session)
+    }
+
+    /// A member that joins a running job through the members at
+    /// `b.join` (see `join`): it enters at the next reduction boundary.
+    pub(crate) async fn join(b: CommBuilder, config: Config) -> Result<Session> {
+        let mut opening = Opening::new(&b, &config, 64).await?;
+        let admission = join::request(
+            &opening.started.commands,
+            &mut opening.control,
+            &b.join,
+            opening.settings.clone(),
+            &opening.started.listen_addrs,
+            b.startup_timeout,
+        )
+        .await?;
+        let members = admission.members()?;
+        let view = View::new(admission.view_id, admission.view.clone());
+        let hood = view_graph(&b.topology, &config, &view, b.seed)?;
+        let size = members.len();
+        let mut session = opening
+            .enter(&b, config, (admission.rank, admission.job), members, hood)
+            .await?;
+        session.membership = Membership::joined(size, view);
+        session.op = admission.op;
+        session.finished = admission.op;
+        Ok(session)
     }
 
     pub(crate) async fn close(&mut self) {
@@ -530,29 +642,150 @@ impl Session {
         }
     }
 
-    /// One reduction of `x`, with shape tag `tag`, in the current view.
+    /// One reduction of `x`, with shape tag `tag`, in the current view,
+    /// followed by an admission when any member has joiners waiting (see
+    /// `join`): this member offers the first of its own.
     async fn reduce_once(&mut self, x: &[f64], tag: u64) -> Result<Reduction> {
+        let offers = join::take_offers(&self.lobby);
+        match self.reduce_flagged(x, tag, !offers.is_empty()).await {
+            Ok((reduction, false)) => {
+                join::put_back(&self.lobby, offers);
+                Ok(reduction)
+            }
+            Ok((reduction, true)) => {
+                self.admit(offers).await;
+                Ok(reduction)
+            }
+            Err(error) => {
+                join::put_back(&self.lobby, offers);
+                Err(error)
+            }
+        }
+    }
+
+    /// The admission, after a reduction in which some member had joiners:
+    /// one reduction of a fixed layout in which every member publishes the
+    /// identities it offers at its own slots (`offers`: this member's).
+    /// Every member reads the same joiners from the same sum, gives them
+    /// the next ranks in the order of their admitters' ranks and moves to
+    /// the view of that reduction's contributors plus them; this member
+    /// then answers its own joiners (see `join`).
+    async fn admit(&mut self, offers: Vec<join::Candidate>) {
+        let (size, per) = (self.size(), join::PER_ADMISSION);
+        let mut slots = vec![0.0; size * per * join::SLOT];
+        for (k, c) in offers.iter().enumerate() {
+            let at = (self.rank * per + k) * join::SLOT;
+            let identity = join::identity_bytes(&c.peer, &c.addrs);
+            join::write_slot(&mut slots[at..at + join::SLOT], &identity);
+        }
+        let tag = wire::shape_tag(&[slots.len()]);
+        let sum = match self.reduce_flagged(&slots, tag, false).await {
+            Ok((mean, _)) => mean.into_sum(),
+            Err(error) => {
+                for c in offers {
+                    let _ = c.answer.send(Err(format!("the admission failed: {error}")));
+                }
+                return;
+            }
+        };
+        let mut joiners: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        // This member's offers that were admitted: (offer, joiner).
+        let mut mine = Vec::new();
+        for slot in 0..size * per {
+            let at = slot * join::SLOT;
+            let Some((peer, addrs)) = sum.value.get(at..at + join::SLOT).and_then(join::read_slot)
+            else {
+                continue;
+            };
+            // A member already, or offered twice: the first offer counts.
+            if self.node.rank_of(&peer).is_some() || joiners.iter().any(|(p, _)| *p == peer) {
+                continue;
+            }
+            if slot / per == self.rank && offers.get(slot % per).is_some_and(|c| c.peer == peer) {
+                mine.push((slot % per, joiners.len()));
+            }
+            joiners.push((peer, addrs));
+        }
+        let first = self.size();
+        if joiners.is_empty() || !self.node.add_members(first, &joiners) {
+            for c in offers {
+                let _ = c
+                    .answer
+                    .send(Err("it was not admitted (its identity did not arrive \
+                                           intact)"
+                        .into()));
+            }
+            return;
+        }
+        let (done, _) = tokio::sync::oneshot::channel();
+        let _ = self.commands.send(SwarmCommand::AddAddresses {
+            members: joiners.clone(),
+            done,
+        });
+        self.membership.admit(joiners.len());
+        let view = self.membership.view();
+        match view_graph(&self.topology, &self.config, view, self.seed) {
+            Ok(hood) => self.hood = hood,
+            Err(error) => self.failed = Some(error),
+        }
+        let view = (view.id, view.members.clone());
+        let roster = self.node.roster_snapshot();
+        let mut answers: Vec<Option<std::result::Result<join::Admission, String>>> =
+            (0..offers.len()).map(|_| None).collect();
+        for (k, joiner) in mine {
+            let admission = join::Admission::new(
+                self.node.job,
+                first + joiner,
+                self.op,
+                view.clone(),
+                &roster,
+            );
+            answers[k] = Some(Ok(admission));
+        }
+        for (c, answer) in offers.into_iter().zip(answers) {
+            let answer = answer.unwrap_or_else(|| Err("another member admitted it first".into()));
+            let _ = c.answer.send(answer);
+        }
+    }
+
+    /// One reduction of `x` and of one more value, 1 from this member if
+    /// `joining` (it has joiners to offer) and 0 otherwise: the result, and
+    /// whether any contributor had joiners.
+    async fn reduce_flagged(
+        &mut self,
+        x: &[f64],
+        tag: u64,
+        joining: bool,
+    ) -> Result<(Reduction, bool)> {
         self.take_verdicts();
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
         let max = self.node.max_input_len();
-        if x.len() > max {
-            // The transport cannot carry it: the engine never sees it.
-            let error = Error::InputTooLarge {
+        // The transport cannot carry it, or (empty) the engine would not
+        // see that it is empty: it never sees it.
+        let refused = if x.is_empty() {
+            Some(Error::EmptyInput { rank: self.rank })
+        } else {
+            (x.len() > max).then_some(Error::InputTooLarge {
                 rank: self.rank,
                 len: x.len(),
                 max,
-            };
+            })
+        };
+        if let Some(error) = refused {
             self.abort_op(&error)?;
             return Err(error);
         }
+        let mut input = Vec::with_capacity(x.len() + 1);
+        input.extend_from_slice(x);
+        input.push(if joining { 1.0 } else { 0.0 });
         let (op, setup) = self.next_op()?;
         self.shape = tag;
         // A bad input gives an engine that has failed already: driven like
         // any other, it tells the others, so that they fail with its error
         // too instead of waiting for this member's input.
-        let mut engine = Engine::new(&self.config, setup.member(), x).map_err(|e| {
+        let mut engine = Engine::new(&self.config, setup.member(), &input).map_err(|e| {
             let view = self.membership.view();
             e.rename_members(|p| view.rank(p))
         })?;
@@ -594,7 +827,14 @@ impl Session {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => return self.finish(engine, known),
+                Progress::Finished => {
+                    return self.finish(engine, known).map(|mut reduction| {
+                        // The flags' mean, times the contributors: their sum.
+                        let flag = reduction.value.pop().unwrap_or(0.0);
+                        let joining = flag * reduction.contributors.len() as f64 >= 0.5;
+                        (reduction, joining)
+                    });
+                }
                 Progress::Blocked => {}
             }
             tokio::select! {
@@ -692,7 +932,7 @@ impl Session {
                 reduction.contributors = view.to_ranks(&reduction.contributors, size);
                 Ok(reduction)
             }
-            Some(Err(error)) => Err(error.rename_members(|p| view.rank(p))),
+            Some(Err(error)) => Err(user_lengths(error.rename_members(|p| view.rank(p)))),
             None => Err(transport("the engine finished without an outcome")),
         };
         self.end(engine);
@@ -801,7 +1041,8 @@ impl Session {
                 engine.abort(AbortReason::ShapeMismatch {
                     rank: engine.status().id as u32,
                     neighbour: position as u32,
-                    len: dim as u64,
+                    // The input's own length, without the joiners flag.
+                    len: dim.saturating_sub(1) as u64,
                 });
                 return;
             }
@@ -926,6 +1167,23 @@ impl Session {
                 Target::Peer(p) => self.node.send(view.rank(p), frame),
             }
         }
+    }
+}
+
+/// An engine's error in the lengths of the caller's inputs: every
+/// reduction's input has one more value (the joiners flag).
+fn user_lengths(error: Error) -> Error {
+    match error {
+        Error::DimensionMismatch {
+            rank,
+            expected,
+            found,
+        } => Error::DimensionMismatch {
+            rank,
+            expected: expected.saturating_sub(1),
+            found: found.saturating_sub(1),
+        },
+        other => other,
     }
 }
 

@@ -106,9 +106,9 @@ impl Node {
         let _ = closing.await;
         if live.cut.load(Ordering::Relaxed) {
             reader.abort();
-            let _ = self.commands.send(SwarmCommand::Disconnect {
-                peer: self.members[to],
-            });
+            if let Some(peer) = self.peer(to) {
+                let _ = self.commands.send(SwarmCommand::Disconnect { peer });
+            }
             return;
         }
         // The peer closes its half once its reader has taken in everything
@@ -157,7 +157,9 @@ impl Node {
     /// arrives while the acceptor is busy with another one). The caller's
     /// timeout bounds the retries.
     async fn open(&self, to: usize) -> Result<Stream, OpenError> {
-        let peer = self.members[to];
+        let Some(peer) = self.peer(to) else {
+            return Err(OpenError::Failed(format!("rank {to} is no member")));
+        };
         loop {
             let (reply, connected) = oneshot::channel();
             let _ = self.commands.send(SwarmCommand::Connect { peer, reply });
@@ -179,7 +181,7 @@ impl Node {
                 }
                 Ok(Err(DialFailure::Other(_))) => {
                     let timeout = self.limits.peer_timeout;
-                    if listening(&self.addrs[to], timeout).await == Listening::Refused {
+                    if listening(&self.addrs_of(to), timeout).await == Listening::Refused {
                         let why = "its address refuses connections: its process has ended";
                         return Err(OpenError::Gone(why.into()));
                     }

@@ -209,9 +209,9 @@ impl Node {
                 self.cut_off(rank, Cut::Silent, why);
                 // Its writer is stuck in that write: closing the
                 // connection ends it.
-                let _ = self.commands.send(SwarmCommand::Disconnect {
-                    peer: self.members[rank],
-                });
+                if let Some(peer) = self.peer(rank) {
+                    let _ = self.commands.send(SwarmCommand::Disconnect { peer });
+                }
             }
         }
     }

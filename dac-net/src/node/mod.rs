@@ -51,8 +51,9 @@ use crate::wire::{self, Control, Frame};
 /// goodbye names the last reduction the sender finished. Version 4: a
 /// reduction that a usage error failed is followed by the agreement on
 /// its culprit (`dac_core::agree`), one more reduction. Version 5: every
-/// frame carries the tag of the view its reduction runs in.
-pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/5");
+/// frame carries the tag of the view its reduction runs in. Version 6:
+/// every reduction carries one more value, the joiners flag (see `join`).
+pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/6");
 
 /// The probe protocol: "do you still count me as a member?"
 pub(crate) const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/probe/1");
@@ -221,12 +222,9 @@ pub(crate) struct Node {
     pub(crate) rank: usize,
     /// The job id every frame carries.
     pub(crate) job: u64,
-    /// Every member's peer id, by rank.
-    pub(crate) members: Vec<PeerId>,
-    /// Each member's listen addresses (for probes).
-    addrs: Vec<Vec<Multiaddr>>,
-    /// Rank by peer id, for inbound streams and closed connections.
-    rank_of: HashMap<PeerId, usize>,
+    /// Every member's peer id and addresses, by rank (members admitted
+    /// mid-job are added).
+    roster: std::sync::RwLock<Roster>,
     /// Opens data and probe streams.
     control: libp2p_stream::Control,
     /// Requests to the swarm task (disconnects).
@@ -256,10 +254,21 @@ impl std::fmt::Debug for Node {
         f.debug_struct("Node")
             .field("rank", &self.rank)
             .field("job", &format_args!("{:016x}", self.job))
-            .field("members", &self.members.len())
+            .field("members", &self.members())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
+}
+
+/// Every member's identity, by rank.
+#[derive(Debug, Default)]
+struct Roster {
+    /// Peer ids, by rank.
+    peers: Vec<PeerId>,
+    /// Listen addresses, by rank (for probes).
+    addrs: Vec<Vec<Multiaddr>>,
+    /// Rank by peer id, for inbound streams and closed connections.
+    rank_of: HashMap<PeerId, usize>,
 }
 
 /// How a member is cut off.
@@ -286,14 +295,16 @@ impl Node {
             inbox,
             verdicts,
         } = wiring;
-        let (members, addrs): (Vec<PeerId>, Vec<Vec<Multiaddr>>) = roster.into_iter().unzip();
-        let rank_of = members.iter().enumerate().map(|(r, p)| (*p, r)).collect();
+        let (peers, addrs): (Vec<PeerId>, Vec<Vec<Multiaddr>>) = roster.into_iter().unzip();
+        let rank_of = peers.iter().enumerate().map(|(r, p)| (*p, r)).collect();
         Arc::new(Node {
             rank,
             job,
-            members,
-            addrs,
-            rank_of,
+            roster: std::sync::RwLock::new(Roster {
+                peers,
+                addrs,
+                rank_of,
+            }),
             control,
             commands,
             inbox,
@@ -308,6 +319,60 @@ impl Node {
         })
     }
 
+    fn roster(&self) -> std::sync::RwLockReadGuard<'_, Roster> {
+        self.roster.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ranks assigned so far.
+    pub(crate) fn members(&self) -> usize {
+        self.roster().peers.len()
+    }
+
+    /// Member `rank`'s peer id.
+    pub(crate) fn peer(&self, rank: usize) -> Option<PeerId> {
+        self.roster().peers.get(rank).copied()
+    }
+
+    /// Member `rank`'s listen addresses.
+    pub(crate) fn addrs_of(&self, rank: usize) -> Vec<Multiaddr> {
+        self.roster().addrs.get(rank).cloned().unwrap_or_default()
+    }
+
+    /// The rank of the member with peer id `peer`.
+    pub(crate) fn rank_of(&self, peer: &PeerId) -> Option<usize> {
+        self.roster().rank_of.get(peer).copied()
+    }
+
+    /// Every member's peer id and addresses, by rank.
+    pub(crate) fn roster_snapshot(&self) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let roster = self.roster();
+        roster
+            .peers
+            .iter()
+            .copied()
+            .zip(roster.addrs.iter().cloned())
+            .collect()
+    }
+
+    /// Adds members admitted mid-job, which take the next ranks in order;
+    /// returns false (and adds nothing) if `first` is not the next rank or
+    /// a peer id is a member's already.
+    pub(crate) fn add_members(&self, first: usize, members: &[(PeerId, Vec<Multiaddr>)]) -> bool {
+        let mut roster = self.roster.write().unwrap_or_else(|e| e.into_inner());
+        if roster.peers.len() != first
+            || members.iter().any(|(p, _)| roster.rank_of.contains_key(p))
+        {
+            return false;
+        }
+        for (peer, addrs) in members {
+            let rank = roster.peers.len();
+            roster.rank_of.insert(*peer, rank);
+            roster.peers.push(*peer);
+            roster.addrs.push(addrs.clone());
+        }
+        true
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-updated
         // in a way that matters more than stopping would.
@@ -319,9 +384,10 @@ impl Node {
     }
 
     /// The longest input whose messages fit in a frame (the payload is the
-    /// mass and its weight, after a header with room for events).
+    /// mass, the joiners flag and the weight, after a header with room for
+    /// events).
     pub(crate) fn max_input_len(&self) -> usize {
-        (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(1)
+        (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(2)
     }
 
     pub(crate) fn take_events(&self) -> Vec<PeerEvent> {
@@ -404,7 +470,7 @@ impl Node {
         to: usize,
         stream: Option<Stream>,
     ) -> Option<mpsc::Sender<Arc<[u8]>>> {
-        if to == self.rank || to >= self.members.len() {
+        if to == self.rank || to >= self.members() {
             return None;
         }
         let mut state = self.state();
@@ -419,7 +485,7 @@ impl Node {
                         let _ = slot.send(stream);
                     }
                     None => {
-                        let peer = self.members[to].to_string();
+                        let peer = self.peer(to).map(|p| p.to_string()).unwrap_or_default();
                         Node::report(
                             &mut state,
                             PeerEvent::Refused {
@@ -460,8 +526,8 @@ impl Node {
 
     /// Takes an inbound data stream.
     pub(crate) fn accept(self: &Arc<Self>, peer: PeerId, stream: Stream) {
-        match self.rank_of.get(&peer) {
-            Some(&rank) if !Neighbourhood::dials(self.rank, rank) => {
+        match self.rank_of(&peer) {
+            Some(rank) if !Neighbourhood::dials(self.rank, rank) => {
                 tokio::spawn(Arc::clone(self).welcome(rank, stream));
             }
             found => {
@@ -491,7 +557,7 @@ impl Node {
     /// member is probed only if the reader has not done so within a short
     /// grace (a closed connection does not always wake a stream's reader).
     pub(crate) fn connection_closed(self: &Arc<Self>, peer: PeerId) {
-        let Some(&rank) = self.rank_of.get(&peer) else {
+        let Some(rank) = self.rank_of(&peer) else {
             return;
         };
         let reading = self
@@ -526,7 +592,7 @@ impl Node {
         shut(link, fence);
         if fence {
             let commands = self.commands.clone();
-            let peer = self.members[rank];
+            let Some(peer) = self.peer(rank) else { return };
             let grace = self.limits.deadline(0) + Duration::from_secs(1);
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;

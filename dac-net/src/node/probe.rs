@@ -86,7 +86,7 @@ impl Node {
     /// Dials member `rank` and asks it, retrying until `deadline`; `None`
     /// if the network task has stopped.
     async fn ask_until(&self, rank: usize, deadline: Instant) -> Option<Probed> {
-        let peer = self.members[rank];
+        let peer = self.peer(rank)?;
         let mut last = String::from("no answer");
         loop {
             if Instant::now() >= deadline {
@@ -106,7 +106,7 @@ impl Node {
                 }
                 Ok(Ok(Err(DialFailure::Other(e)))) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match listening(&self.addrs[rank], left).await {
+                    match listening(&self.addrs_of(rank), left).await {
                         Listening::Refused => {
                             let why = "its address refuses connections: its process has ended";
                             return Some(Probed::Refused(why.into()));
@@ -155,8 +155,8 @@ impl Node {
 
     /// Takes an inbound probe stream.
     pub(crate) fn accept_probe(self: &Arc<Self>, peer: PeerId, stream: Stream) {
-        match self.rank_of.get(&peer) {
-            Some(&rank) => {
+        match self.rank_of(&peer) {
+            Some(rank) => {
                 tokio::spawn(Arc::clone(self).answer(rank, stream));
             }
             None => self.refuse(peer, "probed us but is not a member of this job".into()),
