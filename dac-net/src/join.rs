@@ -63,7 +63,7 @@ const MAX_JOIN_STREAMS: usize = 8;
 const MAX_WAITING: usize = 16;
 
 /// Joiners one admitter offers in one admission.
-pub(crate) const PER_ADMISSION: usize = 2;
+pub(crate) const PER_ADMISSION: usize = 4;
 
 /// Bytes of one identity in an admission (a peer id and a few addresses,
 /// encoded); addresses that do not fit are left out.

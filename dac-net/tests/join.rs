@@ -98,3 +98,166 @@ fn a_process_joins_a_running_job_through_any_member() {
         }
     });
 }
+
+/// A joiner whose settings differ, or whose key is wrong or missing, is
+/// refused within seconds with the reason, and the members it asked go on
+/// undisturbed (their reductions stay exact over the two of them).
+#[test]
+fn a_joiner_with_other_settings_or_without_the_key_is_refused_and_says_why() {
+    let dir = TempDir::new("refused");
+    let key = |byte: u8| dac_net::parse_key(&format!("{byte:02x}").repeat(32)).unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel::<String>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let done_rx = std::sync::Mutex::new(done_rx);
+    std::thread::scope(|scope| {
+        let members: Vec<_> = (0..2)
+            .map(|rank| {
+                let (addr_tx, dir, done_rx) = (addr_tx.clone(), dir.path(), &done_rx);
+                scope.spawn(move || {
+                    let mut comm = Comm::builder()
+                        .size(2)
+                        .rank(rank)
+                        .run_dir(dir)
+                        .key(key(7))
+                        .build()
+                        .unwrap();
+                    if rank == 0 {
+                        addr_tx.send(comm.address()).unwrap();
+                    }
+                    let mut reductions = 0;
+                    loop {
+                        let r = comm.allreduce_sum(&input(rank, D)).unwrap();
+                        assert_eq!(r.contributors.to_vec(), vec![0, 1]);
+                        assert_close(&r.value, &exact_sum(&[0, 1]), "undisturbed");
+                        reductions += 1;
+                        // Both ranks stop after the same reduction.
+                        let stop = rank == 0 && done_rx.lock().unwrap().try_recv().is_ok();
+                        let agreed = comm.allreduce_sum(&[f64::from(u8::from(stop))]).unwrap();
+                        if agreed.value[0] > 0.5 {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    comm.shutdown().unwrap();
+                    reductions
+                })
+            })
+            .collect();
+        let addr: Multiaddr = addr_rx.recv().unwrap().parse().unwrap();
+        let cases = [
+            (
+                Comm::builder().key(key(7)).tol(1e-9),
+                "differ from the job's",
+            ),
+            (
+                Comm::builder().key(key(8)),
+                "job key mismatch: the peer holds a different job key",
+            ),
+            (Comm::builder(), "this job requires a key"),
+        ];
+        for (builder, reason) in cases {
+            let started = Instant::now();
+            let err = builder
+                .join([addr.clone()])
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reason), "{err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}: {err}",
+                started.elapsed()
+            );
+        }
+        done_tx.send(()).unwrap();
+        for h in members {
+            assert!(h.join().unwrap() > 0);
+        }
+    });
+}
+
+/// `field=value` of a summary line.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+    line[start..].split(' ').next().unwrap()
+}
+
+/// The acceptance run over processes: four run reductions in a loop under
+/// one dacrun, and `dacrun -n 4 --join ADDR` starts four more that join
+/// through rank 0's address, with the job's key (found where the first
+/// dacrun says it is, next to the members' published addresses). Every
+/// result of every member is exact over its contributors (dac-allreduce checks each one, and exits 1 otherwise).
+/// Every joiner's first reduction has the first four and itself, and once
+/// all have joined, every reduction runs over all eight in the exact
+/// schedule's 3 rounds.
+#[test]
+fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut first = Command::new(env!("CARGO_BIN_EXE_dacrun"))
+        .args(["-n", "4", "--timeout", "120", "--"])
+        .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
+        .args(["--dim", "8", "--reps", "3000", "--pause-ms", "2", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut notes = BufReader::new(first.stderr.take().unwrap()).lines();
+    let key = loop {
+        let line = notes.next().unwrap().unwrap();
+        if let Some(at) = line.find("job key ") {
+            let rest = &line[at + "job key ".len()..];
+            break std::path::PathBuf::from(rest.split(' ').next().unwrap());
+        }
+    };
+    let published = key.with_file_name("rank-0.addr");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        if let Some(line) = std::fs::read_to_string(&published)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+        {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "rank 0 published no address");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let joined = Command::new(env!("CARGO_BIN_EXE_dacrun"))
+        .args(["-n", "4", "--timeout", "60", "--join", &addr, "--key-file"])
+        .arg(&key)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
+        .args(["--dim", "8", "--reps", "300", "--quiet"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&joined.stdout);
+    let err = String::from_utf8_lossy(&joined.stderr);
+    assert!(joined.status.success(), "joiners:\n{out}\n{err}");
+    let mut ranks = Vec::new();
+    for line in out.lines().filter(|l| l.contains("ok:")) {
+        // The joiners may be admitted in more than one admission: each
+        // one's first reduction has the four and itself, at least.
+        let first: usize = field(line, "first_contributors").parse().unwrap();
+        assert!((5..=8).contains(&first), "{line}");
+        let rounds: u32 = field(line, "first_rounds").parse().unwrap();
+        assert!((1..=4).contains(&rounds), "{line}");
+        // Then every reduction with all eight runs the exact schedule's 3
+        // rounds (until the joiners that came first are done and leave).
+        assert_eq!(field(line, "size"), "8", "{line}");
+        let with_all: usize = field(line, "with_all").parse().unwrap();
+        assert!(with_all >= 100, "{line}");
+        assert_eq!(field(line, "with_all_max_rounds"), "3", "{line}");
+        ranks.push(field(line, "rank").parse::<usize>().unwrap());
+    }
+    ranks.sort_unstable();
+    assert_eq!(ranks, vec![4, 5, 6, 7], "joiners:\n{out}");
+    let done = first.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "the first four:\n{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("ok:")).count(),
+        4,
+        "{out}"
+    );
+}

@@ -33,7 +33,10 @@
 //! final view's id, `view_members=`, its size, `in_view=`, the reductions
 //! that started in it, `in_view_max_rounds=`, the most rounds one of them
 //! took, and `in_view_median_us=`, their median time; timed reductions
-//! only) and exits 0 when every
+//! only; then `rank=`, the first reduction's `first_contributors=` and
+//! `first_rounds=`, and `with_all=`, the timed reductions whose
+//! contributors are every rank the job ever had, with
+//! `with_all_max_rounds=`) and exits 0 when every
 //! result is within `1e-12·max(1, ‖x̄‖∞)` of the exact mean, or names the
 //! first wrong result and exits 1; bad arguments exit 2 with one line.
 
@@ -220,10 +223,14 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     let mut times = Vec::with_capacity(args.reps);
     let mut rounds = Vec::with_capacity(args.reps);
     let mut fewer = 0;
+    // The first reduction's contributors and rounds.
+    let mut first = (0, 0);
     let mut previous: Vec<usize> = (0..comm.size()).collect();
     // (view the reduction started in, its rounds, its time in µs), for
     // every timed reduction.
     let mut views = Vec::with_capacity(args.warmup + args.reps);
+    // (contributors, rounds) of every timed reduction.
+    let mut everyone = Vec::with_capacity(args.reps);
     for i in 0..args.warmup + args.reps {
         #[cfg(feature = "testing")]
         if let Some(m) = args.misbehave.filter(|m| m.rank == rank && m.at == i) {
@@ -239,6 +246,9 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         .map_err(|e| format!("reduction {i}: {e}"))?;
         let elapsed = start.elapsed();
         check(&r, args.dim, args.sum).map_err(|e| format!("reduction {i}: {e}"))?;
+        if i == 0 {
+            first = (r.contributors.len(), r.rounds);
+        }
 
         if r.contributors.len() < comm.size() {
             fewer += 1;
@@ -258,6 +268,7 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
             times.push(elapsed.as_secs_f64() * 1e6);
             rounds.push(r.rounds);
             views.push((view, r.rounds, elapsed.as_secs_f64() * 1e6));
+            everyone.push((r.contributors.len(), r.rounds));
         }
         if !args.quiet && i + 1 == args.warmup + args.reps {
             println!(
@@ -279,10 +290,18 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         .map(|&(_, rounds, us)| (rounds, us))
         .unzip();
     in_view_us.sort_by(f64::total_cmp);
+    // The timed reductions whose contributors are every rank assigned
+    // (all the members the job ever had), and their rounds.
+    let with_all: Vec<u32> = everyone
+        .iter()
+        .filter(|(n, _)| *n == comm.size())
+        .map(|&(_, rounds)| rounds)
+        .collect();
     let summary = format!(
         "ok: size={} dim={} reps={} median_us={:.1} min_us={:.1} max_us={:.1} median_rounds={} \
          reductions_without_everyone={} departed={:?} view={last_view} view_members={} \
-         in_view={} in_view_max_rounds={} in_view_median_us={:.1}",
+         in_view={} in_view_max_rounds={} in_view_median_us={:.1} rank={rank} \
+         first_contributors={} first_rounds={} with_all={} with_all_max_rounds={}",
         comm.size(),
         args.dim,
         args.reps,
@@ -296,6 +315,10 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         in_view.len(),
         in_view.iter().max().copied().unwrap_or(0),
         median(&in_view_us),
+        first.0,
+        first.1,
+        with_all.len(),
+        with_all.iter().max().copied().unwrap_or(0),
     );
     comm.shutdown().map_err(|e| e.to_string())?;
     Ok(summary)

@@ -11,7 +11,8 @@ use dac_core::{Schedule, Topology};
 
 /// What `--help` prints after the options.
 const AFTER_HELP: &str = "\
-Every rank gets DAC_RANK (0..N), DAC_SIZE (N), DAC_RUN_DIR (a fresh directory
+Every rank gets DAC_RANK (0..N) and DAC_SIZE (N), or with --join DAC_JOIN
+instead, DAC_RUN_DIR (a fresh directory
 that dacrun removes at the end, with everything in it) and DAC_KEY_FILE; it
 gets DAC_TOPOLOGY, DAC_SCHEDULE and DAC_PEER_TIMEOUT only from the options
 above (values inherited from dacrun's environment are removed, and so is
@@ -120,6 +121,18 @@ struct Cli {
     )]
     key_file: Option<PathBuf>,
 
+    /// Start processes that join the running job at ADDR instead of forming a new one.
+    ///
+    /// ADDR is a member's address as `Comm::address` prints it
+    /// (/ip4/…/tcp/…/p2p/…), or several separated by commas; any member of
+    /// the job will do. Each of the N processes gets DAC_JOIN=ADDR (and no
+    /// DAC_RANK or DAC_SIZE: it gets its rank when it is admitted, at the
+    /// job's next reduction boundary), and its output lines are prefixed
+    /// with its index in this dacrun. A private job's key must be passed
+    /// with --key-file (the first dacrun prints where its key is); without
+    /// it no key is made, and a keyed job refuses the joiners, saying so.
+    #[arg(long, value_name = "ADDR", value_parser = parse_join)]
+    join: Option<String>,
     /// A rank that dies does not stop the others.
     ///
     /// A rank that exits non-zero or is killed is reported ("...;
@@ -188,6 +201,8 @@ pub(crate) struct Args {
     pub(crate) peer_timeout: Option<Seconds>,
     /// Absolute path of a readable key file.
     pub(crate) key_file: Option<PathBuf>,
+    /// `--join`: members' addresses, already checked.
+    pub(crate) join: Option<String>,
     /// Whether a failing rank leaves the others running.
     pub(crate) keep_going: bool,
     /// The program every rank runs.
@@ -282,6 +297,7 @@ where
         timeout: cli.timeout,
         peer_timeout: cli.peer_timeout,
         key_file: cli.key_file,
+        join: cli.join,
         keep_going: cli.keep_going,
         program,
         program_args: command.collect(),
@@ -294,6 +310,16 @@ pub(crate) fn completions(shell: Shell) -> Vec<u8> {
     clap_complete::generate(shell, &mut Cli::command(), "dacrun", &mut script);
     script
 }
+/// Checks `--join`: multiaddrs separated by commas.
+fn parse_join(value: &str) -> Result<String, String> {
+    for addr in value.split(',') {
+        addr.trim().parse::<dac_net::Multiaddr>().map_err(|e| {
+            format!("{addr:?} is not an address like /ip4/10.0.0.1/tcp/7000/p2p/…: {e}")
+        })?;
+    }
+    Ok(value.to_string())
+}
+
 /// Parses the number of ranks.
 fn parse_size(value: &str) -> Result<usize, String> {
     let size: usize = value

@@ -193,10 +193,19 @@ async fn start_all(
 /// The command for rank `rank`, with the environment contract of `main.rs`.
 fn command(args: &Args, run_dir: &Path, rank: usize) -> Command {
     let mut command = Command::new(&args.program);
+    command.args(&args.program_args);
+    match &args.join {
+        // A joiner gets its rank when it is admitted.
+        Some(addrs) => command
+            .env("DAC_JOIN", addrs)
+            .env_remove("DAC_RANK")
+            .env_remove("DAC_SIZE"),
+        None => command
+            .env("DAC_RANK", rank.to_string())
+            .env("DAC_SIZE", args.size.to_string())
+            .env_remove("DAC_JOIN"),
+    };
     command
-        .args(&args.program_args)
-        .env("DAC_RANK", rank.to_string())
-        .env("DAC_SIZE", args.size.to_string())
         .env("DAC_RUN_DIR", run_dir)
         // Its own group, which dacrun kills as a whole.
         .process_group(0)

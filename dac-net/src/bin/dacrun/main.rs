@@ -39,13 +39,14 @@
 //!
 //! | variable | value |
 //! |---|---|
-//! | `DAC_RANK` | this rank, `0..N` |
-//! | `DAC_SIZE` | `N` |
+//! | `DAC_RANK` | this rank, `0..N` (not with `--join`) |
+//! | `DAC_SIZE` | `N` (not with `--join`) |
+//! | `DAC_JOIN` | with `--join` only: the members' addresses to join through |
 //! | `DAC_RUN_DIR` | a directory shared by the job's ranks (e.g. for `rank-0.addr`) |
 //! | `DAC_TOPOLOGY` | `--topology` as given; unset without it |
 //! | `DAC_SCHEDULE` | `--schedule` as given; unset without it |
 //! | `DAC_PEER_TIMEOUT` | `--peer-timeout` as given (seconds); unset without it |
-//! | `DAC_KEY_FILE` | absolute path of `--key-file`, or of the job's fresh key |
+//! | `DAC_KEY_FILE` | absolute path of `--key-file`, or of the job's fresh key (none with `--join` and no `--key-file`) |
 //!
 //! The rest of dacrun's environment is inherited. `DAC_RUN_DIR` is a fresh
 //! `dacrun-<pid>-<random hex>` under the system temporary directory; dacrun
@@ -233,7 +234,8 @@ fn launch(args: &Args) -> u8 {
             }
         };
         let mut args = args.clone();
-        if args.key_file.is_none() {
+        // Joiners need the job's own key: a fresh one could only be refused.
+        if args.key_file.is_none() && args.join.is_none() {
             let path = run_dir.path().join("job.key");
             if let Err(e) = dac_net::JobKey::create(&path) {
                 output
