@@ -36,10 +36,12 @@ pub struct Comm {
     slot: Mutex<Slot>,
     /// This member's rank.
     rank: usize,
-    /// Members the job started with.
+    /// Ranks assigned when it was made (the live value is the handle's).
     size: usize,
     /// This member's peer id.
     peer_id: String,
+    /// Its address (see `dac_net::Comm::address`).
+    address: String,
 }
 
 impl Comm {
@@ -166,10 +168,18 @@ impl Comm {
         self.rank
     }
 
-    /// Ranks assigned so far: the members the job started with.
+    /// Ranks assigned so far (members that joined get the next ones); the
+    /// last known value while a call is under way.
     #[getter]
     fn size(&self) -> usize {
-        self.size
+        self.ready(dac_net::Comm::size).unwrap_or(self.size)
+    }
+
+    /// This member's address, for a process that joins the job through it
+    /// (see `dac_net::Comm::address`).
+    #[getter]
+    fn address(&self) -> &str {
+        &self.address
     }
 
     /// The current view's members, by rank (see `dac_net::Comm::members`).
@@ -291,6 +301,7 @@ pub struct InitOptions {
     size: Option<usize>,
     listen: Option<String>,
     bootstrap: Option<Vec<String>>,
+    join: Option<Vec<String>>,
     run_dir: Option<String>,
     key: Option<String>,
     key_file: Option<String>,
@@ -325,8 +336,21 @@ fn addr(field: &str, text: &str) -> Result<dac_net::Multiaddr, Failure> {
 /// overridden by explicit options, which must agree with it on rank and
 /// size.
 fn builder(options: InitOptions) -> Result<CommBuilder, Failure> {
-    let under_dacrun = std::env::var_os("DAC_RANK").is_some();
-    let mut b = if under_dacrun {
+    let under_dacrun =
+        std::env::var_os("DAC_RANK").is_some() || std::env::var_os("DAC_JOIN").is_some();
+    let mut b = if let Some(list) = options.join.as_ref().filter(|_| !under_dacrun) {
+        if options.rank.is_some() || options.size.is_some() || options.bootstrap.is_some() {
+            return Err(argument(
+                "join= joins a running job, which gives this member its rank: leave out \
+                 size=, rank= and bootstrap=",
+            ));
+        }
+        let addrs = list
+            .iter()
+            .map(|a| addr("join", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        dac_net::Comm::builder().join(addrs)
+    } else if under_dacrun {
         let b = CommBuilder::from_env()?;
         for (field, var, given) in [
             ("rank", "DAC_RANK", options.rank),
@@ -347,7 +371,8 @@ fn builder(options: InitOptions) -> Result<CommBuilder, Failure> {
         let (Some(rank), Some(size)) = (options.rank, options.size) else {
             return Err(argument(
                 "not started by dacrun (DAC_RANK and DAC_SIZE are not set): pass \
-                 size= and rank= (and bootstrap= or run_dir= for ranks above 0)",
+                 size= and rank= (and bootstrap= or run_dir= for ranks above 0), or join= \
+                 with a member's address",
             ));
         };
         dac_net::Comm::builder().rank(rank).size(size)
@@ -419,6 +444,7 @@ pub fn init(py: Python<'_>, options: InitOptions) -> PyResult<Comm> {
         rank: comm.rank(),
         size: comm.size(),
         peer_id: comm.peer_id().to_string(),
+        address: comm.address(),
         slot: Mutex::new(Slot::Ready(Box::new(comm))),
     })
 }

@@ -80,6 +80,45 @@ def test_a_killed_peer_drops_out_of_the_contributors() -> None:
     assert ok_ranks(p.stdout, "new-view") == [0, 1, 2], p.stdout
 
 
+def test_a_process_joins_a_running_two_process_job() -> None:
+    """Issue 18: `dac.init(join=...)` in this process joins a job of two
+    under dacrun, through rank 0's address and with the job's key (both
+    found where dacrun says its key is). Every member's sums are then over
+    the three, exact, and `size`, `members` and `view_id` say so."""
+    import dac
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAC_")}
+    cmd = [str(dacrun_path()), "-n", "2", "--timeout", "90", "--",
+           sys.executable, str(SPMD / "grow.py")]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    try:
+        assert job.stderr is not None
+        key = ""
+        for line in job.stderr:
+            if "job key " in line:
+                key = line.split("job key ", 1)[1].split(" ")[0]
+                break
+        assert key, "dacrun did not say where its key is"
+        published = Path(key).with_name("rank-0.addr")
+        deadline = time.monotonic() + 30
+        while not published.exists() or not published.read_text().strip():
+            assert time.monotonic() < deadline, "rank 0 published no address"
+            time.sleep(0.02)
+        address = published.read_text().splitlines()[0]
+        with dac.init(join=address, key_file=key) as comm:
+            assert (comm.rank, comm.size, comm.members) == (2, 3, [0, 1, 2])
+            assert comm.address.endswith(f"/p2p/{comm.peer_id}")
+            for _ in range(3):
+                r = comm.allreduce(3.0, op="sum")
+                assert r.contributors == [0, 1, 2] and r.value == 6.0, r
+        out, err = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 0, out + err
+    assert ok_ranks(out, "grown") == [0, 1], out
+
+
 def test_a_member_that_left_after_its_part_is_not_listed_as_departed() -> None:
     """Issue 16: `departed()` listed ranks that had finished normally."""
     p = run_spmd("leaver.py", 3)

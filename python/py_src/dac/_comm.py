@@ -88,6 +88,12 @@ class Comm:
         return self._native.peer_id
 
     @property
+    def address(self) -> str:
+        """This member's address (``/ip4/…/tcp/…/p2p/…``): another process
+        joins the running job through it with ``dac.init(join=address)``."""
+        return self._native.address
+
+    @property
     def closed(self) -> bool:
         """Whether the member has left the job."""
         return self._native.closed
@@ -234,6 +240,7 @@ def init(
     size: Optional[int] = None,
     listen: Optional[str] = None,
     bootstrap: Union[str, Sequence[str], None] = None,
+    join: Union[str, Sequence[str], None] = None,
     run_dir: Optional[str] = None,
     key: Optional[str] = None,
     key_file: Optional[str] = None,
@@ -253,7 +260,13 @@ def init(
     size and addresses come from the environment ``dacrun`` sets. Outside
     ``dacrun``, pass ``size`` and ``rank``; rank 0 listens on ``listen`` (a
     multiaddr such as ``/ip4/0.0.0.0/tcp/7000``) and the others name it in
-    ``bootstrap`` (or share a ``run_dir``). Every member must pass the same
+    ``bootstrap`` (or share a ``run_dir``). To join a job that is running
+    already, pass ``join``: the address of any member (:attr:`Comm.address`,
+    or ``rank-R.addr`` in the directory where ``dacrun`` says its key is),
+    or a list of them, and no ``size`` or ``rank``; the member enters at the
+    job's next reduction with the next free rank, and every member's
+    :attr:`Comm.size` and :attr:`Comm.members` then include it (``dacrun -n
+    K --join ADDR`` starts K such processes). Every member must pass the same
     ``topology``, ``schedule``, ``tol``, ``max_rounds``, ``seed`` and
     ``key`` (a 64-hex-digit job key, or ``key_file``; members without it
     cannot connect, and a wrong key raises :class:`~dac.NetworkError`
@@ -289,6 +302,7 @@ def init(
         "size": count(size, "size"),
         "listen": listen,
         "bootstrap": [bootstrap] if isinstance(bootstrap, str) else bootstrap,
+        "join": [join] if isinstance(join, str) else (None if join is None else list(join)),
         "run_dir": None if run_dir is None else str(run_dir),
         "key": key,
         "key_file": None if key_file is None else str(key_file),
