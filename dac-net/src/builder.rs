@@ -126,8 +126,10 @@ impl CommBuilder {
 
     /// Joins a running job instead of forming a new one: asks the member at
     /// the first of `addrs` that answers (any member: see [`Comm::address`](crate::Comm::address))
-    /// to admit this process, which then enters at the next reduction
-    /// boundary with the next free rank. Forming (`size`, `rank`,
+    /// to admit this process, which then enters at the job's next
+    /// admission point ([`Comm::admit`](crate::Comm::admit)) with the next
+    /// free rank; `build` returns then, and the program runs the job's loop
+    /// from its top. Forming (`size`, `rank`,
     /// `bootstrap`) is for the members a job starts with; a joiner sets
     /// none of them, and the same settings as the job (topology, schedule,
     /// `tol`, `max_rounds`, seed, frame limit) and its key. A member with

@@ -181,6 +181,33 @@ impl Comm {
             .unwrap_or_default()
     }
 
+    /// An admission point: admits the processes waiting to join the job
+    /// ([`CommBuilder::join`]). A collective, like a reduction: every member
+    /// calls it at the same point of its program, and it returns the ranks
+    /// admitted, the same on every member (usually none).
+    ///
+    /// Call it where a new member's program may begin: after the last
+    /// collective of an iteration of the job's loop, so that a joiner, whose
+    /// `build` returns once it is admitted, runs the loop from its top, its
+    /// first collective paired with everyone's first one after this call.
+    /// (A joiner that entered in the middle of an operation of several
+    /// reductions, such as a least-squares fit, would pair its first call
+    /// with a later step of the others'.) From the next call on, every
+    /// result includes the joiners, and [`Comm::size`] and
+    /// [`Comm::members`] show them.
+    ///
+    /// It costs one reduction of one value, and one more of a few hundred
+    /// values per member when someone is admitted.
+    ///
+    /// # Errors
+    /// As [`Communicator::allreduce_mean`].
+    pub fn admit(&mut self) -> Result<Vec<usize>> {
+        let runtime = self.runtime()?;
+        let admitted = runtime.block_on(async { self.session.lock().await.admit().await });
+        self.refresh();
+        admitted.map(Iterator::collect)
+    }
+
     /// Takes the peer events (departures, misbehaving or refused peers)
     /// recorded since the last call.
     pub fn take_events(&self) -> Vec<PeerEvent> {

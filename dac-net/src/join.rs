@@ -7,22 +7,29 @@
 //!    other settings (topology, schedule, tolerance, round limit, seed,
 //!    frame limit), saying which; a process without the job key never gets
 //!    this far (the access gate refuses its connection, naming the key).
-//! 2. **Agree.** The admitter keeps the request in its lobby. Every
-//!    reduction carries one more value than its input: 1 from a member
-//!    with joiners waiting, 0 otherwise, so that every member that
-//!    completes it knows whether anyone has joiners. If anyone has, every
-//!    member runs one more reduction right after it, of a fixed layout, in
-//!    which each admitter publishes its joiners' identities (peer id and
-//!    addresses, as 16-bit chunks that a sum with zeros carries exactly).
-//!    Every member reads the same identities from the same sum, gives them
-//!    the next ranks in the order of their admitters' ranks, and moves to
-//!    the view of that reduction's contributors plus the joiners.
+//! 2. **Agree.** The admitter keeps the request in its lobby until the
+//!    job's next admission point (`Comm::admit`, a collective every member
+//!    calls at the same point of its loop). There every member first
+//!    reduces one value: 1 from a member with joiners waiting, 0
+//!    otherwise. If anyone has joiners, every member runs one more
+//!    reduction, of a fixed layout, in which each admitter publishes its
+//!    joiners' identities (peer id and addresses, as 16-bit chunks that a
+//!    sum with zeros carries exactly). Every member reads the same
+//!    identities from the same sum, gives them the next ranks in the order
+//!    of their admitters' ranks, and moves to the view of that reduction's
+//!    contributors plus the joiners.
 //! 3. **Enter.** The admitter answers its joiner with its rank, the job
 //!    id, the new view, the last reduction before its first, and every
-//!    member's identity. The joiner's first reduction is the next one, and
-//!    its result includes the joiner. The older members dial it (the lower
-//!    rank of a pair opens the link), so nobody opens a link to a member
-//!    it has not admitted.
+//!    member's identity. The joiner's first collective pairs with every
+//!    member's first one after the admission point, and its result
+//!    includes the joiner. The older members dial it (the lower rank of a
+//!    pair opens the link), so nobody opens a link to a member it has not
+//!    admitted.
+//!
+//! Admission waits for an admission point, not merely for a reduction, so
+//! that a joiner never enters in the middle of an operation of several
+//! reductions (a least-squares fit) with its program at the top of its
+//! loop.
 //!
 //! No member coordinates: any member admits, and the member that formed
 //! the job may be gone.
@@ -233,7 +240,7 @@ pub(crate) fn read_slot(slot: &[f64]) -> Option<(PeerId, Vec<Multiaddr>)> {
 
 /// Answers join streams: refuses another version or other settings at
 /// once, and puts the others in `lobby`, answering each when the session
-/// admits or refuses it (or after `wait`, if no reduction ran meanwhile).
+/// admits or refuses it (or after `wait`, if no admission point came).
 pub(crate) fn accept_joins(
     mut incoming: libp2p_stream::IncomingStreams,
     settings: String,
@@ -309,8 +316,8 @@ async fn serve(peer: PeerId, mut stream: Stream, settings: &str, lobby: &Lobby, 
                     },
                     Err(_) => JoinMessage::Refused {
                         reason: format!(
-                            "no reduction ran in the job within {:.0} s, so it could not be \
-                             admitted",
+                            "the job reached no admission point (Comm::admit) within {:.0} s, \
+                             so it could not be admitted",
                             wait.as_secs_f64()
                         ),
                     },

@@ -642,35 +642,36 @@ impl Session {
         }
     }
 
-    /// One reduction of `x`, with shape tag `tag`, in the current view,
-    /// followed by an admission when any member has joiners waiting (see
-    /// `join`): this member offers the first of its own.
-    async fn reduce_once(&mut self, x: &[f64], tag: u64) -> Result<Reduction> {
+    /// The admission point (see `Comm::admit`): one reduction of a single
+    /// value, 1 from a member with joiners waiting and 0 otherwise; if any
+    /// had, the admission. Returns the ranks admitted.
+    pub(crate) async fn admit(&mut self) -> Result<std::ops::Range<usize>> {
         let offers = join::take_offers(&self.lobby);
-        match self.reduce_flagged(x, tag, !offers.is_empty()).await {
-            Ok((reduction, false)) => {
-                join::put_back(&self.lobby, offers);
-                Ok(reduction)
-            }
-            Ok((reduction, true)) => {
-                self.admit(offers).await;
-                Ok(reduction)
-            }
+        let flag = [if offers.is_empty() { 0.0 } else { 1.0 }];
+        let asked = match self.reduce_once(&flag, wire::shape_tag(&[1])).await {
+            Ok(mean) => mean.into_sum().value[0] >= 0.5,
             Err(error) => {
                 join::put_back(&self.lobby, offers);
-                Err(error)
+                return Err(error);
             }
+        };
+        let first = self.size();
+        if asked {
+            self.admit_offers(offers).await;
+        } else {
+            join::put_back(&self.lobby, offers);
         }
+        Ok(first..self.size())
     }
 
-    /// The admission, after a reduction in which some member had joiners:
-    /// one reduction of a fixed layout in which every member publishes the
-    /// identities it offers at its own slots (`offers`: this member's).
-    /// Every member reads the same joiners from the same sum, gives them
-    /// the next ranks in the order of their admitters' ranks and moves to
-    /// the view of that reduction's contributors plus them; this member
-    /// then answers its own joiners (see `join`).
-    async fn admit(&mut self, offers: Vec<join::Candidate>) {
+    /// The admission, after an admission point at which some member had
+    /// joiners: one reduction of a fixed layout in which every member
+    /// publishes the identities it offers at its own slots (`offers`: this
+    /// member's). Every member reads the same joiners from the same sum,
+    /// gives them the next ranks in the order of their admitters' ranks and
+    /// moves to the view of that reduction's contributors plus them; this
+    /// member then answers its own joiners (see `join`).
+    async fn admit_offers(&mut self, offers: Vec<join::Candidate>) {
         let (size, per) = (self.size(), join::PER_ADMISSION);
         let mut slots = vec![0.0; size * per * join::SLOT];
         for (k, c) in offers.iter().enumerate() {
@@ -679,8 +680,8 @@ impl Session {
             join::write_slot(&mut slots[at..at + join::SLOT], &identity);
         }
         let tag = wire::shape_tag(&[slots.len()]);
-        let sum = match self.reduce_flagged(&slots, tag, false).await {
-            Ok((mean, _)) => mean.into_sum(),
+        let sum = match self.reduce_once(&slots, tag).await {
+            Ok(mean) => mean.into_sum(),
             Err(error) => {
                 for c in offers {
                     let _ = c.answer.send(Err(format!("the admission failed: {error}")));
@@ -748,44 +749,29 @@ impl Session {
         }
     }
 
-    /// One reduction of `x` and of one more value, 1 from this member if
-    /// `joining` (it has joiners to offer) and 0 otherwise: the result, and
-    /// whether any contributor had joiners.
-    async fn reduce_flagged(
-        &mut self,
-        x: &[f64],
-        tag: u64,
-        joining: bool,
-    ) -> Result<(Reduction, bool)> {
+    /// One reduction of `x`, with shape tag `tag`, in the current view.
+    async fn reduce_once(&mut self, x: &[f64], tag: u64) -> Result<Reduction> {
         self.take_verdicts();
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
         let max = self.node.max_input_len();
-        // The transport cannot carry it, or (empty) the engine would not
-        // see that it is empty: it never sees it.
-        let refused = if x.is_empty() {
-            Some(Error::EmptyInput { rank: self.rank })
-        } else {
-            (x.len() > max).then_some(Error::InputTooLarge {
+        if x.len() > max {
+            // The transport cannot carry it: the engine never sees it.
+            let error = Error::InputTooLarge {
                 rank: self.rank,
                 len: x.len(),
                 max,
-            })
-        };
-        if let Some(error) = refused {
+            };
             self.abort_op(&error)?;
             return Err(error);
         }
-        let mut input = Vec::with_capacity(x.len() + 1);
-        input.extend_from_slice(x);
-        input.push(if joining { 1.0 } else { 0.0 });
         let (op, setup) = self.next_op()?;
         self.shape = tag;
         // A bad input gives an engine that has failed already: driven like
         // any other, it tells the others, so that they fail with its error
         // too instead of waiting for this member's input.
-        let mut engine = Engine::new(&self.config, setup.member(), &input).map_err(|e| {
+        let mut engine = Engine::new(&self.config, setup.member(), x).map_err(|e| {
             let view = self.membership.view();
             e.rename_members(|p| view.rank(p))
         })?;
@@ -827,14 +813,7 @@ impl Session {
                     idle = FIRST_IDLE;
                     continue;
                 }
-                Progress::Finished => {
-                    return self.finish(engine, known).map(|mut reduction| {
-                        // The flags' mean, times the contributors: their sum.
-                        let flag = reduction.value.pop().unwrap_or(0.0);
-                        let joining = flag * reduction.contributors.len() as f64 >= 0.5;
-                        (reduction, joining)
-                    });
-                }
+                Progress::Finished => return self.finish(engine, known),
                 Progress::Blocked => {}
             }
             tokio::select! {
@@ -932,7 +911,7 @@ impl Session {
                 reduction.contributors = view.to_ranks(&reduction.contributors, size);
                 Ok(reduction)
             }
-            Some(Err(error)) => Err(user_lengths(error.rename_members(|p| view.rank(p)))),
+            Some(Err(error)) => Err(error.rename_members(|p| view.rank(p))),
             None => Err(transport("the engine finished without an outcome")),
         };
         self.end(engine);
@@ -1041,8 +1020,7 @@ impl Session {
                 engine.abort(AbortReason::ShapeMismatch {
                     rank: engine.status().id as u32,
                     neighbour: position as u32,
-                    // The input's own length, without the joiners flag.
-                    len: dim.saturating_sub(1) as u64,
+                    len: dim as u64,
                 });
                 return;
             }
@@ -1167,23 +1145,6 @@ impl Session {
                 Target::Peer(p) => self.node.send(view.rank(p), frame),
             }
         }
-    }
-}
-
-/// An engine's error in the lengths of the caller's inputs: every
-/// reduction's input has one more value (the joiners flag).
-fn user_lengths(error: Error) -> Error {
-    match error {
-        Error::DimensionMismatch {
-            rank,
-            expected,
-            found,
-        } => Error::DimensionMismatch {
-            rank,
-            expected: expected.saturating_sub(1),
-            found: found.saturating_sub(1),
-        },
-        other => other,
     }
 }
 

@@ -57,10 +57,16 @@ fn a_process_joins_a_running_job_through_any_member() {
                         before += 1;
                         assert!(Instant::now() < deadline, "nobody joined");
                         std::thread::sleep(Duration::from_millis(5));
+                        // Where a joiner may begin the loop: after its
+                        // last collective.
+                        comm.admit().unwrap();
                     };
                     let view = (comm.size(), comm.members().to_vec());
                     let after: Vec<_> = (0..2)
-                        .map(|_| comm.allreduce_sum(&input(rank, D)).unwrap())
+                        .map(|_| {
+                            assert_eq!(comm.admit().unwrap(), Vec::<usize>::new());
+                            comm.allreduce_sum(&input(rank, D)).unwrap()
+                        })
                         .collect();
                     comm.shutdown().unwrap();
                     (before, joined, view, after)
@@ -74,8 +80,14 @@ fn a_process_joins_a_running_job_through_any_member() {
         let took = started.elapsed();
         assert_eq!(joiner.rank(), 2);
         assert_eq!((joiner.size(), joiner.members()), (3, &[0, 1, 2][..]));
+        // The same loop, from its top.
         let mine: Vec<_> = (0..3)
-            .map(|_| joiner.allreduce_sum(&input(2, D)).unwrap())
+            .map(|i| {
+                if i > 0 {
+                    assert_eq!(joiner.admit().unwrap(), Vec::<usize>::new());
+                }
+                joiner.allreduce_sum(&input(2, D)).unwrap()
+            })
             .collect();
         joiner.shutdown().unwrap();
         assert!(took < Duration::from_secs(10), "joining took {took:?}");
@@ -136,6 +148,8 @@ fn a_joiner_with_other_settings_or_without_the_key_is_refused_and_says_why() {
                         if agreed.value[0] > 0.5 {
                             break;
                         }
+                        // Nobody is admitted: the refused ones never wait.
+                        assert_eq!(comm.admit().unwrap(), Vec::<usize>::new());
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     comm.shutdown().unwrap();
@@ -197,7 +211,16 @@ fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
     let mut first = Command::new(env!("CARGO_BIN_EXE_dacrun"))
         .args(["-n", "4", "--timeout", "120", "--"])
         .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
-        .args(["--dim", "8", "--reps", "3000", "--pause-ms", "2", "--quiet"])
+        .args([
+            "--dim",
+            "8",
+            "--reps",
+            "2000",
+            "--pause-ms",
+            "2",
+            "--admit",
+            "--quiet",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -228,7 +251,7 @@ fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
         .arg(&key)
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
-        .args(["--dim", "8", "--reps", "300", "--quiet"])
+        .args(["--dim", "8", "--reps", "300", "--admit", "--quiet"])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&joined.stdout);

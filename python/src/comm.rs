@@ -250,6 +250,11 @@ impl Comm {
         self.call(py, move |comm| Ok(comm.abort_call(kind)?))
     }
 
+    /// An admission point (see `dac_net::Comm::admit`): the ranks admitted.
+    fn admit(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        self.call(py, |comm| Ok(comm.admit()?))
+    }
+
     /// Members that departed mid-job (see `dac_net::Comm::departed`).
     fn departed(&self) -> PyResult<Vec<usize>> {
         self.ready(|comm| comm.departed())

@@ -109,7 +109,9 @@ def test_a_process_joins_a_running_two_process_job() -> None:
         with dac.init(join=address, key_file=key) as comm:
             assert (comm.rank, comm.size, comm.members) == (2, 3, [0, 1, 2])
             assert comm.address.endswith(f"/p2p/{comm.peer_id}")
-            for _ in range(3):
+            for i in range(3):  # the members' loop, from its top
+                if i > 0:
+                    assert comm.admit() == []
                 r = comm.allreduce(3.0, op="sum")
                 assert r.contributors == [0, 1, 2] and r.value == 6.0, r
         out, err = job.communicate(timeout=60)

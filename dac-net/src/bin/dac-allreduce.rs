@@ -19,6 +19,9 @@
 //! - `--kill-rank K --kill-after-ms T`: rank K kills itself with SIGKILL
 //!   T ms after its first reduction starts (run under `dacrun --keep-going`);
 //! - `--quiet`: only the summary line;
+//! - `--admit`: an admission point after every reduction (`Comm::admit`),
+//!   where processes started with `dacrun --join` enter (every rank of the
+//!   job passes it, the joiners too);
 //! - `--misbehave R:MODE@K` (builds with the `testing` feature only): rank R
 //!   breaks the protocol before reduction K — a bad frame to every other
 //!   rank (`wrong-job`, `future-op`, `oversized`, `truncated`, `garbage`,
@@ -104,6 +107,11 @@ struct Args {
     /// Print only the summary line.
     #[arg(long)]
     quiet: bool,
+
+    /// After each reduction, an admission point (Comm::admit, not timed): processes
+    /// started with `dacrun --join` enter there. Every rank must pass it.
+    #[arg(long)]
+    admit: bool,
 
     /// Rank R breaks the protocol before reduction K (testing builds only).
     ///
@@ -263,6 +271,14 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         previous = now;
         if args.pause_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(args.pause_ms));
+        }
+        if args.admit {
+            let admitted = comm
+                .admit()
+                .map_err(|e| format!("admission after {i}: {e}"))?;
+            if !args.quiet && !admitted.is_empty() {
+                println!("reduction {i}: admitted ranks {admitted:?}");
+            }
         }
         if i >= args.warmup {
             times.push(elapsed.as_secs_f64() * 1e6);

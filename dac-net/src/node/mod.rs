@@ -51,9 +51,8 @@ use crate::wire::{self, Control, Frame};
 /// goodbye names the last reduction the sender finished. Version 4: a
 /// reduction that a usage error failed is followed by the agreement on
 /// its culprit (`dac_core::agree`), one more reduction. Version 5: every
-/// frame carries the tag of the view its reduction runs in. Version 6:
-/// every reduction carries one more value, the joiners flag (see `join`).
-pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/6");
+/// frame carries the tag of the view its reduction runs in.
+pub(crate) const DATA_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/data/5");
 
 /// The probe protocol: "do you still count me as a member?"
 pub(crate) const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/probe/1");
@@ -384,10 +383,9 @@ impl Node {
     }
 
     /// The longest input whose messages fit in a frame (the payload is the
-    /// mass, the joiners flag and the weight, after a header with room for
-    /// events).
+    /// mass and its weight, after a header with room for events).
     pub(crate) fn max_input_len(&self) -> usize {
-        (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(2)
+        (self.limits.max_frame.saturating_sub(wire::HEADER_ROOM) / 8).saturating_sub(1)
     }
 
     pub(crate) fn take_events(&self) -> Vec<PeerEvent> {

@@ -134,6 +134,21 @@ class Comm:
         )
         return Reduction(shaped, r.rounds, r.residual, r.contributors)
 
+    def admit(self) -> List[int]:
+        """An admission point: admits the processes waiting to join the job
+        (``dac.init(join=...)``) and returns their ranks, the same on every
+        member (usually none). A collective: every member calls it at the
+        same point, after the last collective of an iteration of the job's
+        loop, so that a joiner, whose ``dac.init`` returns once it is
+        admitted, runs the loop from its top. From the next call on, every
+        result includes the joiners. It costs one reduction of one value.
+
+        >>> with dac.init(size=1, rank=0) as comm:
+        ...     comm.admit()
+        []
+        """
+        return self._native.admit()
+
     def departed(self) -> List[int]:
         """Members that departed mid-job, in increasing order: those whose
         input is missing from a reduction this member completed (they
@@ -264,9 +279,10 @@ def init(
     already, pass ``join``: the address of any member (:attr:`Comm.address`,
     or ``rank-R.addr`` in the directory where ``dacrun`` says its key is),
     or a list of them, and no ``size`` or ``rank``; the member enters at the
-    job's next reduction with the next free rank, and every member's
-    :attr:`Comm.size` and :attr:`Comm.members` then include it (``dacrun -n
-    K --join ADDR`` starts K such processes). Every member must pass the same
+    job's next admission point (:meth:`Comm.admit`, which the members call
+    at the end of each iteration of their loop) with the next free rank, and
+    every member's :attr:`Comm.size` and :attr:`Comm.members` then include
+    it (``dacrun -n K --join ADDR`` starts K such processes). Every member must pass the same
     ``topology``, ``schedule``, ``tol``, ``max_rounds``, ``seed`` and
     ``key`` (a 64-hex-digit job key, or ``key_file``; members without it
     cannot connect, and a wrong key raises :class:`~dac.NetworkError`

@@ -19,9 +19,11 @@ if __name__ == "__main__":
         assert r.contributors == [0, 1] and r.value == 3.0, r
         assert time.monotonic() < deadline, "nobody joined"
         time.sleep(0.01)
+        comm.admit()  # where a joiner begins the loop
     assert r.contributors == [0, 1, 2] and r.value == 6.0, r
     assert (comm.size, comm.members, comm.view_id) == (3, [0, 1, 2], 1), comm.members
     for _ in range(2):
+        assert comm.admit() == []
         r = comm.allreduce(float(comm.rank + 1), op="sum")
         assert r.contributors == [0, 1, 2] and r.value == 6.0, r
     print("ok grown", flush=True)
