@@ -19,6 +19,9 @@
 //!   addresses, hands out the list in rank order, and starts the job once
 //!   every member has its links up (or aborts it on every member, naming
 //!   the member that was lost).
+//! - `join` grows a running job: a process asks any member to admit it
+//!   ([`CommBuilder::join`]) and enters at the job's next admission point
+//!   ([`Comm::admit`]), with the next free rank.
 //!
 //! ```no_run
 //! use dac_net::{Comm, Communicator};

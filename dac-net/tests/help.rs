@@ -88,13 +88,14 @@ fn check_help(program: &str, options: &[&str]) -> String {
     help
 }
 
-const DACRUN_OPTIONS: [&str; 9] = [
+const DACRUN_OPTIONS: [&str; 10] = [
     "--np",
     "--topology",
     "--schedule",
     "--timeout",
     "--peer-timeout",
     "--key-file",
+    "--join",
     "--keep-going",
     "--peer-id",
     "--completions",
@@ -111,6 +112,7 @@ fn dacrun_help_lists_every_option_and_what_it_passes_on() {
         "DAC_KEY_FILE",
         "DAC_RANK",
         "DAC_SIZE",
+        "DAC_JOIN",
         "DAC_RUN_DIR",
     ] {
         assert!(help.contains(variable), "{variable} missing:\n{help}");
@@ -135,6 +137,7 @@ fn dac_allreduce_help_lists_every_option_and_the_exit_statuses() {
         "--kill-rank",
         "--kill-after-ms",
         "--quiet",
+        "--admit",
     ];
     if cfg!(feature = "testing") {
         options.push("--misbehave");
