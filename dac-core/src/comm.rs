@@ -31,6 +31,16 @@ pub trait Communicator {
     /// the current members as its view).
     fn size(&self) -> usize;
 
+    /// The members the next collective runs over, by rank, ascending:
+    /// every rank (`0..size()`) unless the transport keeps views of a job
+    /// whose members come and go (the networked `Comm`: the contributors of
+    /// the last reduction that completed, plus the members admitted since).
+    /// An operation whose data must come from every member checks its
+    /// results' contributors against these.
+    fn members(&self) -> Vec<usize> {
+        (0..self.size()).collect()
+    }
+
     /// The mean of the members' `x` (all members pass vectors of the same
     /// length).
     ///

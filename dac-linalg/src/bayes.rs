@@ -91,7 +91,7 @@ where
     ];
     let ballot = Ballot::new(verdict).with_values(&fingerprint);
     let sums = reduce_checked(comm, ballot, &data, "XᵀX and Xᵀy")?;
-    let ranks: Vec<usize> = (0..comm.size()).collect();
+    let ranks = sums.ranks.clone();
     let odd = dissenters(&ranks, |a, b| {
         same_prior(sums.tally.values(a), sums.tally.values(b))
     });

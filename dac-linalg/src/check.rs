@@ -361,6 +361,8 @@ pub(crate) struct Checked {
     pub(crate) tally: Tally,
     /// Consensus rounds the reduction took.
     pub(crate) rounds: u32,
+    /// The members whose ballots it holds ([`Communicator::members`]).
+    pub(crate) ranks: Vec<usize>,
 }
 
 /// Sums `data` (zeros on a rank whose verdict is bad) and the ranks'
@@ -374,6 +376,7 @@ pub(crate) fn reduce_checked<C: Communicator>(
     what: &str,
 ) -> Result<Checked> {
     let (size, rank) = (comm.size(), comm.rank());
+    let members = comm.members();
     let flags = FLAG_BLOCKS * size;
     let head = flags + ballot.body_len(size);
     let mut payload = ballot.flags(rank, size);
@@ -394,12 +397,14 @@ pub(crate) fn reduce_checked<C: Communicator>(
         },
         other => LinalgError::Consensus(other),
     })?;
-    if reduction.contributors.len() < size {
-        return Err(LinalgError::Incomplete {
-            departed: (0..size)
-                .filter(|&r| !reduction.contributors.contains(r))
-                .collect(),
-        });
+    // Every member of the view the call began in must be in the sum.
+    let departed: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&r| !reduction.contributors.contains(r))
+        .collect();
+    if !departed.is_empty() {
+        return Err(LinalgError::Incomplete { departed });
     }
     let rounds = reduction.rounds;
     let sum = reduction.value;
@@ -415,8 +420,9 @@ pub(crate) fn reduce_checked<C: Communicator>(
     )?;
     Ok(Checked {
         data: sum[head..].to_vec(),
-        tally: ballot.read(&sum[flags..head], (0..size).collect()),
+        tally: ballot.read(&sum[flags..head], members.clone()),
         rounds,
+        ranks: members,
     })
 }
 
@@ -442,9 +448,8 @@ pub(crate) fn row_layout<C: Communicator>(
 ) -> Result<RowLayout> {
     let ballot = Ballot::new(verdict).with_values(&[rows as f64, cols as f64]);
     let checked = reduce_checked(comm, ballot, &[], "the row counts")?;
-    let (shapes, rounds) = (checked.tally, checked.rounds);
+    let (shapes, rounds, ranks) = (checked.tally, checked.rounds, checked.ranks);
     let size = comm.size();
-    let ranks: Vec<usize> = (0..size).collect();
     let odd = dissenters(&ranks, |a, b| shapes.count(a, 1) == shapes.count(b, 1));
     if !odd.is_empty() {
         let widths: Vec<usize> = (0..size).map(|o| shapes.count(o, 1)).collect();

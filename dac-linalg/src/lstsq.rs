@@ -126,7 +126,7 @@ where
     let sums = reduce_checked(comm, ballot, &data, "the normal equations")?;
     let rounds = u64::from(sums.rounds);
     let (rank, size) = (comm.rank(), comm.size());
-    let ranks: Vec<usize> = (0..size).collect();
+    let ranks = sums.ranks.clone();
     let shape = |o: usize| (sums.tally.count(o, 1), sums.tally.count(o, 2));
     let odd = dissenters(&ranks, |a, b| shape(a) == shape(b));
     if !odd.is_empty() {
@@ -155,14 +155,16 @@ where
         let ballot = Ballot::ok().with_votes(&vote);
         let step = reduce_checked(comm, ballot, &data, "the refinement")?;
         let (grad, votes) = (&step.data, &step.tally.votes);
+        // The voters are the members the reduction ran over.
+        let voters = step.ranks.len();
         let limit = at_limit(
             (rank, size),
             vote[2] > 0.5,
-            (count(votes[2]), size),
+            (count(votes[2]), voters),
             "max_refinements",
             |flags| {
                 reduce_checked(comm, Ballot::ok(), flags, "the refinement limits")
-                    .map(|limits| (limits.data, ranks.clone()))
+                    .map(|limits| (limits.data, limits.ranks))
             },
         )?;
         Ok(Refinement {
@@ -170,7 +172,7 @@ where
             residual2: grad[n * k],
             stop_votes: votes[0],
             cholesky_votes: votes[1],
-            voters: size,
+            voters,
             limit,
             abandon: false,
             rounds: u64::from(step.rounds),

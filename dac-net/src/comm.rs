@@ -196,6 +196,12 @@ impl Comm {
     /// result includes the joiners, and [`Comm::size`] and
     /// [`Comm::members`] show them.
     ///
+    /// A member that is done leaves in place of an admission point: it
+    /// calls [`Comm::shutdown`] after the last collective of its last
+    /// iteration instead of `admit`. The others' admission point then notes
+    /// its departure, and their next operation runs without it from its
+    /// first reduction.
+    ///
     /// It costs one reduction of one value, and one more of a few hundred
     /// values per member when someone is admitted.
     ///
@@ -494,6 +500,10 @@ impl Communicator for Comm {
 
     fn size(&self) -> usize {
         self.size
+    }
+
+    fn members(&self) -> Vec<usize> {
+        self.view.1.clone()
     }
 
     fn allreduce_mean(&mut self, x: &[f64]) -> Result<Reduction> {

@@ -272,7 +272,9 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         if args.pause_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(args.pause_ms));
         }
-        if args.admit {
+        // The last reduction is followed by the goodbye instead: the
+        // others' admission point then notes the departure.
+        if args.admit && i + 1 < args.warmup + args.reps {
             let admitted = comm
                 .admit()
                 .map_err(|e| format!("admission after {i}: {e}"))?;
