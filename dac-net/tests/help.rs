@@ -137,6 +137,7 @@ fn dac_allreduce_help_lists_every_option_and_the_exit_statuses() {
         "--kill-rank",
         "--kill-after-ms",
         "--quiet",
+        "--until-ms",
         "--admit",
     ];
     if cfg!(feature = "testing") {

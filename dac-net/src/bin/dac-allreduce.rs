@@ -19,6 +19,9 @@
 //! - `--kill-rank K --kill-after-ms T`: rank K kills itself with SIGKILL
 //!   T ms after its first reduction starts (run under `dacrun --keep-going`);
 //! - `--quiet`: only the summary line;
+//! - `--until-ms T`: stop after the reduction that ends T ms after the
+//!   first one began (`--reps` is then a maximum, and `reps=` in the
+//!   summary says how many were timed);
 //! - `--admit`: an admission point after every reduction (`Comm::admit`),
 //!   where processes started with `dacrun --join` enter (every rank of the
 //!   job passes it, the joiners too);
@@ -107,6 +110,10 @@ struct Args {
     /// Print only the summary line.
     #[arg(long)]
     quiet: bool,
+
+    /// Stop after the reduction that ends T ms after the first one began (--reps is then at most).
+    #[arg(long = "until-ms", value_name = "T")]
+    until_ms: Option<u64>,
 
     /// After each reduction, an admission point (Comm::admit, not timed): processes
     /// started with `dacrun --join` enter there. Every rank must pass it.
@@ -228,18 +235,22 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     if let Some(kill) = kill {
         kill.arm(rank);
     }
-    let mut times = Vec::with_capacity(args.reps);
-    let mut rounds = Vec::with_capacity(args.reps);
+    // (--reps may be a generous maximum with --until-ms.)
+    let capacity = args.reps.min(1 << 16);
+    let mut times = Vec::with_capacity(capacity);
+    let mut rounds = Vec::with_capacity(capacity);
     let mut fewer = 0;
     // The first reduction's contributors and rounds.
     let mut first = (0, 0);
     let mut previous: Vec<usize> = (0..comm.size()).collect();
     // (view the reduction started in, its rounds, its time in µs), for
     // every timed reduction.
-    let mut views = Vec::with_capacity(args.warmup + args.reps);
+    let mut views = Vec::with_capacity(capacity);
     // (contributors, rounds) of every timed reduction.
-    let mut everyone = Vec::with_capacity(args.reps);
-    for i in 0..args.warmup + args.reps {
+    let mut everyone = Vec::with_capacity(capacity);
+    let begun = Instant::now();
+    let total = args.warmup.saturating_add(args.reps);
+    for i in 0..total {
         #[cfg(feature = "testing")]
         if let Some(m) = args.misbehave.filter(|m| m.rank == rank && m.at == i) {
             misbehave(&mut comm, m, &x)?;
@@ -272,9 +283,12 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         if args.pause_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(args.pause_ms));
         }
+        let over = args
+            .until_ms
+            .is_some_and(|t| begun.elapsed() >= std::time::Duration::from_millis(t));
         // The last reduction is followed by the goodbye instead: the
         // others' admission point then notes the departure.
-        if args.admit && i + 1 < args.warmup + args.reps {
+        if args.admit && i + 1 < total && !over {
             let admitted = comm
                 .admit()
                 .map_err(|e| format!("admission after {i}: {e}"))?;
@@ -288,7 +302,7 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
             views.push((view, r.rounds, elapsed.as_secs_f64() * 1e6));
             everyone.push((r.contributors.len(), r.rounds));
         }
-        if !args.quiet && i + 1 == args.warmup + args.reps {
+        if !args.quiet && (i + 1 == total || over) {
             println!(
                 "last: contributors {:?} rounds {} residual {:.1e}",
                 r.contributors.to_vec(),
@@ -296,7 +310,11 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
                 r.residual
             );
         }
+        if over {
+            break;
+        }
     }
+    let timed = times.len();
     times.sort_by(f64::total_cmp);
     rounds.sort_unstable();
     let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
@@ -322,7 +340,7 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
          first_contributors={} first_rounds={} with_all={} with_all_max_rounds={}",
         comm.size(),
         args.dim,
-        args.reps,
+        timed,
         median(&times),
         times.first().copied().unwrap_or(f64::NAN),
         times.last().copied().unwrap_or(f64::NAN),
