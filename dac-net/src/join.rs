@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::transport::{DialFailure, SwarmCommand};
+use crate::transport::{Dialed, SwarmCommand, dial};
 use crate::wire::{encode_control, read_control};
 
 /// The join protocol.
@@ -351,28 +351,19 @@ pub(crate) async fn request(
     let mut last = String::from("no attempt");
     loop {
         for addr in addrs {
-            let (reply, answer) = oneshot::channel();
-            let dial = SwarmCommand::Dial {
-                addr: addr.clone(),
-                reply,
-            };
-            if commands.send(dial).is_err() {
-                return Err(error("the network task has stopped"));
-            }
-            let peer = match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(Ok(peer))) => peer,
-                // Another key: trying again cannot help.
-                Ok(Ok(Err(DialFailure::Refused { peer, why }))) => {
+            let peer = match dial(commands, addr, deadline).await {
+                Dialed::Peer(peer) => peer,
+                Dialed::Refused { peer, why } => {
                     return Err(error(format!(
                         "cannot join the job at {addr} (peer {peer}): {why}"
                     )));
                 }
-                Ok(Ok(Err(e))) => {
-                    last = e.to_string();
+                Dialed::Failed(e) => {
+                    last = e;
                     continue;
                 }
-                Ok(Err(_)) => return Err(error("the network task has stopped")),
-                Err(_) => break,
+                Dialed::Stopped => return Err(error("the network task has stopped")),
+                Dialed::TimedOut => break,
             };
             let attempt = async {
                 let mut stream = control

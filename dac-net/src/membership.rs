@@ -15,12 +15,14 @@
 //!
 //! The next view is decided by the reduction that completes: its members
 //! are that reduction's contributors. Every member that completes a
-//! reduction reports the same contributors (the engine guarantees it: a
-//! finished member's result names the same members on every member of the
-//! job), so every member moves to the same view without a word more. A
-//! reduction that fails (an abort, a usage error) leaves the view as it
-//! was; a member that cannot complete one (partitioned, excluded) is out
-//! of the job anyway.
+//! reduction reports the same contributors (the engine's soundness tests
+//! check it under every fault they inject), so every member moves to the
+//! same view without a word more. The exception is a member cut off at the
+//! very moment a reduction ends, which may finish it with everyone while
+//! the others leave it out: it is fenced, and its next call fails with
+//! `Error::Excluded`. A reduction that fails (an abort, a usage error)
+//! leaves the view as it was; a member that cannot complete one
+//! (partitioned, excluded) is out of the job anyway.
 //!
 //! Why this keeps one job: a reduction completes only on members that hold
 //! a strict majority of the view's members not proven gone (the quorum

@@ -23,11 +23,11 @@ use dac_core::{Error, Result};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::access::Access;
-use crate::transport::{DialFailure, SwarmCommand};
+use crate::transport::{Dialed, SwarmCommand, dial};
 use crate::wire::{encode_control, read_control};
 
 pub(crate) const ROSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/dac/roster/1");
@@ -455,28 +455,19 @@ pub(crate) async fn join(
     let mut last = String::from("no attempt");
     loop {
         for addr in bootstrap {
-            let (reply, answer) = oneshot::channel();
-            let dial = SwarmCommand::Dial {
-                addr: addr.clone(),
-                reply,
-            };
-            if commands.send(dial).is_err() {
-                return Err(error("the network task has stopped"));
-            }
-            let peer = match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(Ok(peer))) => peer,
-                // Another key: trying again cannot help.
-                Ok(Ok(Err(DialFailure::Refused { peer, why }))) => {
+            let peer = match dial(commands, addr, deadline).await {
+                Dialed::Peer(peer) => peer,
+                Dialed::Refused { peer, why } => {
                     return Err(error(format!(
                         "rank {rank}: cannot join the job at {addr} (peer {peer}): {why}"
                     )));
                 }
-                Ok(Ok(Err(e))) => {
-                    last = e.to_string();
+                Dialed::Failed(e) => {
+                    last = e;
                     continue;
                 }
-                Ok(Err(_)) => return Err(error("the network task has stopped")),
-                Err(_) => break,
+                Dialed::Stopped => return Err(error("the network task has stopped")),
+                Dialed::TimedOut => break,
             };
             let attempt = async {
                 let mut stream = control

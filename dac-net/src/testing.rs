@@ -322,3 +322,73 @@ impl Outsider {
         (opened, delivered)
     }
 }
+
+/// A job that a `dacrun` process runs, found the way a person joining it
+/// by hand finds it: the key file dacrun names on stderr, and rank 0's
+/// address published next to it. Test only.
+#[derive(Debug)]
+pub struct RunningJob {
+    /// The dacrun process (its stdout is piped; its stderr is read).
+    pub child: std::process::Child,
+    /// The job's key file.
+    pub key: std::path::PathBuf,
+    /// Rank 0's address.
+    pub addr: String,
+    /// The rest of dacrun's stderr, read to its end in the background.
+    pub notes: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl RunningJob {
+    /// Starts `dacrun` with `args` (its stdout and stderr piped) and waits
+    /// (at most 30 s) until rank 0 has published its address.
+    ///
+    /// # Errors
+    /// A message if dacrun cannot start, names no key, or rank 0 publishes
+    /// no address in time.
+    pub fn start(dacrun: &str, args: &[String]) -> std::result::Result<RunningJob, String> {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(dacrun)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {dacrun}: {e}"))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let key = loop {
+            let line = lines
+                .next()
+                .ok_or("dacrun ended without naming its key")?
+                .map_err(|e| e.to_string())?;
+            if let Some(at) = line.find("job key ") {
+                let rest = &line[at + "job key ".len()..];
+                break std::path::PathBuf::from(rest.split(' ').next().unwrap_or_default());
+            }
+        };
+        // The rest of the notes, so that dacrun never blocks on a full pipe.
+        let notes = std::thread::spawn(move || lines.map_while(std::result::Result::ok).collect());
+        let published = key.with_file_name("rank-0.addr");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let first = std::fs::read_to_string(&published)
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_string));
+            if let Some(addr) = first {
+                break addr;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "rank 0 published no address in {}",
+                    published.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(RunningJob {
+            child,
+            key,
+            addr,
+            notes,
+        })
+    }
+}

@@ -65,6 +65,45 @@ pub(crate) enum DialFailure {
     Other(String),
 }
 
+/// What dialing an address whose peer id is not known gave ([`dial`]).
+#[derive(Debug)]
+pub(crate) enum Dialed {
+    /// A connection to this peer.
+    Peer(PeerId),
+    /// The access gate refused it (another key, or none): trying again
+    /// cannot help.
+    Refused { peer: PeerId, why: Refusal },
+    /// Anything else; another try may succeed.
+    Failed(String),
+    /// The network task has stopped.
+    Stopped,
+    /// `deadline` passed.
+    TimedOut,
+}
+
+/// Dials `addr` (a bootstrap or join address) until `deadline`.
+pub(crate) async fn dial(
+    commands: &mpsc::UnboundedSender<SwarmCommand>,
+    addr: &Multiaddr,
+    deadline: tokio::time::Instant,
+) -> Dialed {
+    let (reply, answer) = oneshot::channel();
+    let dial = SwarmCommand::Dial {
+        addr: addr.clone(),
+        reply,
+    };
+    if commands.send(dial).is_err() {
+        return Dialed::Stopped;
+    }
+    match tokio::time::timeout_at(deadline, answer).await {
+        Ok(Ok(Ok(peer))) => Dialed::Peer(peer),
+        Ok(Ok(Err(DialFailure::Refused { peer, why }))) => Dialed::Refused { peer, why },
+        Ok(Ok(Err(e))) => Dialed::Failed(e.to_string()),
+        Ok(Err(_)) => Dialed::Stopped,
+        Err(_) => Dialed::TimedOut,
+    }
+}
+
 impl std::fmt::Display for DialFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -30,38 +30,55 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
     rest.split(' ').next().unwrap()
 }
 
+/// `dacrun -n N --keep-going [DACRUN...] -- dac-allreduce ... --kill-rank
+/// K`: checks that the job ended well with rank `kill` SIGKILLed and
+/// every other rank's summary present (each checked every result against
+/// the exact mean of its contributors; dac-allreduce exits 1 otherwise),
+/// and returns those summaries.
+fn kill_one(n: usize, kill: usize, dacrun_args: &[&str], allreduce_args: &[&str]) -> Vec<String> {
+    let (n_text, kill_text) = (n.to_string(), kill.to_string());
+    let args: Vec<&str> = ["-n", &n_text, "--keep-going", "--timeout", "120"]
+        .into_iter()
+        .chain(dacrun_args.iter().copied())
+        .chain([
+            "--",
+            env!("CARGO_BIN_EXE_dac-allreduce"),
+            "--kill-rank",
+            &kill_text,
+        ])
+        .chain(allreduce_args.iter().copied())
+        .chain(["--quiet"])
+        .collect();
+    let (status, stdout, stderr) = dacrun(&args);
+    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let killed = format!("rank {kill} was killed by signal 9");
+    assert!(stderr.contains(&killed), "{stderr}");
+    let summaries: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.contains("ok:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(summaries.len(), n - 1, "{stdout}");
+    let victim = format!("[{kill}]");
+    assert!(
+        summaries.iter().all(|l| !l.starts_with(&victim)),
+        "{stdout}"
+    );
+    summaries
+}
+
 #[test]
 fn a_member_killed_mid_job_leaves_the_survivors_exact() {
     let peer_timeout = 5.0;
     let started = Instant::now();
-    let (status, stdout, stderr) = dacrun(&[
-        "-n",
-        "4",
-        "--keep-going",
-        "--timeout",
-        "120",
-        "--peer-timeout",
-        &peer_timeout.to_string(),
-        "--",
-        env!("CARGO_BIN_EXE_dac-allreduce"),
-        "--dim",
-        "1000",
-        "--reps",
-        "3000",
-        "--kill-rank",
-        "2",
-        "--kill-after-ms",
-        "100",
-        "--quiet",
-    ]);
-    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("rank 2 was killed by signal 9"), "{stderr}");
-    // Every survivor checked each of its results against the exact mean
-    // of that result's contributors (dac-allreduce exits 1 otherwise).
-    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
-    assert_eq!(summaries.len(), 3, "{stdout}");
-    for line in summaries {
-        assert!(!line.starts_with("[2]"), "{line}");
+    let timeout = peer_timeout.to_string();
+    let summaries = kill_one(
+        4,
+        2,
+        &["--peer-timeout", &timeout],
+        &["--dim", "1000", "--reps", "3000", "--kill-after-ms", "100"],
+    );
+    for line in &summaries {
         let without: usize = field(line, "reductions_without_everyone").parse().unwrap();
         assert!(
             without > 0,
@@ -82,37 +99,16 @@ fn a_member_killed_mid_job_leaves_the_survivors_exact() {
 /// checks every result against the exact mean of its contributors).
 #[test]
 fn after_a_kill_the_survivors_run_the_exact_schedule_over_themselves() {
-    let (status, stdout, stderr) = dacrun(&[
-        "-n",
-        "8",
-        "--keep-going",
-        "--timeout",
-        "120",
-        "--",
-        env!("CARGO_BIN_EXE_dac-allreduce"),
-        "--dim",
-        "8",
-        "--reps",
-        "1500",
-        "--kill-rank",
-        "3",
-        "--kill-after-ms",
-        "300",
-        "--quiet",
-    ]);
-    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("rank 3 was killed by signal 9"), "{stderr}");
-    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
-    assert_eq!(summaries.len(), 7, "{stdout}");
-    for line in summaries {
-        assert_eq!(field(line, "view_members"), "7", "{line}");
-        assert_ne!(field(line, "view"), "0", "{line}");
-        let in_view: usize = field(line, "in_view").parse().unwrap();
+    let args = ["--dim", "8", "--reps", "1500", "--kill-after-ms", "300"];
+    for line in kill_one(8, 3, &[], &args) {
+        assert_eq!(field(&line, "view_members"), "7", "{line}");
+        assert_ne!(field(&line, "view"), "0", "{line}");
+        let in_view: usize = field(&line, "in_view").parse().unwrap();
         assert!(
             in_view > 100,
             "too few reductions in the survivors' view: {line}"
         );
-        let rounds: u32 = field(line, "in_view_max_rounds").parse().unwrap();
+        let rounds: u32 = field(&line, "in_view_max_rounds").parse().unwrap();
         assert!((1..=4).contains(&rounds), "{line}");
     }
 }
@@ -122,33 +118,11 @@ fn after_a_kill_the_survivors_run_the_exact_schedule_over_themselves() {
 /// exact.
 #[test]
 fn the_founder_killed_mid_job_leaves_the_others_going_on() {
-    let (status, stdout, stderr) = dacrun(&[
-        "-n",
-        "4",
-        "--keep-going",
-        "--timeout",
-        "120",
-        "--",
-        env!("CARGO_BIN_EXE_dac-allreduce"),
-        "--dim",
-        "8",
-        "--reps",
-        "1000",
-        "--kill-rank",
-        "0",
-        "--kill-after-ms",
-        "200",
-        "--quiet",
-    ]);
-    assert_eq!(status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("rank 0 was killed by signal 9"), "{stderr}");
-    let summaries: Vec<&str> = stdout.lines().filter(|l| l.contains("ok:")).collect();
-    assert_eq!(summaries.len(), 3, "{stdout}");
-    for line in summaries {
-        assert!(!line.starts_with("[0]"), "{line}");
-        assert_eq!(field(line, "departed"), "[0]", "{line}");
-        assert_eq!(field(line, "view_members"), "3", "{line}");
-        let rounds: u32 = field(line, "in_view_max_rounds").parse().unwrap();
+    let args = ["--dim", "8", "--reps", "1000", "--kill-after-ms", "200"];
+    for line in kill_one(4, 0, &[], &args) {
+        assert_eq!(field(&line, "departed"), "[0]", "{line}");
+        assert_eq!(field(&line, "view_members"), "3", "{line}");
+        let rounds: u32 = field(&line, "in_view_max_rounds").parse().unwrap();
         assert!((1..=4).contains(&rounds), "{line}");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{TempDir, assert_close, exact_mean, input};
+use dac_net::testing::RunningJob;
 use dac_net::{Comm, Communicator, Multiaddr};
 
 const D: usize = 6;
@@ -206,45 +207,34 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 /// schedule's 3 rounds.
 #[test]
 fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut first = Command::new(env!("CARGO_BIN_EXE_dacrun"))
-        .args(["-n", "4", "--timeout", "120", "--"])
-        .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
-        .args([
-            "--dim",
-            "8",
-            "--reps",
-            "2000",
-            "--pause-ms",
-            "2",
-            "--admit",
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut notes = BufReader::new(first.stderr.take().unwrap()).lines();
-    let key = loop {
-        let line = notes.next().unwrap().unwrap();
-        if let Some(at) = line.find("job key ") {
-            let rest = &line[at + "job key ".len()..];
-            break std::path::PathBuf::from(rest.split(' ').next().unwrap());
-        }
-    };
-    let published = key.with_file_name("rank-0.addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Some(line) = std::fs::read_to_string(&published)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-        {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "rank 0 published no address");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    use std::process::Command;
+    let args: Vec<String> = [
+        "-n",
+        "4",
+        "--timeout",
+        "120",
+        "--",
+        env!("CARGO_BIN_EXE_dac-allreduce"),
+    ]
+    .into_iter()
+    .chain([
+        "--dim",
+        "8",
+        "--reps",
+        "2000",
+        "--pause-ms",
+        "2",
+        "--admit",
+        "--quiet",
+    ])
+    .map(String::from)
+    .collect();
+    let RunningJob {
+        child: first,
+        key,
+        addr,
+        ..
+    } = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let joined = Command::new(env!("CARGO_BIN_EXE_dacrun"))
         .args(["-n", "4", "--timeout", "60", "--join", &addr, "--key-file"])
@@ -305,7 +295,6 @@ fn children(parent: u32) -> Vec<u32> {
 /// no reduction waits longer than `peer_timeout` + 2 s, and there are at
 /// least `at_least` reductions in all.
 fn churn(n: usize, run: Duration, period: Duration, at_least: usize) {
-    use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
     let peer_timeout = 2.0;
     let timeout = (run.as_secs_f64() + 60.0).to_string();
@@ -327,37 +316,22 @@ fn churn(n: usize, run: Duration, period: Duration, at_least: usize) {
     };
     // The first members outlast the churn.
     let until = run + Duration::from_secs(3);
-    let mut first = Command::new(env!("CARGO_BIN_EXE_dacrun"))
-        .args(["-n", &n.to_string(), "--keep-going", "--peer-timeout"])
-        .arg(peer_timeout.to_string())
-        .args(["--timeout", &timeout])
-        .args(allreduce(until))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut notes = BufReader::new(first.stderr.take().unwrap()).lines();
-    let key = loop {
-        let line = notes.next().unwrap().unwrap();
-        if let Some(at) = line.find("job key ") {
-            let rest = &line[at + "job key ".len()..];
-            break std::path::PathBuf::from(rest.split(' ').next().unwrap());
-        }
-    };
-    // The rest of dacrun's notes, kept for a failure's message.
-    let drained = std::thread::spawn(move || notes.map_while(Result::ok).collect::<Vec<_>>());
-    let published = key.with_file_name("rank-0.addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Some(line) = std::fs::read_to_string(&published)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-        {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "rank 0 published no address");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let args: Vec<String> = ["-n", &n.to_string(), "--keep-going", "--peer-timeout"]
+        .into_iter()
+        .map(String::from)
+        .chain([
+            peer_timeout.to_string(),
+            "--timeout".into(),
+            timeout.clone(),
+        ])
+        .chain(allreduce(until))
+        .collect();
+    let RunningJob {
+        child: first,
+        key,
+        addr,
+        notes: drained,
+    } = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let founders = children(first.id());
     let rank0 = {

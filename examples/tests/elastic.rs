@@ -5,9 +5,9 @@
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use dac_net::testing::RunningJob;
 
 fn dacrun() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/dacrun")
@@ -15,43 +15,33 @@ fn dacrun() -> &'static str {
 
 #[test]
 fn members_join_and_leave_while_every_fit_stays_exact_over_the_partitions_present() {
-    let mut job = Command::new(dacrun())
-        .args(["-n", "4", "--timeout", "120", "--"])
-        .arg(env!("CARGO_BIN_EXE_elastic"))
-        .args([
-            "--fits",
-            "400",
-            "--pause-ms",
-            "5",
-            "--leave-rank",
-            "1",
-            "--leave-after",
-            "150",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut notes = BufReader::new(job.stderr.take().unwrap()).lines();
-    let key = loop {
-        let line = notes.next().unwrap().unwrap();
-        if let Some(at) = line.find("job key ") {
-            let rest = &line[at + "job key ".len()..];
-            break std::path::PathBuf::from(rest.split(' ').next().unwrap());
-        }
-    };
-    let published = key.with_file_name("rank-0.addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Some(line) = std::fs::read_to_string(&published)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-        {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "rank 0 published no address");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let args: Vec<String> = [
+        "-n",
+        "4",
+        "--timeout",
+        "120",
+        "--",
+        env!("CARGO_BIN_EXE_elastic"),
+    ]
+    .into_iter()
+    .chain([
+        "--fits",
+        "400",
+        "--pause-ms",
+        "5",
+        "--leave-rank",
+        "1",
+        "--leave-after",
+        "150",
+    ])
+    .map(String::from)
+    .collect();
+    let RunningJob {
+        child: job,
+        key,
+        addr,
+        ..
+    } = RunningJob::start(dacrun(), &args).unwrap();
     let joiners = Command::new(dacrun())
         .args(["-n", "2", "--timeout", "60", "--join", &addr, "--key-file"])
         .arg(&key)
