@@ -453,13 +453,26 @@ pub(crate) async fn join(
     }
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
+    // Rank 0 took a join of ours and the stream ended before the member
+    // list came: if it then refuses connections too, it is gone, and
+    // waiting for it until the timeout cannot help.
+    let mut dropped = false;
     loop {
         for addr in bootstrap {
             let peer = match dial(commands, addr, deadline).await {
-                Dialed::Peer(peer) => peer,
+                Dialed::Peer(peer) => {
+                    dropped = false;
+                    peer
+                }
                 Dialed::Refused { peer, why } => {
                     return Err(error(format!(
                         "rank {rank}: cannot join the job at {addr} (peer {peer}): {why}"
+                    )));
+                }
+                Dialed::Failed(e) if dropped => {
+                    return Err(error(format!(
+                        "rank {rank}: rank 0 at {addr} took its join and went away before \
+                         handing out the member list ({last}; now {e})"
                     )));
                 }
                 Dialed::Failed(e) => {
@@ -484,10 +497,13 @@ pub(crate) async fn join(
                 send(&mut stream, &message)
                     .await
                     .map_err(|e| format!("sending the join to {addr}: {e}"))?;
-                let answer = receive(&mut stream, MAX_MEMBER_LIST)
-                    .await
-                    .map_err(|e| format!("waiting for the member list from {addr}: {e}"))?;
-                Ok::<_, String>((answer, stream))
+                match receive(&mut stream, MAX_MEMBER_LIST).await {
+                    Ok(answer) => Ok::<_, String>((answer, stream)),
+                    Err(e) => {
+                        dropped = true;
+                        Err(format!("waiting for the member list from {addr}: {e}"))
+                    }
+                }
             };
             match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok((RosterMessage::Accepted { job, members }, stream))) => {
