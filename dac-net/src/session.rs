@@ -649,7 +649,7 @@ impl Session {
         let offers = join::take_offers(&self.lobby);
         let flag = [if offers.is_empty() { 0.0 } else { 1.0 }];
         let asked = match self.reduce_once(&flag, wire::shape_tag(&[1])).await {
-            Ok(mean) => mean.into_sum().value[0] >= 0.5,
+            Ok(mean) => mean.into_sum().value.first().is_some_and(|&n| n >= 0.5),
             Err(error) => {
                 join::put_back(&self.lobby, offers);
                 return Err(error);
