@@ -35,7 +35,8 @@ impl SelfKill {
 
     /// On the rank that is to die (`my_rank == self.rank`), starts a thread
     /// that sends this process SIGKILL (through the `kill` command) after
-    /// [`SelfKill::after`]; elsewhere, nothing.
+    /// [`SelfKill::after`], saying so on stderr with the wall-clock time
+    /// (`rank K: SIGKILL at unix_us=T`); elsewhere, nothing.
     pub fn arm(&self, my_rank: usize) {
         if my_rank != self.rank {
             return;
@@ -44,6 +45,11 @@ impl SelfKill {
         std::thread::spawn(move || {
             std::thread::sleep(after);
             let pid = std::process::id().to_string();
+            // For the benchmark of what a death costs (scripts/bench-views).
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            eprintln!("rank {my_rank}: SIGKILL at unix_us={at}");
             // If `kill` is missing the process lives on, and the run shows
             // no departure: nothing to recover from.
             let _ = std::process::Command::new("kill")

@@ -127,6 +127,54 @@ fn the_founder_killed_mid_job_leaves_the_others_going_on() {
     }
 }
 
+/// The founder is SIGKILLed while the job forms: ranks 1 and 2 of a job
+/// of 4 have sent it their joins, rank 3 never comes. Both fail within
+/// `peer_timeout` + a few seconds of the kill, naming rank 0, and neither
+/// forms a job without it. (A rank that starts after the founder died,
+/// and so never had its join taken, waits for it until its startup
+/// timeout, as for a founder that has not started yet; the in-process
+/// `a_member_lost_while_the_job_forms_fails_formation_everywhere` covers
+/// the other ranks' losses.)
+#[test]
+fn the_founder_killed_while_the_job_forms_fails_formation_in_bounded_time() {
+    let args: Vec<String> = ["--reps", "5", "--quiet"].map(String::from).to_vec();
+    let mut job = common::procs::Job::launch_first(
+        4,
+        3,
+        env!("CARGO_BIN_EXE_dac-allreduce"),
+        &args,
+        &[("DAC_PEER_TIMEOUT", "1".to_string())],
+        |_| Vec::new(),
+    );
+    job.wait_published(Duration::from_secs(30));
+    // Ranks 1 and 2 read rank 0's address and join at once; rank 0 holds
+    // their joins while it waits for rank 3.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!job.wait_exit(1, Duration::ZERO) && !job.wait_exit(2, Duration::ZERO));
+    let killed = Instant::now();
+    job.signal(0, "KILL");
+    let ended = job.finish(Duration::from_secs(60));
+    let took = killed.elapsed();
+    assert_eq!(
+        ended[0].code(),
+        None,
+        "rank 0 was to be killed: {:?}",
+        ended[0]
+    );
+    for (rank, e) in ended.iter().enumerate().skip(1) {
+        assert_eq!(e.code(), Some(1), "rank {rank}: {e:?}");
+        assert!(!e.out.contains("ok:"), "rank {rank} formed a job: {e:?}");
+        assert!(
+            e.err.contains("rank 0") && e.err.contains("went away"),
+            "rank {rank}: {e:?}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(1 + 5),
+        "the ranks took {took:?} to fail: {ended:?}"
+    );
+}
+
 #[test]
 fn a_stranger_sending_garbage_changes_nothing() {
     let results = run_job(

@@ -42,12 +42,17 @@
 //! only; then `rank=`, the first reduction's `first_contributors=` and
 //! `first_rounds=`, and `with_all=`, the timed reductions whose
 //! contributors are every rank the job ever had, with
-//! `with_all_max_rounds=`) and exits 0 when every
+//! `with_all_max_rounds=`; then the two times the dynamic-job benchmark
+//! reads: `build_to_first_ms=`, from the start of `Comm::from_env` to the
+//! end of the first reduction — for a joiner, from its join request to the
+//! first reduction it is in — and `view_changed_unix_us=`, the wall-clock
+//! time at which the first reduction that started in the final view ended,
+//! 0 if the view never changed) and exits 0 when every
 //! result is within `1e-12·max(1, ‖x̄‖∞)` of the exact mean, or names the
 //! first wrong result and exits 1; bad arguments exit 2 with one line.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use clap::Parser;
 use dac_core::cli::one_line;
@@ -229,8 +234,13 @@ fn check(r: &Reduction, dim: usize, sum: bool) -> Result<(), String> {
 }
 
 fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
+    let building = Instant::now();
     let mut comm = Comm::from_env().map_err(|e| e.to_string())?;
     let rank = comm.rank();
+    let first_view = comm.view_id();
+    let mut build_to_first_ms = f64::NAN;
+    // When the first reduction that started in each new view ended.
+    let mut view_changed = Vec::new();
     let x = input(rank, args.dim);
     if let Some(kill) = kill {
         kill.arm(rank);
@@ -267,6 +277,10 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         check(&r, args.dim, args.sum).map_err(|e| format!("reduction {i}: {e}"))?;
         if i == 0 {
             first = (r.contributors.len(), r.rounds);
+            build_to_first_ms = building.elapsed().as_secs_f64() * 1e3;
+        }
+        if view != first_view && view_changed.last().is_none_or(|&(v, _)| v != view) {
+            view_changed.push((view, unix_us()));
         }
 
         if r.contributors.len() < comm.size() {
@@ -326,6 +340,10 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         .map(|&(_, rounds, us)| (rounds, us))
         .unzip();
     in_view_us.sort_by(f64::total_cmp);
+    let view_changed_unix_us = view_changed
+        .iter()
+        .find(|&&(v, _)| v == last_view)
+        .map_or(0, |&(_, t)| t);
     // The timed reductions whose contributors are every rank assigned
     // (all the members the job ever had), and their rounds.
     let with_all: Vec<u32> = everyone
@@ -337,7 +355,8 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
         "ok: size={} dim={} reps={} median_us={:.1} min_us={:.1} max_us={:.1} median_rounds={} \
          reductions_without_everyone={} departed={:?} view={last_view} view_members={} \
          in_view={} in_view_max_rounds={} in_view_median_us={:.1} rank={rank} \
-         first_contributors={} first_rounds={} with_all={} with_all_max_rounds={}",
+         first_contributors={} first_rounds={} with_all={} with_all_max_rounds={} \
+         build_to_first_ms={build_to_first_ms:.1} view_changed_unix_us={view_changed_unix_us}",
         comm.size(),
         args.dim,
         timed,
@@ -358,6 +377,14 @@ fn run(args: &Args, kill: Option<SelfKill>) -> Result<String, String> {
     );
     comm.shutdown().map_err(|e| e.to_string())?;
     Ok(summary)
+}
+
+/// Microseconds since the Unix epoch (the processes of one machine share
+/// this clock; the benchmark compares it with the time of a SIGKILL).
+fn unix_us() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 fn main() -> ExitCode {

@@ -62,8 +62,21 @@ impl Job {
         env: &[(&str, String)],
         wrap: impl Fn(usize) -> Vec<String>,
     ) -> Job {
+        Job::launch_first(size, size, program, args, env, wrap)
+    }
+
+    /// Like [`Job::launch`], but starts only ranks `0..started` of a job
+    /// of `size` (the others never come).
+    pub(crate) fn launch_first(
+        size: usize,
+        started: usize,
+        program: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        wrap: impl Fn(usize) -> Vec<String>,
+    ) -> Job {
         let dir = TempDir::new("procs");
-        let ranks = (0..size)
+        let ranks = (0..started)
             .map(|rank| {
                 let prefix = wrap(rank);
                 let mut command = match prefix.split_first() {
