@@ -254,12 +254,81 @@ pub enum Error {
         /// The timeout in seconds.
         seconds: f64,
     },
-    /// A host-level failure (a worker thread panicked, a channel closed).
+    /// A host-level failure: the network, the job's formation, a peer
+    /// that refused or broke the protocol, a closed handle (see
+    /// [`TransportKind`]).
     #[error("transport failure: {reason}")]
     Transport {
-        /// What failed.
+        /// What kind of failure it is.
+        kind: TransportKind,
+        /// The peer it concerns (its libp2p peer id), where one is known.
+        peer: Option<String>,
+        /// What failed, in words.
         reason: String,
     },
+}
+
+/// What kind of host-level failure an [`Error::Transport`] is, for callers
+/// that react to some and not others (a key problem is the user's to fix;
+/// a lost peer may be retried with a new job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// A peer refused this member and said why: other settings or another
+    /// protocol version, a full lobby, not on its allow-list, a rank it
+    /// had already given out.
+    Refused,
+    /// The two ends of a connection hold different job keys, or only one
+    /// of them holds one.
+    KeyMismatch,
+    /// Nothing came within a deadline: forming the job, joining it, an
+    /// admission.
+    Timeout,
+    /// A peer sent what the protocol does not allow (a malformed or
+    /// inconsistent answer).
+    ProtocolViolation,
+    /// A peer that this member needed went away or cannot be reached.
+    PeerLost,
+    /// This process could not set up its own part: listen on an address,
+    /// start its runtime, publish its address.
+    Setup,
+    /// The handle cannot be used: it was shut down, it is called inside an
+    /// async runtime, its network task or a worker thread stopped.
+    Closed,
+}
+
+impl TransportKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [TransportKind; 7] = [
+        TransportKind::Refused,
+        TransportKind::KeyMismatch,
+        TransportKind::Timeout,
+        TransportKind::ProtocolViolation,
+        TransportKind::PeerLost,
+        TransportKind::Setup,
+        TransportKind::Closed,
+    ];
+
+    /// The kind's name in snake case (`"key_mismatch"`), as the Python
+    /// exceptions carry it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Refused => "refused",
+            TransportKind::KeyMismatch => "key_mismatch",
+            TransportKind::Timeout => "timeout",
+            TransportKind::ProtocolViolation => "protocol_violation",
+            TransportKind::PeerLost => "peer_lost",
+            TransportKind::Setup => "setup",
+            TransportKind::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What was wrong with a member's own arguments (see
@@ -421,6 +490,28 @@ impl Error {
         }
     }
 
+    /// An [`Error::Transport`] of `kind` that concerns no one peer.
+    pub fn transport(kind: TransportKind, reason: impl Into<String>) -> Self {
+        Error::Transport {
+            kind,
+            peer: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Transport`] of `kind` about `peer`.
+    pub fn transport_with(
+        kind: TransportKind,
+        peer: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Transport {
+            kind,
+            peer: Some(peer.to_string()),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl fmt::Display) -> Self {
         Error::InvalidConfig {
             field,
@@ -453,6 +544,20 @@ pub(crate) fn check_input(rank: usize, input: &[f64]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_transport_kind_has_its_own_name() {
+        let names: std::collections::BTreeSet<&str> =
+            TransportKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), TransportKind::ALL.len());
+        let e = Error::transport_with(TransportKind::KeyMismatch, "12D3Koo", "no");
+        assert_eq!(e.class(), ErrorClass::Network);
+        assert_eq!(e.to_string(), "transport failure: no");
+        assert!(matches!(
+            e,
+            Error::Transport { kind: TransportKind::KeyMismatch, peer: Some(p), .. } if p == "12D3Koo"
+        ));
+    }
 
     #[test]
     fn renaming_members_renames_every_member_an_error_names() {
@@ -490,7 +595,7 @@ mod tests {
             assert!(renamed.contains(named), "{error} → {renamed}");
         }
         // Errors that name no member are unchanged.
-        let other = Error::Transport { reason: "x".into() };
+        let other = Error::transport(TransportKind::Closed, "x");
         assert_eq!(other.clone().rename_members(rename), other);
     }
 }

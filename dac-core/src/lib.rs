@@ -51,7 +51,7 @@ mod topology;
 pub use comm::Communicator;
 pub use config::Config;
 pub use engine::{Engine, MemberSetup, Progress};
-pub use error::{ArgumentKind, Error, ErrorClass, Result};
+pub use error::{ArgumentKind, Error, ErrorClass, Result, TransportKind};
 pub use graph::Graph;
 pub use reduction::{Contributors, Reduction};
 pub use schedule::Schedule;

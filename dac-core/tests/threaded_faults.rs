@@ -382,7 +382,7 @@ fn a_panicking_rank_is_left_out_and_reported() {
         })
     });
     assert!(
-        matches!(&outcome, Err(Error::Transport { reason }) if reason.contains("rank 1")),
+        matches!(&outcome, Err(Error::Transport { reason, .. }) if reason.contains("rank 1")),
         "{outcome:?}"
     );
     let kept = kept.lock().unwrap();

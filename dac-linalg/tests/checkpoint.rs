@@ -31,9 +31,10 @@ impl<C: Communicator> Communicator for Doomed<'_, C> {
 
     fn allreduce_mean(&mut self, x: &[f64]) -> dac_core::Result<Reduction> {
         if self.left == 0 {
-            return Err(Error::Transport {
-                reason: "the job was killed".into(),
-            });
+            return Err(Error::transport(
+                dac_core::TransportKind::PeerLost,
+                "the job was killed",
+            ));
         }
         self.left -= 1;
         self.inner.allreduce_mean(x)

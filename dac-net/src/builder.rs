@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dac_core::{Config, Error, Result, Schedule, Topology};
+use dac_core::{Config, Error, Result, Schedule, Topology, TransportKind};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::Comm;
 use crate::access::JobKey;
-use crate::failure::transport;
+use crate::failure::{closed, failure};
 use crate::session::Session;
 use crate::wire::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME};
 
@@ -597,7 +597,7 @@ impl CommBuilder {
         };
         let (rank, size, config) = formed?;
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(transport(
+            return Err(closed(
                 "Comm::build was called inside an async runtime; build it on a plain thread \
                  (e.g. tokio::task::spawn_blocking)",
             ));
@@ -611,7 +611,12 @@ impl CommBuilder {
             .enable_all()
             .thread_name("dac-net")
             .build()
-            .map_err(|e| transport(format!("cannot start the network runtime: {e}")))?;
+            .map_err(|e| {
+                failure(
+                    TransportKind::Setup,
+                    format!("cannot start the network runtime: {e}"),
+                )
+            })?;
         let session = if joining {
             runtime.block_on(Session::join(self, config))?
         } else {

@@ -7,7 +7,7 @@ use dac_core::{Communicator, Config, Error, Reduction, Result};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::builder::CommBuilder;
-use crate::failure::transport;
+use crate::failure::closed;
 use crate::node::{Node, PeerEvent};
 use crate::session::Session;
 
@@ -223,14 +223,14 @@ impl Comm {
     /// The runtime, for a blocking call made outside any async runtime.
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(transport(
+            return Err(closed(
                 "a blocking Comm method was called inside an async runtime; \
                  use the _async methods there",
             ));
         }
         self.runtime
             .as_ref()
-            .ok_or_else(|| transport("the comm has been shut down"))
+            .ok_or_else(|| closed("the comm has been shut down"))
     }
 
     /// Runs a reduction and waits for it. A short input is reduced on the
@@ -256,7 +256,7 @@ impl Comm {
             runtime.spawn(async move { session.lock().await.reduce(&x, shape.as_deref()).await });
         runtime
             .block_on(task)
-            .map_err(|e| transport(format!("the reduction task failed: {e}")))?
+            .map_err(|e| closed(format!("the reduction task failed: {e}")))?
     }
 
     /// Fails the next collective on every member with

@@ -38,13 +38,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dac_core::{Error, Result};
+use dac_core::{Result, TransportKind};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::failure::{failure, failure_with, network_stopped, refused};
 use crate::transport::{Dialed, SwarmCommand, dial};
 use crate::wire::{encode_control, read_control};
 
@@ -135,8 +136,12 @@ impl Admission {
         self.members
             .iter()
             .map(|(peer, addrs)| {
-                let peer = PeerId::from_bytes(peer)
-                    .map_err(|e| error(format!("the admission has a bad peer id: {e}")))?;
+                let peer = PeerId::from_bytes(peer).map_err(|e| {
+                    failure(
+                        TransportKind::ProtocolViolation,
+                        format!("the admission has a bad peer id: {e}"),
+                    )
+                })?;
                 let addrs = addrs
                     .iter()
                     .filter_map(|a| Multiaddr::try_from(a.clone()).ok());
@@ -152,12 +157,6 @@ impl Admission {
             && self.view.binary_search(&self.rank).is_ok()
             && self.view.windows(2).all(|w| w[0] < w[1])
             && self.view.last().is_some_and(|&r| r < size)
-    }
-}
-
-fn error(reason: impl Into<String>) -> Error {
-    Error::Transport {
-        reason: reason.into(),
     }
 }
 
@@ -345,7 +344,10 @@ pub(crate) async fn request(
     timeout: Duration,
 ) -> Result<Admission> {
     if addrs.is_empty() {
-        return Err(error("no address of a member to join was given"));
+        return Err(failure(
+            TransportKind::Setup,
+            "no address of a member to join was given",
+        ));
     }
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
@@ -354,15 +356,17 @@ pub(crate) async fn request(
             let peer = match dial(commands, addr, deadline).await {
                 Dialed::Peer(peer) => peer,
                 Dialed::Refused { peer, why } => {
-                    return Err(error(format!(
-                        "cannot join the job at {addr} (peer {peer}): {why}"
-                    )));
+                    return Err(refused(
+                        peer,
+                        &why,
+                        format!("cannot join the job at {addr} (peer {peer}): {why}"),
+                    ));
                 }
                 Dialed::Failed(e) => {
                     last = e;
                     continue;
                 }
-                Dialed::Stopped => return Err(error("the network task has stopped")),
+                Dialed::Stopped => return Err(network_stopped()),
                 Dialed::TimedOut => break,
             };
             let attempt = async {
@@ -390,14 +394,20 @@ pub(crate) async fn request(
             match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(JoinMessage::Admitted(admission))) => {
                     if !admission.sound(admission.members.len()) {
-                        return Err(error(format!("{addr} sent an inconsistent admission")));
+                        return Err(failure_with(
+                            TransportKind::ProtocolViolation,
+                            peer,
+                            format!("{addr} sent an inconsistent admission"),
+                        ));
                     }
                     return Ok(admission);
                 }
                 Ok(Ok(JoinMessage::Refused { reason })) => {
-                    return Err(error(format!(
-                        "the member at {addr} refused to admit this process: {reason}"
-                    )));
+                    return Err(failure_with(
+                        TransportKind::Refused,
+                        peer,
+                        format!("the member at {addr} refused to admit this process: {reason}"),
+                    ));
                 }
                 Ok(Ok(JoinMessage::Request { .. })) => {
                     last = format!("{addr} sent a request instead of an answer");
@@ -407,10 +417,13 @@ pub(crate) async fn request(
             }
         }
         if Instant::now() >= deadline {
-            return Err(error(format!(
-                "could not join the job within {:.0} s (last error: {last})",
-                timeout.as_secs_f64()
-            )));
+            return Err(failure(
+                TransportKind::Timeout,
+                format!(
+                    "could not join the job within {:.0} s (last error: {last})",
+                    timeout.as_secs_f64()
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

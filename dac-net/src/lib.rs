@@ -84,7 +84,7 @@ pub use access::{JobKey, identity};
 pub use builder::{CommBuilder, parse_key};
 pub use comm::Comm;
 pub use dac_core::{
-    ArgumentKind, Communicator, Config, Error, Reduction, Result, Schedule, Topology,
+    ArgumentKind, Communicator, Config, Error, Reduction, Result, Schedule, Topology, TransportKind,
 };
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::PeerEvent;

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use dac_core::{Error, Result};
+use dac_core::{Result, TransportKind};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::access::Access;
+use crate::failure::{failure, failure_with, network_stopped, refused};
 use crate::transport::{Dialed, SwarmCommand, dial};
 use crate::wire::{encode_control, read_control};
 
@@ -86,12 +87,6 @@ enum RosterMessage {
     Abort {
         reason: String,
     },
-}
-
-fn error(reason: impl Into<String>) -> Error {
-    Error::Transport {
-        reason: reason.into(),
-    }
 }
 
 fn addrs_to_bytes(addrs: &[Multiaddr]) -> Vec<Vec<u8>> {
@@ -203,7 +198,10 @@ impl Formation {
                 // two seconds.
                 let gone = async { while ended.recv().await.is_some() {} };
                 let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
-                Err(error(format!("rank 0: the job could not form: {reason}")))
+                Err(crate::failure::failure(
+                    TransportKind::PeerLost,
+                    format!("rank 0: the job could not form: {reason}"),
+                ))
             }
         }
     }
@@ -224,11 +222,25 @@ pub(crate) async fn confirm(
     timeout: Duration,
 ) -> Result<()> {
     let (mut read, mut write) = stream.split();
-    let fail = |reason: String| error(format!("rank {rank}: the job could not form: {reason}"));
+    let fail = |reason: String| {
+        failure(
+            TransportKind::PeerLost,
+            format!("rank {rank}: the job could not form: {reason}"),
+        )
+    };
     let lost = |e: String| {
-        error(format!(
-            "rank {rank}: rank 0 was lost while the job formed (its roster stream ended: {e})"
-        ))
+        failure(
+            TransportKind::PeerLost,
+            format!(
+                "rank {rank}: rank 0 was lost while the job formed (its roster stream ended: {e})"
+            ),
+        )
+    };
+    let unexpected = || {
+        failure(
+            TransportKind::ProtocolViolation,
+            format!("rank {rank}: rank 0 sent an unexpected roster message"),
+        )
     };
     // The answer is read from the start, so that an abort is seen while the
     // links are still opening; the read is kept, not restarted, after that.
@@ -237,7 +249,7 @@ pub(crate) async fn confirm(
         mine = linking => mine,
         early = &mut answer => return match early {
             Ok(RosterMessage::Abort { reason }) => Err(fail(reason)),
-            Ok(_) => Err(error(format!("rank {rank}: rank 0 sent an unexpected roster message"))),
+            Ok(_) => Err(unexpected()),
             Err(e) => Err(lost(e)),
         },
     };
@@ -263,14 +275,15 @@ pub(crate) async fn confirm(
     match tokio::time::timeout(timeout, &mut answer).await {
         Ok(Ok(RosterMessage::Start)) => Ok(()),
         Ok(Ok(RosterMessage::Abort { reason })) => Err(fail(reason)),
-        Ok(Ok(_)) => Err(error(format!(
-            "rank {rank}: rank 0 sent an unexpected roster message"
-        ))),
+        Ok(Ok(_)) => Err(unexpected()),
         Ok(Err(e)) => Err(lost(e)),
-        Err(_) => Err(error(format!(
-            "rank {rank}: rank 0 did not start the job within {:.1} s",
-            timeout.as_secs_f64()
-        ))),
+        Err(_) => Err(failure(
+            TransportKind::Timeout,
+            format!(
+                "rank {rank}: rank 0 did not start the job within {:.1} s",
+                timeout.as_secs_f64()
+            ),
+        )),
     }
 }
 
@@ -343,10 +356,13 @@ pub(crate) async fn coordinate(
                 Some((peer, why)) => format!("; the last connection refused: peer {peer}: {why}"),
                 None => String::new(),
             };
-            return Err(error(format!(
-                "rank 0: rank(s) {absent:?} did not join within {:.0} s{refused}",
-                timeout.as_secs_f64()
-            )));
+            return Err(failure(
+                TransportKind::Timeout,
+                format!(
+                    "rank 0: rank(s) {absent:?} did not join within {:.0} s{refused}",
+                    timeout.as_secs_f64()
+                ),
+            ));
         };
         let refusal = match message {
             RosterMessage::Join {
@@ -447,9 +463,10 @@ pub(crate) async fn join(
         addrs: my_addrs,
     } = me;
     if bootstrap.is_empty() {
-        return Err(error(format!(
-            "rank {rank}: no bootstrap address (the address of rank 0) was given"
-        )));
+        return Err(failure(
+            TransportKind::Setup,
+            format!("rank {rank}: no bootstrap address (the address of rank 0) was given"),
+        ));
     }
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
@@ -465,21 +482,26 @@ pub(crate) async fn join(
                     peer
                 }
                 Dialed::Refused { peer, why } => {
-                    return Err(error(format!(
-                        "rank {rank}: cannot join the job at {addr} (peer {peer}): {why}"
-                    )));
+                    return Err(refused(
+                        peer,
+                        &why,
+                        format!("rank {rank}: cannot join the job at {addr} (peer {peer}): {why}"),
+                    ));
                 }
                 Dialed::Failed(e) if dropped => {
-                    return Err(error(format!(
-                        "rank {rank}: rank 0 at {addr} took its join and went away before \
-                         handing out the member list ({last}; now {e})"
-                    )));
+                    return Err(failure(
+                        TransportKind::PeerLost,
+                        format!(
+                            "rank {rank}: rank 0 at {addr} took its join and went away before \
+                             handing out the member list ({last}; now {e})"
+                        ),
+                    ));
                 }
                 Dialed::Failed(e) => {
                     last = e;
                     continue;
                 }
-                Dialed::Stopped => return Err(error("the network task has stopped")),
+                Dialed::Stopped => return Err(network_stopped()),
                 Dialed::TimedOut => break,
             };
             let attempt = async {
@@ -510,9 +532,11 @@ pub(crate) async fn join(
                     return Ok((roster_from(job, members, size, rank)?, stream));
                 }
                 Ok(Ok((RosterMessage::Refused { reason }, _))) => {
-                    return Err(error(format!(
-                        "rank {rank}: rank 0 refused to admit it: {reason}"
-                    )));
+                    return Err(failure_with(
+                        TransportKind::Refused,
+                        peer,
+                        format!("rank {rank}: rank 0 refused to admit it: {reason}"),
+                    ));
                 }
                 Ok(Ok((_, _))) => last = format!("{addr} sent something other than a member list"),
                 Ok(Err(e)) => last = e,
@@ -520,10 +544,13 @@ pub(crate) async fn join(
             }
         }
         if Instant::now() >= deadline {
-            return Err(error(format!(
-                "rank {rank}: could not join the job within {:.0} s (last error: {last})",
-                timeout.as_secs_f64()
-            )));
+            return Err(failure(
+                TransportKind::Timeout,
+                format!(
+                    "rank {rank}: could not join the job within {:.0} s (last error: {last})",
+                    timeout.as_secs_f64()
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -536,17 +563,25 @@ fn roster_from(
     rank: usize,
 ) -> Result<Roster> {
     if members.len() != size {
-        return Err(error(format!(
-            "rank {rank}: rank 0 sent {} members for a job of {size}",
-            members.len()
-        )));
+        return Err(failure(
+            TransportKind::ProtocolViolation,
+            format!(
+                "rank {rank}: rank 0 sent {} members for a job of {size}",
+                members.len()
+            ),
+        ));
     }
     let members = members
         .into_iter()
         .map(|(peer, addrs)| {
             PeerId::from_bytes(&peer)
                 .map(|p| (p, addrs_from_bytes(addrs)))
-                .map_err(|e| error(format!("rank {rank}: bad peer id in the member list: {e}")))
+                .map_err(|e| {
+                    failure(
+                        TransportKind::ProtocolViolation,
+                        format!("rank {rank}: bad peer id in the member list: {e}"),
+                    )
+                })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Roster { job, members })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dac_core::agree::{self, Own};
 use dac_core::engine::{AbortReason, Engine, Kind, MemberSetup, Progress, Target};
-use dac_core::{Config, Error, Reduction, Result, Topology};
+use dac_core::{Config, Error, Reduction, Result, Topology, TransportKind};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::Access;
 use crate::builder::CommBuilder;
-use crate::failure::transport;
+use crate::failure::{closed, failure, network_stopped};
 use crate::join;
 use crate::membership::{Membership, View};
 use crate::node::{Cut, DATA_PROTOCOL, Inbound, Limits, Node, PROBE_PROTOCOL, Verdict, Wiring};
@@ -119,10 +119,10 @@ fn publish(dir: &Path, rank: usize, peer: PeerId, addrs: &[Multiaddr]) -> Result
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| {
-            transport(format!(
-                "cannot publish the address in {}: {e}",
-                dir.display()
-            ))
+            failure(
+                TransportKind::Setup,
+                format!("cannot publish the address in {}: {e}", dir.display()),
+            )
         })
 }
 
@@ -141,11 +141,14 @@ async fn rendezvous(dir: &Path, timeout: Duration) -> Result<Vec<Multiaddr>> {
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(transport(format!(
-                "rank 0 did not publish its address in {} within {:.0} s",
-                dir.display(),
-                timeout.as_secs_f64()
-            )));
+            return Err(failure(
+                TransportKind::Timeout,
+                format!(
+                    "rank 0 did not publish its address in {} within {:.0} s",
+                    dir.display(),
+                    timeout.as_secs_f64()
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -206,7 +209,7 @@ impl Opening {
         let accept = |control: &mut libp2p_stream::Control, protocol| {
             control
                 .accept(protocol)
-                .map_err(|e| transport(e.to_string()))
+                .map_err(|e| failure(TransportKind::Setup, e.to_string()))
         };
         let data = accept(&mut control, DATA_PROTOCOL)?;
         let probes = accept(&mut control, PROBE_PROTOCOL)?;
@@ -266,9 +269,7 @@ impl Opening {
             members: members.clone(),
             done,
         });
-        added
-            .await
-            .map_err(|_| transport("the network task has stopped"))?;
+        added.await.map_err(|_| network_stopped())?;
         let (inbox_tx, inbox) = mpsc::channel(1024);
         let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
         let limits = Limits {
@@ -365,7 +366,7 @@ impl Session {
                 let incoming = opening
                     .control
                     .accept(ROSTER_PROTOCOL)
-                    .map_err(|e| transport(e.to_string()))?;
+                    .map_err(|e| failure(TransportKind::Setup, e.to_string()))?;
                 let (roster, forming, late) = roster::coordinate(
                     incoming,
                     me,
@@ -405,7 +406,7 @@ impl Session {
         #[cfg(feature = "testing")]
         match b.after_join {
             Some(crate::testing::AfterJoin::Vanish) => {
-                return Err(transport("vanished after joining (a test)"));
+                return Err(closed("vanished after joining (a test)"));
             }
             // Blocks the runtime's only worker and this thread: nothing of
             // this member runs.
@@ -594,7 +595,8 @@ impl Session {
             .clone()
             .rename_members(|r| view.position(r).unwrap_or(r));
         let Some(reason) = AbortReason::from_error(&told) else {
-            return Err(transport(format!("{error} cannot be told to the others")));
+            // Not reached: the session aborts only with usage errors.
+            return Err(closed(format!("{error} cannot be told to the others")));
         };
         let (op, setup) = self.next_op()?;
         let mut aborted = Engine::aborted(setup.member(), reason);
@@ -820,7 +822,7 @@ impl Session {
                 biased;
                 inbound = self.inbox.recv() => match inbound {
                     Some(Inbound { from, frame, .. }) => self.take(&mut engine, from, frame),
-                    None => return Err(transport("the network task has stopped")),
+                    None => return Err(network_stopped()),
                 },
                 verdict = self.verdicts.recv() => match verdict {
                     Some(Verdict::Departed { rank, proven, finished }) => {
@@ -850,7 +852,7 @@ impl Session {
                         self.fail(&error);
                         return Err(error);
                     }
-                    None => return Err(transport("the network task has stopped")),
+                    None => return Err(network_stopped()),
                 },
                 () = tokio::time::sleep(idle) => {
                     self.pay_owed();
@@ -912,7 +914,7 @@ impl Session {
                 Ok(reduction)
             }
             Some(Err(error)) => Err(error.rename_members(|p| view.rank(p))),
-            None => Err(transport("the engine finished without an outcome")),
+            None => Err(closed("the engine finished without an outcome")),
         };
         self.end(engine);
         match &outcome {
@@ -1216,5 +1218,5 @@ pub(crate) fn view_graph(
             }
         }
     }
-    fallback.unwrap_or_else(|| Err(transport("no graph for an empty view")))
+    fallback.unwrap_or_else(|| Err(closed("no graph for an empty view")))
 }

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use dac_core::Result;
 use dac_core::engine::{Header, Kind, Message};
+use dac_core::{Result, TransportKind};
 
 use crate::builder::CommBuilder;
 use crate::comm::Comm;
@@ -231,16 +231,19 @@ impl Outsider {
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| crate::failure::transport(e.to_string()))?;
+            .map_err(|e| crate::failure::failure(TransportKind::Setup, e.to_string()))?;
         let bounds = crate::transport::ConnectionBounds {
             pending: 1 << 16,
             established: 1 << 16,
             per_peer: 1 << 10,
             streams: crate::transport::MAX_STREAMS_PER_CONNECTION,
         };
-        let listen: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0"
-            .parse()
-            .map_err(|e: libp2p::multiaddr::Error| crate::failure::transport(e.to_string()))?;
+        let listen: libp2p::Multiaddr =
+            "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| {
+                    crate::failure::failure(TransportKind::Setup, e.to_string())
+                })?;
         let started = runtime.block_on(crate::transport::start(
             libp2p::identity::Keypair::generate_ed25519(),
             Arc::new(crate::access::Access::new(key, None)),

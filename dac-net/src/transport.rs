@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dac_core::{Error, Result};
+use dac_core::{Error, Result, TransportKind};
 use futures::StreamExt;
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::upgrade::Version;
@@ -15,6 +15,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use std::collections::HashMap;
 
 use crate::access::{Access, Gate, Refusal, refusal_in};
+use crate::failure::failure;
 
 use libp2p::swarm::DialError;
 use libp2p::swarm::dial_opts::PeerCondition;
@@ -243,9 +244,7 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn transport_error(e: impl std::fmt::Display) -> Error {
-    Error::Transport {
-        reason: e.to_string(),
-    }
+    failure(TransportKind::Setup, e.to_string())
 }
 
 /// Builds the swarm, starts listening on `listen` and spawns its task on
@@ -290,11 +289,12 @@ pub(crate) async fn start(
         // Quiet links between reductions must stay open.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
-    swarm
-        .listen_on(listen.clone())
-        .map_err(|e| Error::Transport {
-            reason: format!("cannot listen on {listen}: {}", with_causes(&e)),
-        })?;
+    swarm.listen_on(listen.clone()).map_err(|e| {
+        failure(
+            TransportKind::Setup,
+            format!("cannot listen on {listen}: {}", with_causes(&e)),
+        )
+    })?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
         match swarm.select_next_some().await {
@@ -303,9 +303,10 @@ pub(crate) async fn start(
             | SwarmEvent::ListenerClosed {
                 reason: Err(error), ..
             } => {
-                return Err(Error::Transport {
-                    reason: format!("cannot listen on {listen}: {}", with_causes(&error)),
-                });
+                return Err(failure(
+                    TransportKind::Setup,
+                    format!("cannot listen on {listen}: {}", with_causes(&error)),
+                ));
             }
             _ => {}
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{TempDir, assert_close, exact_mean, input};
 use dac_net::testing::RunningJob;
-use dac_net::{Comm, Communicator, Multiaddr};
+use dac_net::{Comm, Communicator, Error, Multiaddr, TransportKind};
 
 const D: usize = 6;
 
@@ -163,21 +163,32 @@ fn a_joiner_with_other_settings_or_without_the_key_is_refused_and_says_why() {
             (
                 Comm::builder().key(key(7)).tol(1e-9),
                 "differ from the job's",
+                TransportKind::Refused,
             ),
             (
                 Comm::builder().key(key(8)),
                 "job key mismatch: the peer holds a different job key",
+                TransportKind::KeyMismatch,
             ),
-            (Comm::builder(), "this job requires a key"),
+            (
+                Comm::builder(),
+                "this job requires a key",
+                TransportKind::KeyMismatch,
+            ),
         ];
-        for (builder, reason) in cases {
+        for (builder, reason, want) in cases {
             let started = Instant::now();
-            let err = builder
-                .join([addr.clone()])
-                .build()
-                .unwrap_err()
-                .to_string();
+            let error = builder.join([addr.clone()]).build().unwrap_err();
+            let err = error.to_string();
             assert!(err.contains(reason), "{err}");
+            // The typed error says the same, and names the peer that refused.
+            assert!(
+                matches!(
+                    &error,
+                    Error::Transport { kind, peer: Some(_), .. } if *kind == want
+                ),
+                "{error:?}"
+            );
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "{:?}: {err}",

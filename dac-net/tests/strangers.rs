@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use common::procs::Job;
 use common::{TempDir, assert_close, exact_mean, input};
 use dac_net::testing::{Outsider, Protocol};
-use dac_net::{Comm, CommBuilder, Communicator, JobKey, Multiaddr, PeerEvent, PeerId};
+use dac_net::{
+    Comm, CommBuilder, Communicator, Error, JobKey, Multiaddr, PeerEvent, PeerId, TransportKind,
+};
 
 const ALLREDUCE: &str = env!("CARGO_BIN_EXE_dac-allreduce");
 const DACRUN: &str = env!("CARGO_BIN_EXE_dacrun");
@@ -41,12 +43,25 @@ fn member(size: usize, rank: usize, addr: &Multiaddr, key: Option<JobKey>) -> Co
 }
 
 /// A joiner of the job at `addr` holding `key` must fail within
-/// [`KEY_VERDICT`] with an error that contains `says`.
+/// [`KEY_VERDICT`] with an error that contains `says`, typed as a key
+/// mismatch with the peer that refused it.
 fn refused_quickly(addr: &Multiaddr, key: Option<JobKey>, says: &str) {
     let start = Instant::now();
-    let err = member(2, 1, addr, key).build().unwrap_err().to_string();
+    let error = member(2, 1, addr, key).build().unwrap_err();
     let took = start.elapsed();
+    let err = error.to_string();
     assert!(err.contains(says), "expected {says:?} in: {err}");
+    assert!(
+        matches!(
+            &error,
+            Error::Transport {
+                kind: TransportKind::KeyMismatch,
+                peer: Some(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(
         took < KEY_VERDICT,
         "the key problem took {took:?} to report: {err}"

@@ -122,9 +122,13 @@ pub fn argument(message: impl Into<String>) -> Failure {
     Failure::new(Cause::Usage(ErrorClass::Argument, message.into()))
 }
 
-/// A `NetworkError` with this message.
+/// A `NetworkError` of kind `"closed"` with this message: the comm, or
+/// the worker thread a call runs on, cannot be used.
 pub fn network(message: impl Into<String>) -> Failure {
-    Failure::new(Cause::Usage(ErrorClass::Network, message.into()))
+    Failure::new(Cause::Core(Error::transport(
+        dac_core::TransportKind::Closed,
+        message,
+    )))
 }
 
 /// The exception class in `dac.errors` of each kind of failure; every
@@ -155,14 +159,19 @@ enum Detail {
     Int(usize),
     Float(f64),
     Ints(Vec<usize>),
+    Text(Option<String>),
 }
 
 /// The attributes of an engine or transport error's exception, beyond
 /// `rank` (its class is [`Error::class`]).
 fn details_core(e: &Error) -> Vec<(&'static str, Detail)> {
-    use Detail::{Float, Int, Ints};
+    use Detail::{Float, Int, Ints, Text};
     match e {
         Error::EmptyInput { rank } => vec![("ranks", Ints(vec![*rank]))],
+        Error::Transport { kind, peer, .. } => vec![
+            ("kind", Text(Some(kind.name().to_string()))),
+            ("peer", Text(peer.clone())),
+        ],
         Error::DimensionMismatch {
             rank,
             expected,
@@ -234,6 +243,7 @@ fn build(
             Detail::Int(v) => kwargs.set_item(name, v)?,
             Detail::Float(v) => kwargs.set_item(name, v)?,
             Detail::Ints(v) => kwargs.set_item(name, v)?,
+            Detail::Text(v) => kwargs.set_item(name, v)?,
         }
     }
     let exception = cls.call((message,), Some(&kwargs))?;

@@ -193,8 +193,9 @@ def test_a_closed_comm_says_so() -> None:
     c.close()
     c.close()
     assert c.closed
-    with pytest.raises(dac.NetworkError, match="closed"):
+    with pytest.raises(dac.NetworkError, match="closed") as e:
         c.allreduce(1.0)
+    assert e.value.kind == "closed" and e.value.peer is None
 
 
 def test_an_allow_list_of_bad_peer_ids_is_an_argument_error() -> None:

@@ -121,9 +121,10 @@ impl ThreadComm<'_> {
                     self.post(op, engine);
                     self.strike(engine, true)?;
                     return engine.take_outcome().unwrap_or_else(|| {
-                        Err(Error::Transport {
-                            reason: "engine finished without an outcome".into(),
-                        })
+                        Err(Error::transport(
+                            TransportKind::Closed,
+                            "engine finished without an outcome",
+                        ))
                     });
                 }
                 Progress::Blocked => {}
@@ -149,9 +150,10 @@ impl ThreadComm<'_> {
                 Err(RecvTimeoutError::Timeout) => {}
                 // Unreachable: the comm holds a sender to its own inbox.
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Transport {
-                        reason: format!("rank {}: inbox closed", self.rank),
-                    });
+                    return Err(Error::transport(
+                        TransportKind::Closed,
+                        format!("rank {}: inbox closed", self.rank),
+                    ));
                 }
             }
         }
@@ -173,9 +175,10 @@ impl ThreadComm<'_> {
                 Ok(true)
             }
             _ => {
-                let error = Error::Transport {
-                    reason: format!("rank {} crashed (injected fault)", self.rank),
-                };
+                let error = Error::transport(
+                    TransportKind::Closed,
+                    format!("rank {} crashed (injected fault)", self.rank),
+                );
                 self.out = Some(error.clone());
                 Err(error)
             }

@@ -62,7 +62,7 @@ use crate::config::Config;
 use crate::engine::{
     Engine, Event, Header, Kind, MemberSetup, OwnedMessage, Progress, Target, Violation,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransportKind};
 use crate::graph::Graph;
 use crate::reduction::Reduction;
 use crate::topology::Topology;
@@ -318,8 +318,8 @@ where
             .into_iter()
             .enumerate()
             .map(|(rank, h)| {
-                h.join().map_err(|_| Error::Transport {
-                    reason: format!("rank {rank} panicked"),
+                h.join().map_err(|_| {
+                    Error::transport(TransportKind::Closed, format!("rank {rank} panicked"))
                 })
             })
             .collect()

@@ -72,7 +72,12 @@ class ConvergenceError(DacError):
 
 class NetworkError(DacError):
     """The job could not be formed, a peer vanished with data the call
-    needed (``departed``), a timeout, or a closed comm."""
+    needed (``departed``), a timeout, or a closed comm.
+
+    A failure of the transport itself also carries ``kind``, one of
+    ``"refused"``, ``"key_mismatch"``, ``"timeout"``,
+    ``"protocol_violation"``, ``"peer_lost"``, ``"setup"`` and
+    ``"closed"``, and ``peer``, the peer id it concerns (or ``None``)."""
 
 
 class ReplicaMismatchError(DacError):
