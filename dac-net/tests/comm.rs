@@ -145,3 +145,46 @@ fn metropolis_on_a_ring_and_explicit_bootstrap() {
         );
     }
 }
+
+/// The iterative schedules end with the same bytes on every member too
+/// (one member finishes with its estimate; the others adopt its result):
+/// Metropolis and Laplacian on a ring of 6, 10 reductions each.
+#[test]
+fn the_iterative_schedules_give_every_member_the_same_bytes() {
+    let n = 6;
+    for schedule in [
+        dac_net::Schedule::Metropolis,
+        dac_net::Schedule::Laplacian { eps: 0.3 },
+    ] {
+        let results = run_job(
+            n,
+            |_, b| b.topology(Topology::Ring).schedule(schedule).tol(1e-10),
+            |comm| {
+                (0..10)
+                    .map(|k| {
+                        let mut x = input(comm.rank(), 4);
+                        x[0] += k as f64;
+                        comm.allreduce_mean(&x).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
+        let all: Vec<usize> = (0..n).collect();
+        for k in 0..10 {
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let first = bits(&results[0][k].value);
+            let mut exact = exact_mean(&all, 4);
+            exact[0] += k as f64;
+            for (rank, r) in results.iter().enumerate() {
+                let what = format!("{schedule:?}, reduction {k}, rank {rank}");
+                assert_eq!(bits(&r[k].value), first, "{what}");
+                assert_eq!(r[k].contributors.to_vec(), all, "{what}");
+                // Within the tolerance of the exact mean.
+                let scale = exact.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                for (v, e) in r[k].value.iter().zip(&exact) {
+                    assert!((v - e).abs() <= 1e-9 * scale, "{what}: {v} vs {e}");
+                }
+            }
+        }
+    }
+}

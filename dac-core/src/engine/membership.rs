@@ -296,6 +296,7 @@ impl Engine {
         if changed {
             self.proposal = 0;
             self.counter = 0;
+            self.settling = false;
             self.events_due = true;
             self.attach_events = true;
         }

@@ -178,6 +178,11 @@ pub struct Engine {
     counter: u32,
     /// Agreed stop round (0: none known).
     proposal: u32,
+    /// This member reached the agreed stop round of an iterative phase and
+    /// is not the one that finishes there (see `Engine::leads`): it waits
+    /// for that member's result, which it adopts byte for byte, instead of
+    /// finishing with its own estimate. A view change clears it.
+    settling: bool,
     /// Ticks since the last completed round.
     wait_ticks: u32,
     phase: Phase,
@@ -345,6 +350,7 @@ impl Engine {
             last_epoch: f64::INFINITY,
             last_residual: f64::INFINITY,
             proposal: 0,
+            settling: false,
             acc: [Acc::fresh(EMPTY); 2],
             meta: [RoundMeta::NONE; 2],
             buf,

@@ -40,7 +40,9 @@ impl Engine {
             );
             return Progress::Finished;
         }
-        if self.round >= self.max_rounds {
+        // A member waiting for the leader's result is past convergence:
+        // the round limit no longer applies to it.
+        if self.round >= self.max_rounds && !self.settling {
             let residual = if self.last_epoch.is_finite() {
                 self.last_epoch
             } else if self.epoch > 0.0 {
@@ -287,12 +289,28 @@ impl Engine {
         self.finish_round_w::<W>(summed.map(Next::Summed));
         if self.phase == Phase::Running && self.proposal != 0 {
             if self.proposal == self.round {
-                let contributors = self.contributors();
-                self.finish(self.streak, contributors);
+                // The same bytes on every member: one member finishes
+                // with its estimate, and the others adopt its result as it
+                // spreads (each estimate is within the tolerance of it;
+                // `receive_done` checks that).
+                if self.leads() {
+                    let contributors = self.contributors();
+                    self.finish(self.streak, contributors);
+                } else {
+                    self.settling = true;
+                }
             } else if self.proposal < self.round {
                 self.proposal = 0;
             }
         }
+    }
+
+    /// True for the member that finishes an iterative phase with its own
+    /// estimate: the lowest member this member does not hold departed.
+    /// Every member reaches the stop round in the same view, so they all
+    /// name the same one.
+    fn leads(&self) -> bool {
+        (0..self.members).find(|&m| !self.events.has_departed(m)) == Some(self.id)
     }
 
     /// True when every neighbour whose message round `t` needs has sent

@@ -351,7 +351,9 @@ pub struct Report {
     /// The contributors every finished member reports (`None` if they
     /// disagree or none finished).
     pub contributors: Option<Contributors>,
-    /// Per-round measurements (empty with [`Options::no_trace`]).
+    /// Per-round measurements up to the round the result was computed in
+    /// (empty with [`Options::no_trace`]); the rounds in which the other
+    /// members take that result as it spreads are not in it.
     pub trace: Vec<TraceRow>,
     /// Message counts.
     pub messages: MessageStats,

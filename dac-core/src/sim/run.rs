@@ -828,6 +828,9 @@ impl Simulator {
                 .trace
                 .iter()
                 .enumerate()
+                // Past the round the result was computed in, the members
+                // still running only wait for it to reach them.
+                .take(rounds as usize + 1)
                 .map(|(round, sums)| sums.row(round as u32))
                 .collect(),
             messages: self.stats,
