@@ -77,24 +77,34 @@ pub(super) fn decode_hash(values: &[f64]) -> Result<Option<[u16; CHUNKS]>> {
 
 /// `values`' bits as values to sum: four 16-bit chunks each, low first.
 pub(super) fn bits_chunks(values: &[f64]) -> Vec<f64> {
-    values
+    let words: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+    word_chunks(&words)
+}
+
+/// Words as values to sum: four 16-bit chunks each, low first.
+pub(super) fn word_chunks(words: &[u64]) -> Vec<f64> {
+    words
         .iter()
-        .flat_map(|v| {
-            let bits = v.to_bits();
-            (0..4).map(move |i| f64::from((bits >> (16 * i)) as u16))
-        })
+        .flat_map(|&w| (0..4).map(move |i| f64::from((w >> (16 * i)) as u16)))
         .collect()
 }
 
 /// Reads summed [`bits_chunks`] back into the values, bit for bit.
 pub(super) fn decode_bits(sums: &[f64]) -> Result<Vec<f64>> {
+    Ok(decode_words(sums)?
+        .into_iter()
+        .map(f64::from_bits)
+        .collect())
+}
+
+/// Reads summed [`word_chunks`] back into the words.
+pub(super) fn decode_words(sums: &[f64]) -> Result<Vec<u64>> {
     sums.chunks(4)
         .map(|c| {
             c.iter().enumerate().try_fold(0u64, |bits, (i, &v)| {
                 Ok(bits | (u64::from(integer(v, 65535.0)?) << (16 * i)))
             })
         })
-        .map(|bits| bits.map(f64::from_bits))
         .collect()
 }
 

@@ -146,6 +146,16 @@ pub enum ReplicaEvent {
         /// Its new holder.
         holder: usize,
     },
+    /// [`Replicated::heal`] moved `partition` from `from` to `to`, a rank
+    /// that joined the job with nothing to hold (its fair share).
+    Moved {
+        /// The partition.
+        partition: usize,
+        /// The holder that gave it up.
+        from: usize,
+        /// Its new holder.
+        to: usize,
+    },
 }
 
 /// The result of [`Replicated::allreduce_sum`], the same on every rank.
@@ -229,6 +239,9 @@ pub struct Replicated {
     excluded: BTreeSet<usize>,
     lost: BTreeSet<usize>,
     events: Vec<ReplicaEvent>,
+    /// The job grew past the placement's ranks at the last sync (the old
+    /// rank count): the next heal gives the new ranks their fair share.
+    grown: Option<usize>,
 }
 
 /// Where partition `p`'s holder slots start in the flat slot arrays.
@@ -257,6 +270,7 @@ impl Replicated {
             excluded: BTreeSet::new(),
             lost: BTreeSet::new(),
             events: Vec::new(),
+            grown: None,
         }
     }
 

@@ -156,6 +156,29 @@ impl Placement {
         }
     }
 
+    /// Gives up `rank`'s holding of partition `p` (a move to a joiner).
+    pub(crate) fn remove_holder(&mut self, p: usize, rank: usize) {
+        if let Some(holders) = self.holders.get_mut(p) {
+            holders.retain(|&h| h != rank);
+        }
+    }
+
+    /// The placement as it was handed to a joiner: `ranks` ranks (at least
+    /// as many as before) and these holders.
+    pub(crate) fn from_parts(ranks: usize, holders: Vec<Vec<usize>>) -> Placement {
+        Placement { ranks, holders }
+    }
+
+    /// Every partition's holders, in order.
+    pub(crate) fn all_holders(&self) -> &[Vec<usize>] {
+        &self.holders
+    }
+
+    /// Grows the job to `ranks` ranks; the new ones hold nothing yet.
+    pub(crate) fn grow(&mut self, ranks: usize) {
+        self.ranks = self.ranks.max(ranks);
+    }
+
     /// The partitions `rank` holds, ascending.
     pub fn held_by(&self, rank: usize) -> Vec<usize> {
         (0..self.partitions())
