@@ -50,9 +50,9 @@ const MAX_COPY_VALUES: usize = 1 << 28;
 /// The operation tag of a copy's hash (no checked reduction uses it).
 const COPY_TAG: u64 = u64::MAX;
 
-/// Most words of job state handed to joiners: a larger announcement is
-/// refused on every rank before anything is allocated.
-const MAX_STATE_WORDS: usize = 1 << 24;
+/// Most words of job state handed to joiners (32 MiB of chunks): a larger
+/// announcement is refused on every rank before anything is allocated.
+const MAX_STATE_WORDS: usize = 1 << 20;
 
 /// A partition's data that [`Replicated::heal`] can copy between ranks.
 pub trait PartitionData: Sized {
@@ -389,7 +389,7 @@ impl Replicated {
     ///
     /// # Errors
     /// - [`LinalgError::InvalidArgument`]: the state announced is beyond
-    ///   2²⁴ words, does not read as a job's state, or no old rank
+    ///   2²⁰ words, does not read as a job's state, or no old rank
     ///   published it (none is left).
     /// - The reductions' errors.
     pub fn joined<C: Communicator>(comm: &mut C, options: ReplicatedOptions) -> Result<Replicated> {
