@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_all_within, inputs, mean_of, options};
+use common::{assert_all_within, distinct_values, inputs, mean_of, options};
 use dac_core::sim::{self, Faults, MemberOutcome};
 use dac_core::{Config, Error, Graph, Schedule};
 
@@ -63,19 +63,6 @@ fn hypercube_carries_the_exact_schedule() {
         assert_all_within(&report, &mean_of(&x, 2, |_| true), 1e-12, "hypercube");
         assert_eq!(report.rounds, n.trailing_zeros());
     }
-}
-
-/// The bits of every finished member's value, distinct ones only.
-fn distinct_values(report: &sim::Report) -> Vec<Vec<u64>> {
-    let mut values: Vec<Vec<u64>> = report
-        .members
-        .iter()
-        .filter_map(MemberOutcome::reduction)
-        .map(|r| r.value.iter().map(|v| v.to_bits()).collect())
-        .collect();
-    values.sort();
-    values.dedup();
-    values
 }
 
 /// Every member ends with the same bytes, not only the same value within

@@ -7,22 +7,14 @@
 
 mod common;
 
-use common::{assert_all_within, inputs, mean_of, options};
+use common::{assert_all_within, distinct_values, inputs, mean_of, options};
 use dac_core::sim::{self, Faults, MemberOutcome, Report};
 use dac_core::threaded::{self, Options};
 use dac_core::{Communicator, Config, Graph, Schedule, Topology};
 
-/// The distinct bit patterns of the finished members' values.
+/// How many distinct bit patterns the finished members' values have.
 fn distinct(report: &Report) -> usize {
-    let mut values: Vec<Vec<u64>> = report
-        .members
-        .iter()
-        .filter_map(MemberOutcome::reduction)
-        .map(|r| r.value.iter().map(|v| v.to_bits()).collect())
-        .collect();
-    values.sort();
-    values.dedup();
-    values.len()
+    distinct_values(report).len()
 }
 
 fn config(schedule: Schedule) -> Config {

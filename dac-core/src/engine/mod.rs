@@ -183,6 +183,8 @@ pub struct Engine {
     /// for that member's result, which it adopts byte for byte, instead of
     /// finishing with its own estimate. A view change clears it.
     settling: bool,
+    /// The round at which `settling` began (meaningful while it is set).
+    settled_at: u32,
     /// Ticks since the last completed round.
     wait_ticks: u32,
     phase: Phase,
@@ -351,6 +353,7 @@ impl Engine {
             last_residual: f64::INFINITY,
             proposal: 0,
             settling: false,
+            settled_at: 0,
             acc: [Acc::fresh(EMPTY); 2],
             meta: [RoundMeta::NONE; 2],
             buf,

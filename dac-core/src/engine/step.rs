@@ -296,12 +296,24 @@ impl Engine {
                 if self.leads() {
                     let contributors = self.contributors();
                     self.finish(self.streak, contributors);
-                } else {
+                } else if !self.settling {
                     self.settling = true;
+                    self.settled_at = self.round;
                 }
             } else if self.proposal < self.round {
                 self.proposal = 0;
             }
+        }
+        // The result reaches every member within the diameter's rounds; a
+        // leader that stays in the job and sends none (an insider's lie)
+        // must not hold the others: past twice that, a member finishes
+        // with its own estimate, as every member did before.
+        if self.phase == Phase::Running
+            && self.settling
+            && self.round >= self.settled_at + 2 * (window + 1)
+        {
+            let contributors = self.contributors();
+            self.finish(self.streak, contributors);
         }
     }
 

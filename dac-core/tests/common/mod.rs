@@ -37,6 +37,19 @@ pub(crate) fn mean_of(inputs: &[f64], dim: usize, keep: impl Fn(usize) -> bool) 
     sum.iter().map(|s| s / count as f64).collect()
 }
 
+/// The bits of every finished member's value, distinct ones only.
+pub(crate) fn distinct_values(report: &Report) -> Vec<Vec<u64>> {
+    let mut values: Vec<Vec<u64>> = report
+        .members
+        .iter()
+        .filter_map(MemberOutcome::reduction)
+        .map(|r| r.value.iter().map(|v| v.to_bits()).collect())
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
+
 pub(crate) fn max_norm(x: &[f64]) -> f64 {
     x.iter().fold(0.0, |a, v| a.max(v.abs()))
 }
