@@ -352,8 +352,9 @@ pub struct Report {
     /// disagree or none finished).
     pub contributors: Option<Contributors>,
     /// Per-round measurements up to the round the result was computed in
-    /// (empty with [`Options::no_trace`]); the rounds in which the other
-    /// members take that result as it spreads are not in it.
+    /// (every round run, if no member finished; empty with
+    /// [`Options::no_trace`]); the rounds in which the other members take
+    /// that result as it spreads are not in it.
     pub trace: Vec<TraceRow>,
     /// Message counts.
     pub messages: MessageStats,

@@ -799,8 +799,9 @@ impl Simulator {
             .iter()
             .filter_map(MemberOutcome::reduction)
             .map(|r| r.rounds)
-            .max()
-            .unwrap_or(0);
+            .max();
+        let finished = rounds.is_some();
+        let rounds = rounds.unwrap_or(0);
         let dim = self.dim;
         let inputs = (0..self.engines.len())
             .flat_map(|i| {
@@ -829,8 +830,13 @@ impl Simulator {
                 .iter()
                 .enumerate()
                 // Past the round the result was computed in, the members
-                // still running only wait for it to reach them.
-                .take(rounds as usize + 1)
+                // still running only wait for it to reach them (with no
+                // result, every round traced stays).
+                .take(if finished {
+                    rounds as usize + 1
+                } else {
+                    usize::MAX
+                })
                 .map(|(round, sums)| sums.row(round as u32))
                 .collect(),
             messages: self.stats,
