@@ -394,4 +394,16 @@ impl RunningJob {
             notes,
         })
     }
+
+    /// `dacrun OPTIONS --join ADDR --key-file KEY`: the command that starts
+    /// processes joining this job, as a person would type it; the caller
+    /// adds `--`, the program and its arguments.
+    pub fn joiners(&self, dacrun: &str, options: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(dacrun);
+        command
+            .args(options)
+            .args(["--join", &self.addr, "--key-file"])
+            .arg(&self.key);
+        command
+    }
 }

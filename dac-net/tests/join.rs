@@ -218,7 +218,6 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 /// schedule's 3 rounds.
 #[test]
 fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
-    use std::process::Command;
     let args: Vec<String> = [
         "-n",
         "4",
@@ -240,16 +239,13 @@ fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
     ])
     .map(String::from)
     .collect();
-    let RunningJob {
-        child: first,
-        key,
-        addr,
-        ..
-    } = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
+    let job = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let joined = Command::new(env!("CARGO_BIN_EXE_dacrun"))
-        .args(["-n", "4", "--timeout", "60", "--join", &addr, "--key-file"])
-        .arg(&key)
+    let joined = job
+        .joiners(
+            env!("CARGO_BIN_EXE_dacrun"),
+            &["-n", "4", "--timeout", "60"],
+        )
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_dac-allreduce"))
         .args(["--dim", "8", "--reps", "300", "--admit", "--quiet"])
@@ -276,7 +272,7 @@ fn dacrun_join_adds_four_processes_to_a_running_job_of_four() {
     }
     ranks.sort_unstable();
     assert_eq!(ranks, vec![4, 5, 6, 7], "joiners:\n{out}");
-    let done = first.wait_with_output().unwrap();
+    let done = job.child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "the first four:\n{out}");
     assert_eq!(
@@ -337,12 +333,8 @@ fn churn(n: usize, run: Duration, period: Duration, at_least: usize) {
         ])
         .chain(allreduce(until))
         .collect();
-    let RunningJob {
-        child: first,
-        key,
-        addr,
-        notes: drained,
-    } = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
+    let job = RunningJob::start(env!("CARGO_BIN_EXE_dacrun"), &args).unwrap();
+    let first = &job.child;
     std::thread::sleep(Duration::from_millis(500));
     let founders = children(first.id());
     let rank0 = {
@@ -378,12 +370,11 @@ fn churn(n: usize, run: Duration, period: Duration, at_least: usize) {
             killed.push(victim);
         }
         let joiner_until = run.saturating_sub(start.elapsed()) + Duration::from_secs(1);
+        let peer_timeout = peer_timeout.to_string();
+        let options = ["-n", "1", "--keep-going", "--peer-timeout", &peer_timeout];
         joiners.push(
-            Command::new(env!("CARGO_BIN_EXE_dacrun"))
-                .args(["-n", "1", "--keep-going", "--peer-timeout"])
-                .arg(peer_timeout.to_string())
-                .args(["--timeout", &timeout, "--join", &addr, "--key-file"])
-                .arg(&key)
+            job.joiners(env!("CARGO_BIN_EXE_dacrun"), &options)
+                .args(["--timeout", &timeout])
                 .args(allreduce(joiner_until))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -393,8 +384,12 @@ fn churn(n: usize, run: Duration, period: Duration, at_least: usize) {
     }
     let mut summaries = Vec::new();
     let mut report = String::new();
-    let mut first = Some(first);
-    for child in joiners.into_iter().chain(first.take()) {
+    let RunningJob {
+        child: first,
+        notes: drained,
+        ..
+    } = job;
+    for child in joiners.into_iter().chain([first]) {
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();

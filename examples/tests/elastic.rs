@@ -5,8 +5,6 @@
 // Helpers of tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use dac_net::testing::RunningJob;
 
 fn dacrun() -> &'static str {
@@ -36,15 +34,9 @@ fn members_join_and_leave_while_every_fit_stays_exact_over_the_partitions_presen
     ])
     .map(String::from)
     .collect();
-    let RunningJob {
-        child: job,
-        key,
-        addr,
-        ..
-    } = RunningJob::start(dacrun(), &args).unwrap();
-    let joiners = Command::new(dacrun())
-        .args(["-n", "2", "--timeout", "60", "--join", &addr, "--key-file"])
-        .arg(&key)
+    let job = RunningJob::start(dacrun(), &args).unwrap();
+    let joiners = job
+        .joiners(dacrun(), &["-n", "2", "--timeout", "60"])
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_elastic"))
         .args(["--fits", "100"])
@@ -63,7 +55,7 @@ fn members_join_and_leave_while_every_fit_stays_exact_over_the_partitions_presen
             "{out}"
         );
     }
-    let done = job.wait_with_output().unwrap();
+    let done = job.child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "the job:\n{out}");
     assert!(out.contains("rank 1: 150 fits agree"), "{out}");
